@@ -1,0 +1,76 @@
+"""The observe -> decide contract shared by the live planner, the baselines and replay.
+
+Everything here is plain data: a policy never touches Kubernetes, Prometheus or the replay
+engine. Connectors turn the outside world into an `Observation` and carry a `Decision` back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class PoolObservation:
+    """One worker pool (prefill or decode) at one instant."""
+
+    active: int = 0
+    starting: int = 0
+    draining: int = 0
+    running_requests: int = 0
+    queued_requests: int = 0
+    # prefill: prompt tokens in flight / waiting; decode: KV tokens held / waiting
+    active_tokens: int = 0
+    queued_tokens: int = 0
+    # fraction of the pool's KV capacity in use, when the source knows the capacity
+    kv_usage: float | None = None
+
+    @property
+    def non_draining(self) -> int:
+        return self.active + self.starting
+
+
+@dataclass(frozen=True)
+class TrafficWindow:
+    """What the frontend saw since the previous observation. Averages are None when idle."""
+
+    duration_s: float = 0.0
+    num_requests: int = 0
+    avg_isl: float | None = None
+    avg_osl: float | None = None
+    avg_ttft_ms: float | None = None
+    avg_itl_ms: float | None = None
+
+    @property
+    def request_rate(self) -> float:
+        return self.num_requests / self.duration_s if self.duration_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Observation:
+    now_s: float
+    traffic: TrafficWindow
+    prefill: PoolObservation
+    decode: PoolObservation
+    gpus_per_prefill_worker: int = 1
+    gpus_per_decode_worker: int = 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Absolute replica targets; None keeps the pool as it is."""
+
+    target_prefill: int | None = None
+    target_decode: int | None = None
+    next_tick_s: float | None = None
+    reason: str = ""
+    details: dict[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    name: str
+
+    def initial_tick_s(self) -> float: ...
+
+    def decide(self, obs: Observation) -> Decision: ...
