@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Install what this project needs on a fresh Debian machine, idempotently:
+#   scripts/setup.sh            Python venv + package (enough for the embedded demo)
+#   scripts/setup.sh --all      also Prometheus, Dynamo's live components and the control plane
+# Every step says what it does; a step that has nothing to do is quick.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+all=0
+[[ "${1:-}" == "--all" ]] && all=1
+PY=${PYTHON:-python3}
+step() { printf '==> %s\n' "$*" >&2; }
+
+need_py() { "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
+if ! need_py; then
+  echo "error: Python >= 3.11 is required (found: $("$PY" --version 2>&1))" >&2
+  exit 1
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  step "creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-12)
+if [[ ! -f $stamp ]]; then
+  step "installing the package and its dependencies into .venv"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[test]'
+  rm -f .venv/.installed-* && touch "$stamp"
+fi
+
+if (( all )); then
+  if ! command -v prometheus >/dev/null 2>&1; then
+    step "installing prometheus (Debian package)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+  if [[ -x scripts/install-dynamo.sh ]]; then
+    step "installing Dynamo's frontend and mocker"
+    PYTHON=.venv/bin/python scripts/install-dynamo.sh
+  fi
+  if ! command -v go >/dev/null 2>&1; then
+    echo "error: the Go toolchain (go >= 1.26) is needed to build the local control plane" >&2
+    exit 1
+  fi
+  step "building the local Kubernetes control plane (cached after the first time)"
+  .venv/bin/dynamo-scaling devcluster build >/dev/null
+fi

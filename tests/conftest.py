@@ -1,0 +1,87 @@
+"""Fixtures shared by every test: the real control plane, kubectl, namespaces, traces."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def traces_dir() -> Path:
+    path = Path(os.environ.get("DYNAMO_SCALING_TRACES", REPO.parent / "shared" / "traces"))
+    if not path.is_dir():
+        pytest.fail(f"traces not found at {path}; set DYNAMO_SCALING_TRACES")
+    return path
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """A running control plane for the whole session: reused if one runs in the test state dir,
+    else started here and stopped at the end."""
+    from devcluster import build, controlplane
+
+    state_dir = Path(os.environ.get("DYNAMO_SCALING_TEST_STATE",
+                                    build.cache_root() / "devcluster" / "test-state"))
+    was_running = bool((st := controlplane.load_state(state_dir)) and controlplane.healthy(st))
+    state = controlplane.up(state_dir, hpa_sync_period_s=float(os.environ.get("DYNAMO_SCALING_HPA_SYNC", "1")))
+    yield state
+    if not was_running and os.environ.get("DYNAMO_SCALING_KEEP_CLUSTER") != "1":
+        controlplane.down(state_dir)
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster):
+    from devcluster import controlplane
+    from devcluster.kubectl import Kubectl
+
+    k = Kubectl(controlplane.kubectl_path(), cluster.kubeconfig)
+    k("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    k("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+    return k
+
+
+@pytest.fixture(scope="session")
+def kube_api(cluster):
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture()
+def namespace(kubectl) -> Iterator[str]:
+    name = f"t-{secrets.token_hex(4)}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture()
+def standin(cluster, kubectl, namespace) -> Iterator[subprocess.Popen]:
+    """The stand-in Dynamo operator watching the test's namespace (pods Ready after 1 s)."""
+    log = open(Path(cluster.state_dir) / "logs" / f"standin-{namespace}.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devcluster.standin", "--kubeconfig", str(cluster.kubeconfig),
+         "--namespace", namespace, "--startup-delay", "1"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
