@@ -1,0 +1,102 @@
+"""The planning tick: operator control bends and gates what the policy decides."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from scaler.control.api import ControlService
+from scaler.control.audit import Audit
+from scaler.control.state import ControlState, Override, SLATargets
+from scaler.live.loop import PlannerLoop, PoolServices, Snapshot
+from scaler.policy import Decision, Observation, PoolObservation, TrafficWindow
+
+POOLS = PoolServices("prefill", "decode")
+
+
+class FixedPolicy:
+    name = "fixed"
+
+    def __init__(self, prefill: int | None, decode: int | None) -> None:
+        self.targets = (prefill, decode)
+
+    def initial_tick_s(self) -> float:
+        return 1.0
+
+    def decide(self, obs: Observation) -> Decision:
+        return Decision(*self.targets, reason="fixed targets", details={"x": 1.0})
+
+
+class World:
+    """Records what the loop writes; observing returns what was written so far."""
+
+    def __init__(self, current: dict[str, int], ready: bool = True, blocked: dict[str, str] | None = None) -> None:
+        self.current, self.ready, self.blocked, self.writes = dict(current), ready, blocked or {}, []
+
+    def observe(self) -> Snapshot:
+        obs = Observation(0.0, TrafficWindow(), PoolObservation(active=self.current["prefill"]),
+                          PoolObservation(active=self.current["decode"]))
+        return Snapshot(obs, self.ready, dict(self.current), dict(self.blocked))
+
+    def scale(self, service: str, replicas: int) -> None:
+        self.writes.append((service, replicas))
+        self.current[service] = replicas
+
+
+def _loop(world: World, policy=None, **state) -> PlannerLoop:
+    control = ControlService(ControlState(sla=SLATargets(ttft_ms=500, itl_ms=50), **state), None, Audit(),
+                             status=dict)
+    return PlannerLoop(policy or FixedPolicy(3, 2), world, world, control, POOLS)
+
+
+def test_writes_only_changes():
+    world = World({"prefill": 1, "decode": 2})
+    res = _loop(world).tick()
+    assert world.writes == [("prefill", 3)]
+    assert res.record.applied and res.record.targets == {"prefill": 3, "decode": 2}
+
+
+def test_none_keeps_current():
+    world = World({"prefill": 1, "decode": 2})
+    res = _loop(world, FixedPolicy(None, 4)).tick()
+    assert world.writes == [("decode", 4)] and res.record.planned["prefill"] == 1
+
+
+def test_paused_and_advisory_compute_but_do_not_write():
+    for flag in ("paused", "advisory"):
+        world = World({"prefill": 1, "decode": 1})
+        res = _loop(world, **{flag: True}).tick()
+        assert world.writes == [] and not res.record.applied
+        assert res.record.targets == {"prefill": 3, "decode": 2} and flag in res.record.reason
+
+
+def test_not_ready_deployment_is_left_alone():
+    world = World({"prefill": 1, "decode": 1}, ready=False)
+    res = _loop(world).tick()
+    assert world.writes == [] and "not ready" in res.record.reason
+
+
+def test_overrides_pin_and_bound_and_expire():
+    world = World({"prefill": 1, "decode": 1})
+    past = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+    loop = _loop(world, overrides={"prefill": Override(max_replicas=2), "decode": Override(replicas=5),
+                                   "gone": Override(replicas=9, expires_at=past)})
+    res = loop.tick()
+    assert sorted(world.writes) == [("decode", 5), ("prefill", 2)]
+    assert "override on prefill: 3 -> 2" in res.record.reason
+    assert "gone" not in loop.control.state.overrides
+
+
+def test_blocked_service_is_reported_not_written():
+    world = World({"prefill": 1, "decode": 1}, blocked={"decode": "HPA llama-decode also scales it"})
+    res = _loop(world).tick()
+    assert world.writes == [("prefill", 3)]
+    assert "decode not written: HPA llama-decode also scales it" in res.record.reason
+
+
+def test_history_is_kept_newest_last():
+    world = World({"prefill": 1, "decode": 1})
+    loop = _loop(world)
+    loop.tick()
+    loop.tick()
+    hist = list(loop.control.state.history)
+    assert len(hist) == 2 and hist[0].applied and not hist[1].applied
