@@ -46,4 +46,5 @@ if (( all )); then
   fi
   step "building the local Kubernetes control plane (cached after the first time)"
   .venv/bin/dynamo-scaling devcluster build >/dev/null
+  step "building helm from its Go module (cached)" && .venv/bin/python -m devcluster.helm >/dev/null
 fi

@@ -1,0 +1,115 @@
+"""Build the `helm` CLI from its Go module (`tools/helm/`) once per version into the same cache
+the control plane uses, and run it against a local cluster.
+
+The module declares helm's command as a Go `tool`, so `go build helm.sh/helm/v3/cmd/helm` inside
+it builds exactly the version pinned in its go.mod/go.sum. The cache key covers go.mod, go.sum
+and the Go toolchain version.
+
+    python -m devcluster.helm          # build (or find) helm and print its path
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devcluster.build import _go_version, cache_root
+
+log = logging.getLogger(__name__)
+
+MODULE_DIR = Path(__file__).resolve().parent / "tools" / "helm"
+PACKAGE = "helm.sh/helm/v3/cmd/helm"
+
+
+def helm_version(module_dir: Path = MODULE_DIR) -> str:
+    text = (module_dir / "go.mod").read_text()
+    m = re.search(r"^\s*helm\.sh/helm/v3\s+(v\S+)", text, re.M)
+    if not m:
+        raise RuntimeError(f"{module_dir / 'go.mod'}: no helm.sh/helm/v3 requirement")
+    return m.group(1)
+
+
+def cache_key(module_dir: Path = MODULE_DIR) -> str:
+    h = hashlib.sha256()
+    for name in ("go.mod", "go.sum"):
+        h.update(name.encode())
+        h.update((module_dir / name).read_bytes())
+    h.update(_go_version().encode())
+    return f"{helm_version(module_dir)}-{h.hexdigest()[:12]}"
+
+
+def helm_path(module_dir: Path = MODULE_DIR) -> Path:
+    return cache_root() / "helm" / cache_key(module_dir) / "helm"
+
+
+def ensure_helm(module_dir: Path = MODULE_DIR) -> Path:
+    """Return the cached helm binary, building it first if it is missing."""
+    out = helm_path(module_dir)
+    if os.access(out, os.X_OK):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    version = helm_version(module_dir)
+    ldflags = f"-s -w -X helm.sh/helm/v3/internal/version.version={version} " \
+              "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
+    tmp = out.parent / ".helm.tmp"
+    log.info("building helm %s", version, extra={"dir": str(out.parent)})
+    started = time.monotonic()
+    proc = subprocess.run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), PACKAGE],
+                          cwd=module_dir, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(f"building helm failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    tmp.replace(out)
+    log.info("built helm in %.0f s", time.monotonic() - started)
+    return out
+
+
+class Helm:
+    """`helm` bound to one kubeconfig, with its own config/cache/data directories so nothing
+    from the user's home leaks into tests."""
+
+    def __init__(self, binary: Path, kubeconfig: Path | None, home: Path):
+        self.binary = Path(binary)
+        self.kubeconfig = kubeconfig
+        self.home = Path(home)
+        for sub in ("config", "cache", "data"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True)
+
+    def env(self) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "HELM_CONFIG_HOME": str(self.home / "config"),
+            "HELM_CACHE_HOME": str(self.home / "cache"),
+            "HELM_DATA_HOME": str(self.home / "data"),
+        }
+        if self.kubeconfig:
+            env["KUBECONFIG"] = str(self.kubeconfig)
+        return env
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(self.binary), *args], env=self.env(), capture_output=True,
+                              text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise RuntimeError(f"helm {' '.join(args)} failed (exit {proc.returncode}):\n"
+                               f"{proc.stderr}\n{proc.stdout[-2000:]}")
+        return proc
+
+    def __call__(self, *args: str, **kw) -> str:
+        return self.run(*args, **kw).stdout
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(ensure_helm())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
