@@ -1,0 +1,1 @@
+"""Pure scaling algorithms shared by baselines and the planner."""

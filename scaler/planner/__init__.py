@@ -1,0 +1,1 @@
+"""The predictive SLA planner: observe -> predict -> size -> constrain, as pure stages."""

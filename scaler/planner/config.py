@@ -1,0 +1,40 @@
+"""Settings of the predictive planner's decision logic (validated; YAML-friendly)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class PlannerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttft_ms: float = Field(500.0, gt=0, description="time-to-first-token target (ms)")
+    itl_ms: float = Field(50.0, gt=0, description="inter-token latency target (ms)")
+    interval_s: float = Field(5.0, gt=0, le=600, description="seconds between decisions")
+    predictor: Literal["last", "ewma", "holt", "seasonal"] = "holt"
+    quantile: Literal[0.5, 0.8, 0.9, 0.95, 0.99] = Field(0.9, description="forecast quantile that is provisioned")
+    peak_window_s: float = Field(120.0, ge=0, description="recent peak that capacity never drops below")
+    startup_s: float = Field(60.0, ge=0, description="prior for worker start-up time; refined from observation")
+    scale_down_hold_s: float = Field(120.0, ge=0, description="a lower need must last this long before removing")
+    scale_down_step: float = Field(0.25, gt=0, le=1, description="at most this fraction removed per decision")
+    min_prefill: int = Field(1, ge=0)
+    max_prefill: int = Field(64, ge=1)
+    min_decode: int = Field(1, ge=0)
+    max_decode: int = Field(64, ge=1)
+    gpu_budget: int | None = Field(None, ge=1, description="GPUs for both pools together")
+    backlog_horizon_s: float = Field(30.0, gt=0, description="queued prompt tokens are planned to clear within this time")
+    comfort: float = Field(0.5, gt=0, le=1, description="observed latency above this share of the target raises capacity")
+    max_correction: float = Field(2.5, ge=1, description="upper bound of the learned correction factors")
+    kv_headroom: float = Field(0.8, gt=0, le=1, description="decode KV usage planned for")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "PlannerConfig":
+        if self.min_prefill > self.max_prefill:
+            raise ValueError("min_prefill must be <= max_prefill")
+        if self.min_decode > self.max_decode:
+            raise ValueError("min_decode must be <= max_decode")
+        if self.gpu_budget is not None and self.gpu_budget < self.min_prefill + self.min_decode:
+            raise ValueError("gpu_budget is below min_prefill + min_decode")
+        return self

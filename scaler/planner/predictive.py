@@ -1,0 +1,123 @@
+"""The predictive SLA planner as a Policy: the same object runs live and in replay.
+
+Each decision: update the load forecast; plan capacity for the load expected once a worker
+started now would be ready (measured start-up time + one interval), at the chosen quantile and
+never below the recent peak; add what the queues say is missing right now (fast load path);
+bound, budget and hold back scale-downs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from scaler.planner import predictors
+from scaler.planner.config import PlannerConfig
+from scaler.planner.constraints import DownHold, clamp, fit_budget
+from scaler.planner.sizing import Load, ceil_replicas, decode_replicas, prefill_replicas
+from scaler.planner.startup import StartupTracker
+from scaler.policy import Decision, Observation
+from scaler.profile import PerformanceProfile
+
+
+@dataclass
+class _Smoothed:
+    alpha: float
+    value: float | None = None
+
+    def update(self, v: float | None) -> float | None:
+        if v is None or not math.isfinite(v):
+            return self.value
+        self.value = v if self.value is None else self.value + self.alpha * (v - self.value)
+        return self.value
+
+
+@dataclass
+class PredictivePlanner:
+    profile: PerformanceProfile
+    config: PlannerConfig = field(default_factory=PlannerConfig)
+    name: str = "predictive"
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.rate = predictors.make(c.predictor)
+        self.peak = predictors.RecentPeak(window_s=c.peak_window_s)
+        self.isl = _Smoothed(0.3)
+        self.osl = _Smoothed(0.3)
+        self.prefill_start = StartupTracker(c.startup_s)
+        self.decode_start = StartupTracker(c.startup_s)
+        self.prefill_hold = DownHold(c.scale_down_hold_s, c.scale_down_step)
+        self.decode_hold = DownHold(c.scale_down_hold_s, c.scale_down_step)
+        self.last_now: float | None = None
+        self.prefill_correction = 1.0
+        self.decode_correction = 1.0
+
+    def _learn_corrections(self, obs: Observation) -> None:
+        """Observed latency against the target's comfort zone scales the profile's capacity:
+        bounded to [1, max] and smoothed, so a noisy window cannot swing the fleet."""
+        c, t = self.config, obs.traffic
+        if t.avg_ttft_ms is not None:
+            ratio = t.avg_ttft_ms / (c.ttft_ms * c.comfort)
+            target = min(c.max_correction, max(1.0, self.prefill_correction * ratio ** 0.5))
+            self.prefill_correction += 0.3 * (target - self.prefill_correction)
+        if t.avg_itl_ms is not None:
+            ratio = t.avg_itl_ms / (c.itl_ms * c.comfort)
+            target = min(c.max_correction, max(1.0, self.decode_correction * ratio ** 0.5))
+            self.decode_correction += 0.3 * (target - self.decode_correction)
+
+    def initial_tick_s(self) -> float:
+        return self.config.interval_s
+
+    def decide(self, obs: Observation) -> Decision:
+        c, p = self.config, self.profile
+        dt = obs.now_s - self.last_now if self.last_now is not None else obs.traffic.duration_s or c.interval_s
+        self.last_now = obs.now_s
+        rate_now = obs.traffic.request_rate
+        self.rate.update(rate_now, dt)
+        self.peak.update(rate_now, dt)
+        isl = self.isl.update(obs.traffic.avg_isl) or 1.0
+        osl = self.osl.update(obs.traffic.avg_osl) or 1.0
+        self.prefill_start.observe(obs.now_s, obs.prefill.active, obs.prefill.starting)
+        self.decode_start.observe(obs.now_s, obs.decode.active, obs.decode.starting)
+
+        self._learn_corrections(obs)
+        horizon = max(self.prefill_start.estimate_s, self.decode_start.estimate_s) + c.interval_s
+        rate_f = max(self.rate.upper(horizon, c.quantile), self.peak.forecast(horizon))
+        load = Load(rate_f, isl, osl)
+
+        # throughput path: capacity for the forecast load
+        pre_need = prefill_replicas(load, p, c.ttft_ms, correction=self.prefill_correction)
+        dec_need = decode_replicas(load, p, c.itl_ms, correction=self.decode_correction,
+                                   kv_headroom=c.kv_headroom)
+
+        # load path: what the queues say is missing now. New workers help only once started, so
+        # size for the backlog expected then, drained over the backlog horizon.
+        per_prefill = p.prefill.throughput_per_gpu_at(isl) * p.gpus_per_prefill_worker
+        running = max(1, obs.prefill.active)
+        growth = max(0.0, rate_now * isl - running * per_prefill) * self.prefill_start.estimate_s
+        backlog = (obs.prefill.queued_tokens + growth) / (per_prefill * c.backlog_horizon_s)
+        pre_now = rate_now * isl / per_prefill + backlog
+        kv_demand = obs.decode.active_tokens + obs.decode.queued_tokens
+        dec_now = kv_demand / (p.decode.max_kv_tokens * c.kv_headroom)
+        pre_need, dec_need = max(pre_need, pre_now), max(dec_need, dec_now)
+
+        pre = clamp(ceil_replicas(pre_need), c.min_prefill, c.max_prefill)
+        dec = clamp(ceil_replicas(dec_need), c.min_decode, c.max_decode)
+        # never remove capacity that the queues still need
+        pre = self.prefill_hold.apply(obs.now_s, obs.prefill.non_draining, pre)
+        dec = self.decode_hold.apply(obs.now_s, obs.decode.non_draining, dec)
+        pre, dec, limited = fit_budget(pre, dec, c.gpu_budget, p.gpus_per_prefill_worker,
+                                       p.gpus_per_decode_worker, c.min_prefill, c.min_decode)
+
+        reason = (f"forecast {rate_f:.2f} req/s (now {rate_now:.2f}) at +{horizon:.0f}s, ISL {isl:.0f}, "
+                  f"OSL {osl:.0f}: prefill {pre_need:.2f} -> {pre}, decode {dec_need:.2f} -> {dec}")
+        if backlog > 0.05:
+            reason += f"; prefill backlog {obs.prefill.queued_tokens} tokens"
+        if limited:
+            reason += f"; limited by GPU budget {c.gpu_budget}"
+        return Decision(pre, dec, c.interval_s, reason, {
+            "forecast_rate": rate_f, "rate": rate_now, "horizon_s": horizon,
+            "prefill_need": pre_need, "decode_need": dec_need,
+            "prefill_correction": self.prefill_correction, "decode_correction": self.decode_correction,
+            "startup_estimate_s": max(self.prefill_start.estimate_s, self.decode_start.estimate_s),
+        })

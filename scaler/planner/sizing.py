@@ -1,0 +1,60 @@
+"""Turn a load forecast into replicas with a performance profile. Pure functions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scaler.profile import PerformanceProfile
+
+
+@dataclass(frozen=True)
+class Load:
+    rate: float  # requests per second
+    isl: float   # mean prompt tokens
+    osl: float   # mean output tokens
+
+
+def prefill_utilization(profile: PerformanceProfile, isl: float, ttft_target_ms: float) -> float:
+    """Highest prefill utilization that still leaves room for queueing within the TTFT target.
+
+    With service time s (unloaded TTFT) and target T, an M/D/1-like queue waits about
+    s * u / (2 (1 - u)); solving s + wait <= T for u keeps the mean inside the target with
+    slack for bursts."""
+    s = max(1e-3, profile.prefill.ttft_ms_at(isl))
+    slack = max(0.0, ttft_target_ms - s)
+    if slack <= 0:
+        return 0.5
+    r = slack / s  # wait budget in service times
+    u = 2 * r / (1 + 2 * r)
+    return float(min(0.8, max(0.5, u)))
+
+
+def prefill_replicas(load: Load, profile: PerformanceProfile, ttft_target_ms: float,
+                     correction: float = 1.0, utilization: float | None = None) -> float:
+    """Fractional prefill workers needed (callers round)."""
+    if load.rate <= 0 or load.isl <= 0:
+        return 0.0
+    u = utilization if utilization is not None else prefill_utilization(profile, load.isl, ttft_target_ms)
+    tokens_s = load.rate * load.isl * correction
+    per_worker = profile.prefill.throughput_per_gpu_at(load.isl) * profile.gpus_per_prefill_worker
+    return tokens_s / (per_worker * u)
+
+
+def decode_replicas(load: Load, profile: PerformanceProfile, itl_target_ms: float,
+                    correction: float = 1.0, kv_headroom: float = 0.85) -> float:
+    """Fractional decode workers: enough token throughput at the ITL target and enough KV cache
+    for the requests in flight (Little's law: in flight = rate x decode time)."""
+    if load.rate <= 0 or load.osl <= 0:
+        return 0.0
+    context = load.isl + load.osl / 2
+    thpt, _ = profile.decode.best_throughput_per_gpu(itl_target_ms * 0.8, context)
+    by_throughput = load.rate * load.osl * correction / (thpt * profile.gpus_per_decode_worker)
+    itl_s = profile.decode.itl_ms_at(0.5, context) / 1000.0 * correction
+    in_flight = load.rate * load.osl * itl_s
+    by_kv = in_flight * (load.isl + load.osl) / (profile.decode.max_kv_tokens * kv_headroom)
+    return max(by_throughput, by_kv)
+
+
+def ceil_replicas(x: float, eps: float = 1e-6) -> int:
+    return int(math.ceil(max(0.0, x) - eps))

@@ -1,0 +1,177 @@
+"""Run a trace through Dynamo's replay engine with one of our policies in the loop.
+
+The bridge turns each engine snapshot into an `Observation`, asks the policy, and hands the
+decision back in the engine's terms (absolute targets; the next tick as absolute sim time).
+It also records a timeline for reports and the live view.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from scaler.policy import Decision, Observation, Policy, PoolObservation, TrafficWindow
+from scaler.replay.traces import Request, write_mooncake
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    startup_s: float = 60.0
+    ttft_ms: float = 500.0
+    itl_ms: float = 50.0
+    initial_prefill: int = 1
+    initial_decode: int = 1
+    # the mocker's KV cache per worker (its defaults): blocks x tokens per block
+    num_gpu_blocks: int = 16384
+    kv_block_size: int = 64
+    trace_block_size: int = 512
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.num_gpu_blocks * self.kv_block_size
+
+    def engine_args(self, worker_type: str) -> dict:
+        return {
+            "engine": {"worker_type": worker_type, "num_gpu_blocks": self.num_gpu_blocks,
+                       "block_size": self.kv_block_size},
+            "startup_time": float(self.startup_s),
+        }
+
+
+def _pool(snap: dict, pool: str, capacity_tokens: int) -> PoolObservation:
+    fpms = snap.get(f"{pool}_fpm_snapshots") or []
+    if pool == "prefill":
+        running = sum(f.get("num_prefill_requests", 0) for f in fpms)
+        queued = sum(f.get("num_queued_prefill", 0) for f in fpms)
+        active_tokens = sum(f.get("sum_prefill_tokens", 0) for f in fpms)
+        queued_tokens = sum(f.get("sum_queued_prefill_tokens", 0) for f in fpms)
+        kv = None
+    else:
+        running = sum(f.get("num_decode_requests", 0) for f in fpms)
+        queued = sum(f.get("num_queued_decode", 0) for f in fpms)
+        active_tokens = sum(f.get("sum_decode_kv_tokens", 0) for f in fpms)
+        queued_tokens = sum(f.get("sum_queued_decode_kv_tokens", 0) for f in fpms)
+        workers = max(1, len(fpms))
+        kv = active_tokens / (capacity_tokens * workers) if capacity_tokens else None
+    return PoolObservation(
+        active=int(snap.get(f"active_{pool}_count", 0)),
+        starting=int(snap.get(f"starting_{pool}_count", 0)),
+        draining=int(snap.get(f"draining_{pool}_count", 0)),
+        running_requests=int(running), queued_requests=int(queued),
+        active_tokens=int(active_tokens), queued_tokens=int(queued_tokens), kv_usage=kv,
+    )
+
+
+def snapshot_to_observation(snap: dict, capacity_tokens: int) -> Observation:
+    t = snap.get("traffic") or {}
+    n = int(t.get("num_req") or 0)
+
+    def avg(key: str, count_key: str | None = None) -> float | None:
+        value = t.get(key)
+        count = t.get(count_key) if count_key else n
+        return float(value) if value is not None and (count or 0) > 0 else None
+
+    traffic = TrafficWindow(
+        duration_s=float(t.get("duration_s") or 0.0), num_requests=n,
+        avg_isl=avg("avg_isl"), avg_osl=avg("avg_osl"),
+        avg_ttft_ms=avg("avg_ttft_ms", "ttft_count"), avg_itl_ms=avg("avg_itl_ms", "itl_count"),
+    )
+    return Observation(now_s=float(snap["now_ms"]) / 1000.0, traffic=traffic,
+                       prefill=_pool(snap, "prefill", capacity_tokens),
+                       decode=_pool(snap, "decode", capacity_tokens))
+
+
+@dataclass
+class TimelinePoint:
+    t_s: float
+    request_rate: float
+    avg_isl: float | None
+    avg_ttft_ms: float | None
+    avg_itl_ms: float | None
+    prefill: tuple[int, int, int]  # active, starting, draining
+    decode: tuple[int, int, int]
+    target_prefill: int | None
+    target_decode: int | None
+    reason: str
+    forecast_rate: float | None = None
+
+
+class PolicyBridge:
+    """The object the engine calls: `initial_tick_ms()` and `on_tick(snapshot)`."""
+
+    def __init__(self, policy: Policy, capacity_tokens: int,
+                 on_point: Callable[[TimelinePoint], None] | None = None) -> None:
+        self.policy, self.capacity = policy, capacity_tokens
+        self.timeline: list[TimelinePoint] = []
+        self.on_point = on_point
+        self.errors: list[BaseException] = []
+
+    def initial_tick_ms(self) -> float:
+        return float(self.policy.initial_tick_s()) * 1000.0
+
+    def on_tick(self, snap: dict) -> dict:
+        try:
+            obs = snapshot_to_observation(snap, self.capacity)
+            decision: Decision = self.policy.decide(obs)
+        except BaseException as exc:  # an exception inside the engine callback is hard to trace
+            self.errors.append(exc)
+            raise
+        nxt = decision.next_tick_s if decision.next_tick_s is not None else self.policy.initial_tick_s()
+        point = TimelinePoint(
+            obs.now_s, obs.traffic.request_rate, obs.traffic.avg_isl, obs.traffic.avg_ttft_ms,
+            obs.traffic.avg_itl_ms, (obs.prefill.active, obs.prefill.starting, obs.prefill.draining),
+            (obs.decode.active, obs.decode.starting, obs.decode.draining),
+            decision.target_prefill, decision.target_decode, decision.reason,
+            decision.details.get("forecast_rate"),
+        )
+        self.timeline.append(point)
+        if self.on_point:
+            self.on_point(point)
+        return {
+            "target_prefill": None if decision.target_prefill is None else max(0, int(decision.target_prefill)),
+            "target_decode": None if decision.target_decode is None else max(0, int(decision.target_decode)),
+            "next_tick_ms": float(snap["now_ms"]) + max(0.05, float(nxt)) * 1000.0,
+        }
+
+
+@dataclass
+class ReplayRun:
+    policy: str
+    summary: dict
+    per_request: list[dict]
+    lifecycle: list[dict]
+    timeline: list[TimelinePoint]
+    wall_seconds: float
+    config: EngineConfig
+    extra: dict = field(default_factory=dict)
+
+
+def run(requests: list[Request], policy: Policy, config: EngineConfig,
+        on_point: Callable[[TimelinePoint], None] | None = None) -> ReplayRun:
+    from dynamo import _core  # the engine is heavy to import; only replay needs it
+
+    bridge = PolicyBridge(policy, config.kv_capacity_tokens, on_point)
+    with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
+        trace = write_mooncake(requests, Path(tmp) / "trace.jsonl")
+        started = time.perf_counter()
+        result = _core.run_mocker_trace_replay(
+            [str(trace)],
+            prefill_engine_args=config.engine_args("prefill"),
+            decode_engine_args=config.engine_args("decode"),
+            num_prefill_workers=config.initial_prefill,
+            num_decode_workers=config.initial_decode,
+            trace_block_size=config.trace_block_size,
+            sla_ttft_ms=config.ttft_ms, sla_itl_ms=config.itl_ms,
+            scaling_policy=bridge, capture_per_request=True,
+        )
+        wall = time.perf_counter() - started
+    if bridge.errors:
+        raise RuntimeError(f"policy {policy.name!r} failed inside the replay") from bridge.errors[0]
+    return ReplayRun(policy.name, dict(result.summary), list(result.per_request),
+                     list(result.lifecycle_operations), bridge.timeline, wall, config)

@@ -1,0 +1,71 @@
+"""Policies by name. A factory gets the run's context and returns a fresh Policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from scaler.planner.config import PlannerConfig
+from scaler.planner.predictive import PredictivePlanner
+from scaler.policy import Policy
+from scaler.profile import PerformanceProfile
+from scaler.replay import baselines
+from scaler.replay.needs import WindowNeed, peak_need, window_needs
+from scaler.replay.traces import Request
+
+
+@dataclass(frozen=True)
+class RunContext:
+    requests: list[Request]
+    profile: PerformanceProfile
+    startup_s: float
+    ttft_ms: float
+    itl_ms: float
+    gpu_budget: int | None = None
+    seed: int = 0
+
+    def needs(self, window_s: float = 30.0) -> list[WindowNeed]:
+        return window_needs(self.requests, self.profile, self.ttft_ms, self.itl_ms, window_s)
+
+
+Factory = Callable[[RunContext], Policy]
+_REGISTRY: dict[str, Factory] = {}
+
+
+def register_policy(name: str, factory: Factory) -> None:
+    _REGISTRY[name] = factory
+
+
+def names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def make(name: str, ctx: RunContext) -> Policy:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown planner {name!r}; choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name](ctx)
+
+
+def _static(ctx: RunContext) -> Policy:
+    p, d = peak_need(ctx.needs())
+    return baselines.Static(p, d)
+
+
+def _ceiling(ctx: RunContext) -> Policy:
+    p, d = baselines.ceiling_fleet(peak_need(ctx.needs()))
+    return baselines.Static(p, d, name="ceiling")
+
+
+def _predictive(ctx: RunContext) -> Policy:
+    cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
+                        gpu_budget=ctx.gpu_budget)
+    return PredictivePlanner(ctx.profile, cfg)
+
+
+register_policy("predictive", _predictive)
+register_policy("static", _static)
+register_policy("hpa", lambda ctx: baselines.HPAPolicy())
+register_policy("dynamo-load", lambda ctx: baselines.DynamoLoad(ctx.profile, ctx.ttft_ms))
+register_policy("dynamo-throughput", lambda ctx: baselines.DynamoThroughput(ctx.profile, ctx.ttft_ms, ctx.itl_ms))
+register_policy("oracle", lambda ctx: baselines.Oracle(ctx.needs(), ctx.startup_s))
+register_policy("ceiling", _ceiling)

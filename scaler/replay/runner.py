@@ -1,0 +1,68 @@
+"""Run named policies on one trace setting and score them side by side."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from scaler.profile import PerformanceProfile
+from scaler.replay import policies
+from scaler.replay.baselines import Static
+from scaler.replay.engine import EngineConfig, ReplayRun, TimelinePoint, run
+from scaler.replay.metrics import feasible_keys, score
+from scaler.replay.traces import Request
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Setting:
+    trace_name: str
+    requests: list[Request]
+    profile: PerformanceProfile
+    startup_s: float = 60.0
+    ttft_ms: float = 500.0
+    itl_ms: float = 50.0
+    gpu_budget: int | None = None
+    seed: int = 0
+
+    def context(self) -> policies.RunContext:
+        return policies.RunContext(self.requests, self.profile, self.startup_s, self.ttft_ms, self.itl_ms,
+                                   self.gpu_budget, self.seed)
+
+    def engine(self, initial: tuple[int, int] = (1, 1)) -> EngineConfig:
+        return EngineConfig(startup_s=self.startup_s, ttft_ms=self.ttft_ms, itl_ms=self.itl_ms,
+                            initial_prefill=initial[0], initial_decode=initial[1])
+
+
+def run_policy(setting: Setting, name: str,
+               on_point: Callable[[TimelinePoint], None] | None = None) -> ReplayRun:
+    """Every run starts with the fleet the first minute needs (a deployment already sized for
+    the load when the trace begins); fixed fleets start at their size."""
+    ctx = setting.context()
+    policy = policies.make(name, ctx)
+    if isinstance(policy, Static):
+        initial = (policy.prefill, policy.decode)
+    else:
+        first = ctx.needs(60.0)[:1]
+        initial = (max(1, first[0].prefill), max(1, first[0].decode)) if first else (1, 1)
+    return run(setting.requests, policy, setting.engine(initial), on_point)
+
+
+def compare(setting: Setting, names: list[str], progress: Callable[[str], None] | None = None,
+            ) -> tuple[list[dict], dict[str, ReplayRun]]:
+    """Score every policy in `names` (the ceiling run always happens first: it defines feasibility)."""
+    say = progress or (lambda m: log.info(m))
+    runs: dict[str, ReplayRun] = {}
+    order = ["ceiling"] + [n for n in names if n != "ceiling"]
+    for i, name in enumerate(order, 1):
+        runs[name] = run_policy(setting, name)
+        say(f"[{i}/{len(order)}] {setting.trace_name}: {name} done in {runs[name].wall_seconds:.1f} s")
+    feasible = feasible_keys(runs["ceiling"])
+    rows = [score(runs[n], setting.trace_name, feasible) for n in order if n in names or n == "ceiling"]
+    oracle = next((r for r in rows if r["planner"] == "oracle"), None)
+    for r in rows:
+        if oracle and oracle["gpu_hours"] > 0:
+            r["gpu_hours_vs_oracle"] = r["gpu_hours"] / oracle["gpu_hours"]
+    return rows, runs
