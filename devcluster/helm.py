@@ -35,12 +35,29 @@ def helm_version(module_dir: Path = MODULE_DIR) -> str:
     return m.group(1)
 
 
+def _ldflags(module_dir: Path = MODULE_DIR) -> str:
+    """Version stamps as helm's own Makefile sets them: without the Kubernetes version, `helm
+    template` and `helm lint` assume Kubernetes 1.20."""
+    text = (module_dir / "go.mod").read_text()
+    m = re.search(r"^\s*k8s\.io/client-go\s+v0\.(\d+)\.", text, re.M)
+    if not m:
+        raise RuntimeError(f"{module_dir / 'go.mod'}: no k8s.io/client-go requirement")
+    minor = m.group(1)
+    flags = ["-s", "-w",
+             f"-X helm.sh/helm/v3/internal/version.version={helm_version(module_dir)}",
+             "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"]
+    for pkg in ("helm.sh/helm/v3/pkg/lint/rules", "helm.sh/helm/v3/pkg/chartutil"):
+        flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={minor}"]
+    return " ".join(flags)
+
+
 def cache_key(module_dir: Path = MODULE_DIR) -> str:
     h = hashlib.sha256()
     for name in ("go.mod", "go.sum"):
         h.update(name.encode())
         h.update((module_dir / name).read_bytes())
     h.update(_go_version().encode())
+    h.update(_ldflags(module_dir).encode())
     return f"{helm_version(module_dir)}-{h.hexdigest()[:12]}"
 
 
@@ -55,8 +72,7 @@ def ensure_helm(module_dir: Path = MODULE_DIR) -> Path:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     version = helm_version(module_dir)
-    ldflags = f"-s -w -X helm.sh/helm/v3/internal/version.version={version} " \
-              "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+    ldflags = _ldflags(module_dir)
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
     tmp = out.parent / ".helm.tmp"
     log.info("building helm %s", version, extra={"dir": str(out.parent)})
