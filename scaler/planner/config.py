@@ -15,9 +15,9 @@ class PlannerConfig(BaseModel):
     interval_s: float = Field(5.0, gt=0, le=600, description="seconds between decisions")
     predictor: Literal["last", "ewma", "holt", "seasonal"] = "holt"
     quantile: Literal[0.5, 0.8, 0.9, 0.95, 0.99] = Field(0.9, description="forecast quantile that is provisioned")
-    peak_window_s: float = Field(120.0, ge=0, description="recent peak that capacity never drops below")
+    peak_window_s: float = Field(600.0, ge=0, description="recent peak that capacity never drops below")
     startup_s: float = Field(60.0, ge=0, description="prior for worker start-up time; refined from observation")
-    scale_down_hold_s: float = Field(120.0, ge=0, description="a lower need must last this long before removing")
+    scale_down_hold_s: float = Field(300.0, ge=0, description="a lower need must last this long before removing")
     scale_down_step: float = Field(0.25, gt=0, le=1, description="at most this fraction removed per decision")
     min_prefill: int = Field(1, ge=0)
     max_prefill: int = Field(64, ge=1)
