@@ -47,3 +47,11 @@ def kubectl_dry_run(kubectl, manifest: str) -> subprocess.CompletedProcess:
     (schemas, CRD schemas, admission) and stores nothing."""
     return kubectl.run("apply", "--server-side", "--dry-run=server", "--validate=strict",
                        "--field-manager=helm-dry-run", "-f", "-", input=manifest, check=False)
+
+
+def ensure_keda_crd(kubectl) -> None:
+    """Apply the ScaledObject CRD stand-in (tests/helm/data) unless a KEDA CRD is already there."""
+    if kubectl.run("get", "crd", "scaledobjects.keda.sh", check=False).returncode != 0:
+        kubectl("apply", "--server-side", "--field-manager=dynamo-scaling-tests",
+                "-f", str(DATA / "keda-scaledobject-crd.yaml"))
+    kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/scaledobjects.keda.sh")
