@@ -1,0 +1,70 @@
+"""The README's first command: the embedded demo, judged by its output files and in a terminal."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _demo(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "demo", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
+
+
+def test_report_shows_planner_beside_baseline(tmp_path):
+    res = _demo("--speed", "0", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert f"report: {(tmp_path / 'report.md').resolve()}" in res.stdout
+    rows = json.loads((tmp_path / "results.json").read_text())
+    assert [r["planner"] for r in rows] == ["predictive", "dynamo-throughput"]
+    for r in rows:
+        assert 0.0 <= r["sla_attainment"] <= 1.0 and r["gpu_hours"] > 0 and r["requests"] > 10_000
+    md = (tmp_path / "report.md").read_text()
+    assert "| predictive |" in md and "| dynamo-throughput |" in md and "timeline.png" in md
+    png = (tmp_path / "timeline.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--planner", "nope"], "--planner: unknown planner 'nope'"),
+        (["--rate-scale", "0"], "--rate-scale must be > 0"),
+        (["--trace", "/no/such/trace.csv"], "no such trace file"),
+    ],
+)
+def test_bad_input_names_the_flag(tmp_path, args, message):
+    res = _demo(*args, "--speed", "0", "--out", str(tmp_path / "r"))
+    assert res.returncode == 2 and message in res.stderr
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_live_view_in_a_terminal(tmp_path):
+    session = f"demo-{tmp_path.name[-8:]}"
+    cmd = f"{sys.executable} -m dynamo_scaling.cli demo --speed 400 --out {tmp_path}; echo DEMO-EXIT=$?; sleep 120"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", "-c", str(REPO), cmd],
+                   check=True)
+    try:
+        seen_live, screen = False, ""
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                    text=True).stdout
+            seen_live |= "simulated time" in screen and "prefill" in screen and "TTFT ms" in screen
+            if "DEMO-EXIT=" in screen:
+                break
+            time.sleep(0.5)
+        assert seen_live, screen
+        assert "DEMO-EXIT=0" in screen, screen
+        assert (tmp_path / "report.md").exists()
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
