@@ -48,3 +48,6 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # client libraries log every request at INFO: keep them for debugging only
+    for noisy in ("httpx", "httpcore", "kubernetes", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -1,0 +1,77 @@
+"""Read and write a DGDSA through its `/scale` subresource, the one path every autoscaler uses.
+
+Also finds the other autoscalers that target an adapter (HPAs, KEDA ScaledObjects), so a
+writer can refuse to fight them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from adapter.models import DGDSA_KIND, DGDSA_PLURAL, GROUP, VERSION
+
+KEDA_GROUP, KEDA_VERSION, KEDA_PLURAL = "keda.sh", "v1alpha1", "scaledobjects"
+
+
+class ScaleConflict(RuntimeError):
+    """The adapter changed since it was read (optimistic concurrency)."""
+
+
+@dataclass(frozen=True)
+class ScaleState:
+    name: str
+    spec_replicas: int
+    status_replicas: int | None
+    selector: str
+    resource_version: str
+
+
+class ScaleClient:
+    def __init__(self, api: client.ApiClient, namespace: str, field_manager: str = "dynamo-scaling-planner") -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.autoscaling = client.AutoscalingV2Api(api)
+        self.namespace, self.field_manager = namespace, field_manager
+
+    def get(self, name: str) -> ScaleState:
+        s = self.custom.get_namespaced_custom_object_scale(GROUP, VERSION, self.namespace, DGDSA_PLURAL, name)
+        spec, status, meta = s.get("spec") or {}, s.get("status") or {}, s.get("metadata") or {}
+        return ScaleState(name, int(spec.get("replicas", 0)), status.get("replicas"), status.get("selector", ""),
+                          meta.get("resourceVersion", ""))
+
+    def set(self, name: str, replicas: int, resource_version: str | None = None) -> ScaleState:
+        """Write spec.replicas; with `resource_version`, only if nothing changed since that read."""
+        if replicas < 0:
+            raise ValueError("replicas must be >= 0")
+        body: dict = {"spec": {"replicas": int(replicas)}}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            self.custom.patch_namespaced_custom_object_scale(
+                GROUP, VERSION, self.namespace, DGDSA_PLURAL, name, body, field_manager=self.field_manager)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise ScaleConflict(f"adapter {self.namespace}/{name} changed since it was read") from exc
+            raise
+        return self.get(name)
+
+    def other_scalers(self, name: str) -> list[str]:
+        """HPAs and ScaledObjects in the namespace whose scale target is this adapter."""
+        found = []
+        for hpa in self.autoscaling.list_namespaced_horizontal_pod_autoscaler(self.namespace).items:
+            ref = hpa.spec.scale_target_ref
+            if ref.kind == DGDSA_KIND and ref.name == name and (ref.api_version or "").startswith(GROUP):
+                found.append(f"HorizontalPodAutoscaler/{hpa.metadata.name}")
+        try:
+            sos = self.custom.list_namespaced_custom_object(KEDA_GROUP, KEDA_VERSION, self.namespace, KEDA_PLURAL)
+        except ApiException as exc:
+            if exc.status != 404:  # KEDA not installed
+                raise
+            sos = {"items": []}
+        for so in sos.get("items", []):
+            ref = (so.get("spec") or {}).get("scaleTargetRef") or {}
+            if ref.get("kind") == DGDSA_KIND and ref.get("name") == name:
+                found.append(f"ScaledObject/{so['metadata']['name']}")
+        return sorted(found)

@@ -1,0 +1,39 @@
+"""The planner's own Prometheus metrics (dynamo_planner_*)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from scaler.live.loop import TickResult
+
+
+class PlannerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.predicted = Gauge("dynamo_planner_predicted_request_rate", "forecast requests/s provisioned for", registry=r)
+        self.observed = Gauge("dynamo_planner_observed_request_rate", "observed requests/s", registry=r)
+        self.target = Gauge("dynamo_planner_target_replicas", "replicas decided per pool", ["service"], registry=r)
+        self.planned = Gauge("dynamo_planner_planned_replicas", "replicas planned before overrides", ["service"], registry=r)
+        self.correction = Gauge("dynamo_planner_correction_factor", "learned latency correction", ["pool"], registry=r)
+        self.startup = Gauge("dynamo_planner_startup_estimate_seconds", "measured worker start-up time", registry=r)
+        self.decisions = Counter("dynamo_planner_decisions", "decisions by outcome", ["outcome"], registry=r)
+        self.errors = Counter("dynamo_planner_observation_errors", "failed observations", registry=r)
+
+    def record(self, res: TickResult) -> None:
+        d = res.decision.details if res.decision else {}
+        if "forecast_rate" in d:
+            self.predicted.set(d["forecast_rate"])
+        if "rate" in d:
+            self.observed.set(d["rate"])
+        for pool in ("prefill", "decode"):
+            if f"{pool}_correction" in d:
+                self.correction.labels(pool).set(d[f"{pool}_correction"])
+        if "startup_estimate_s" in d:
+            self.startup.set(d["startup_estimate_s"])
+        for svc, n in res.record.targets.items():
+            self.target.labels(svc).set(n)
+        for svc, n in res.record.planned.items():
+            self.planned.labels(svc).set(n)
+        held = "not written" in res.record.reason
+        self.decisions.labels("written" if res.written else "held" if held else "unchanged").inc()
