@@ -17,6 +17,7 @@ from dynamo_scaling.logs import setup_logging
 # Modules that add subcommands. Order is the order shown in --help.
 COMMAND_MODULES: tuple[str, ...] = (
     "scaler.demo.cli",
+    "adapter.cli",
     "scaler.live.cli",
     "devcluster.cli",
 )

@@ -1,0 +1,86 @@
+"""`dynamo-scaling adapter`: the DGDSA controller."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+
+ENV = "DYNAMO_ADAPTER_"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("adapter", help="DGDSA controller: carries /scale into DynamoGraphDeployments",
+                              description=f"Every flag can also be set as {ENV}<FLAG> in the environment.")
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", action="append", default=None,
+                       help="watch this namespace (repeatable); default: all namespaces")
+    scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace (the default)")
+    p.add_argument("--kubeconfig", default=os.environ.get(ENV + "KUBECONFIG"), help="default: in-cluster config")
+    p.add_argument("--bind-address", default=os.environ.get(ENV + "BIND_ADDRESS", "127.0.0.1"))
+    p.add_argument("--metrics-port", type=int, default=int(os.environ.get(ENV + "METRICS_PORT", "8080")))
+    p.add_argument("--health-port", type=int, default=int(os.environ.get(ENV + "HEALTH_PORT", "8081")))
+    p.add_argument("--leader-election", action="store_true",
+                   default=os.environ.get(ENV + "LEADER_ELECTION", "") in ("1", "true"),
+                   help="hold a Lease; only the leader writes (run two replicas safely)")
+    p.add_argument("--leader-election-namespace", default=os.environ.get(ENV + "LEADER_ELECTION_NAMESPACE", "default"))
+    p.add_argument("--leader-election-lease", default=os.environ.get(ENV + "LEADER_ELECTION_LEASE",
+                                                                     "dynamo-scaling-adapter"))
+    p.add_argument("--resync-period", type=float, default=float(os.environ.get(ENV + "RESYNC_PERIOD", "10")),
+                   metavar="SECONDS", help="full re-list of DGDs and adapters (default 10)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kubernetes import client, config
+
+    from adapter.controller import Controller
+    from adapter.health import serve_health, serve_metrics
+    from adapter.leader import LeaseElector
+    from adapter.metrics import AdapterMetrics
+
+    import logging
+
+    # kopf logs every handled event at INFO with its whole settings object: keep warnings only
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    env_ns = os.environ.get(ENV + "NAMESPACE")
+    namespaces = args.namespace or ([n for n in env_ns.split(",") if n] if env_ns and not args.all_namespaces else [])
+    for flag, port in (("--metrics-port", args.metrics_port), ("--health-port", args.health_port)):
+        if not 0 < port < 65536:
+            print(f"error: {flag} must be 1-65535", file=sys.stderr)
+            return 2
+    if args.resync_period <= 0:
+        print("error: --resync-period must be > 0", file=sys.stderr)
+        return 2
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf logs in through the same config
+        config.load_kube_config(config_file=args.kubeconfig)
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+    api = client.ApiClient()
+    metrics = AdapterMetrics()
+    is_leader = lambda: True  # noqa: E731
+    elector = None
+    if args.leader_election:
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        elector = LeaseElector(api, args.leader_election_namespace, args.leader_election_lease, identity)
+        elector.start()
+        is_leader = elector.is_leader
+    ctl = Controller(api, namespaces, metrics, is_leader, resync_s=args.resync_period)
+    stop = threading.Event()
+    serve_metrics(args.bind_address, args.metrics_port, metrics.registry)
+    serve_health(args.bind_address, args.health_port, ctl.ready.is_set)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        ctl.run(stop)
+    finally:
+        if elector:
+            elector.stop()
+    return 0

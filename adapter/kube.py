@@ -1,0 +1,124 @@
+"""The adapter controller's reads and writes against the API server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import secrets
+import time
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from adapter.models import API_VERSION, DGD, DGD_KIND, DGD_PLURAL, DGDSA_KIND, DGDSA_PLURAL, GROUP, VERSION
+
+log = logging.getLogger(__name__)
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, component: str = "dynamo-scaling-adapter") -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.component = component
+
+    # -- DGD -------------------------------------------------------------------------------
+    def get_dgd(self, ns: str, name: str) -> tuple[DGD, dict] | None:
+        try:
+            raw = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, DGD_PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return DGD.model_validate(raw), raw
+
+    def set_service_replicas(self, ns: str, dgd_name: str, service: str, replicas: int, attempts: int = 6) -> DGD:
+        """JSON patch guarded by a test of the value read; re-read and retry on conflict."""
+        delay = 0.05
+        for _ in range(attempts):
+            got = self.get_dgd(ns, dgd_name)
+            if got is None:
+                raise LookupError(f"DynamoGraphDeployment {ns}/{dgd_name} not found")
+            dgd, raw = got
+            svc = raw["spec"]["services"].get(service)
+            if svc is None:
+                raise LookupError(f"service {service!r} not in {ns}/{dgd_name}")
+            path = f"/spec/services/{service.replace('~', '~0').replace('/', '~1')}/replicas"
+            ops = ([{"op": "test", "path": path, "value": svc["replicas"]}] if "replicas" in svc else []) + [
+                {"op": "add" if "replicas" not in svc else "replace", "path": path, "value": replicas}]
+            try:
+                raw2 = self.custom.patch_namespaced_custom_object(
+                    GROUP, VERSION, ns, DGD_PLURAL, dgd_name, ops, field_manager=self.component,
+                    _content_type="application/json-patch+json")
+                return DGD.model_validate(raw2)
+            except ApiException as exc:
+                # 409: changed since read; 422 (or 500 on older servers): the `test` op failed
+                if exc.status not in (409, 422, 500):
+                    raise
+                time.sleep(delay + secrets.randbelow(50) / 1000.0)
+                delay = min(delay * 2, 1.0)
+        raise RuntimeError(f"could not update {ns}/{dgd_name} after {attempts} attempts (conflicts)")
+
+    # -- DGDSA -----------------------------------------------------------------------------
+    def list_adapters(self, ns: str) -> list[dict]:
+        return self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL).get("items", [])
+
+    def create_adapter(self, ns: str, name: str, dgd: dict, service: str, replicas: int) -> None:
+        body = {
+            "apiVersion": API_VERSION, "kind": DGDSA_KIND,
+            "metadata": {"name": name, "namespace": ns, "ownerReferences": [self._owner(dgd)]},
+            "spec": {"replicas": replicas, "dgdRef": {"name": dgd["metadata"]["name"], "serviceName": service}},
+        }
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL, body)
+
+    def adopt_adapter(self, ns: str, adapter: dict, dgd: dict) -> None:
+        refs = adapter["metadata"].get("ownerReferences") or []
+        if any(r.get("uid") == dgd["metadata"]["uid"] for r in refs):
+            return
+        patch = {"metadata": {"ownerReferences": [*refs, self._owner(dgd)],
+                              "resourceVersion": adapter["metadata"]["resourceVersion"]}}
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL,
+                                                   adapter["metadata"]["name"], patch)
+
+    def delete_adapter(self, ns: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_adapter_status(self, ns: str, name: str, status: dict) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, DGDSA_PLURAL, name,
+                                                              {"status": status})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    @staticmethod
+    def _owner(dgd: dict) -> dict:
+        return {"apiVersion": API_VERSION, "kind": DGD_KIND, "name": dgd["metadata"]["name"],
+                "uid": dgd["metadata"]["uid"], "controller": False, "blockOwnerDeletion": True}
+
+    # -- events ----------------------------------------------------------------------------
+    def event(self, ns: str, obj: dict, kind: str, reason: str, message: str, warning: bool = False) -> None:
+        meta = obj["metadata"]
+        body = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name=f"{meta['name']}.{secrets.token_hex(6)}", namespace=ns),
+            involved_object=client.V1ObjectReference(api_version=API_VERSION, kind=kind, name=meta["name"],
+                                                     namespace=ns, uid=meta.get("uid")),
+            reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
+            first_timestamp=dt.datetime.now(dt.timezone.utc), last_timestamp=dt.datetime.now(dt.timezone.utc),
+            count=1, source=client.V1EventSource(component=self.component))
+        try:
+            self.core.create_namespaced_event(ns, body)
+        except ApiException as exc:
+            log.warning("could not record event", extra={"reason": reason, "status": exc.status})
+
+
+def dump(obj: object) -> str:
+    return json.dumps(obj, default=str)

@@ -1,0 +1,148 @@
+"""Level-triggered reconciliation: every call moves one DGD or one adapter toward the rules.
+
+Rules: an adapter's spec.replicas is the single source of truth for its service; the DGD only
+follows (a direct DGD edit is reverted with a Warning); the DGD decides which adapters exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from kubernetes.client.exceptions import ApiException
+
+from adapter import sync
+from adapter.kube import Kube, now_rfc3339
+from adapter.metrics import AdapterMetrics
+from adapter.models import DGD, DGD_KIND, DGDSA_KIND, pod_selector
+from adapter.scale_client import ScaleClient
+
+log = logging.getLogger(__name__)
+
+
+def _conditions(old: list[dict], updates: dict[str, tuple[str, str, str]], generation: int | None) -> list[dict]:
+    """Merge (status, reason, message) per type, keeping lastTransitionTime when status holds."""
+    by_type = {c["type"]: c for c in old or []}
+    out = []
+    for ctype, (status, reason, message) in updates.items():
+        prev = by_type.get(ctype)
+        ltt = prev["lastTransitionTime"] if prev and prev.get("status") == status else now_rfc3339()
+        out.append({"type": ctype, "status": status, "reason": reason, "message": message[:32768],
+                    "lastTransitionTime": ltt, "observedGeneration": generation or 0})
+    return out
+
+
+class Reconciler:
+    def __init__(self, kube: Kube, scale: ScaleClient | None = None, metrics: AdapterMetrics | None = None,
+                 is_leader=lambda: True) -> None:
+        self.kube, self.metrics, self.is_leader = kube, metrics or AdapterMetrics(), is_leader
+        self._scale_clients: dict[str, ScaleClient] = {}
+        self._api = kube.custom.api_client
+
+    def _scale(self, ns: str) -> ScaleClient:
+        if ns not in self._scale_clients:
+            self._scale_clients[ns] = ScaleClient(self._api, ns)
+        return self._scale_clients[ns]
+
+    # -- DGD side: which adapters exist, and no direct edits of adapted replicas -------------
+    def reconcile_dgd(self, raw: dict) -> None:
+        if not self.is_leader() or raw["metadata"].get("deletionTimestamp"):
+            return
+        ns, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
+        dgd = DGD.model_validate(raw)
+        wanted = sync.wanted_adapters(dgd)
+        existing = {a["metadata"]["name"]: a for a in self.kube.list_adapters(ns)
+                    if a["spec"]["dgdRef"]["name"] == name}
+        for aname, w in wanted.items():
+            have = existing.get(aname)
+            if have is None:
+                try:
+                    self.kube.create_adapter(ns, aname, raw, w.service, w.seed_replicas)
+                    log.info("adapter created", extra={"adapter": f"{ns}/{aname}", "replicas": w.seed_replicas})
+                except ApiException as exc:
+                    if exc.status != 409:
+                        raise
+                continue
+            self.kube.adopt_adapter(ns, have, raw)
+            desired = int(have["spec"]["replicas"])
+            svc = dgd.spec.services[w.service]
+            plan = sync.plan_sync(dgd, w.service, desired, have["metadata"].get("annotations") or {})
+            if plan.write_replicas is not None and svc.replicas is not None and have.get("status", {}).get(
+                    "replicas") == svc.replicas:
+                pass  # adapter changed since its last sync: the adapter side handles it
+            elif plan.write_replicas is not None and have.get("status", {}).get("replicas") is not None:
+                # the DGD moved away from what the adapter applied: a direct edit
+                self.kube.set_service_replicas(ns, name, w.service, desired)
+                self.kube.event(ns, raw, DGD_KIND, "DirectEditReverted",
+                                f"spec.services.{w.service}.replicas is managed by adapter {aname}: "
+                                f"reverted {svc.effective_replicas} -> {desired}; scale the adapter instead",
+                                warning=True)
+                self.metrics.reverts.inc()
+        for aname, a in existing.items():
+            owned = any(r.get("uid") == raw["metadata"]["uid"] for r in a["metadata"].get("ownerReferences") or [])
+            if aname not in wanted and owned:
+                self.kube.delete_adapter(ns, aname)
+                log.info("adapter removed", extra={"adapter": f"{ns}/{aname}"})
+
+    # -- adapter side: copy spec.replicas to the DGD, report status ------------------------
+    def reconcile_adapter(self, raw: dict) -> float | None:
+        """Returns seconds until a retry is wanted (missing DGD/service), else None."""
+        if not self.is_leader() or raw["metadata"].get("deletionTimestamp"):
+            return None
+        started = time.perf_counter()
+        meta, spec = raw["metadata"], raw["spec"]
+        ns, name = meta["namespace"], meta["name"]
+        dgd_name, service = spec["dgdRef"]["name"], spec["dgdRef"]["serviceName"]
+        desired = int(spec["replicas"])
+        got = self.kube.get_dgd(ns, dgd_name)
+        dgd, dgd_raw = got if got else (None, None)
+        plan = sync.plan_sync(dgd, service, desired, meta.get("annotations") or {})
+        status = dict(raw.get("status") or {})
+        ok = plan.ok
+        message, reason = plan.message, plan.reason
+        if plan.write_replicas is not None:
+            try:
+                dgd = self.kube.set_service_replicas(ns, dgd_name, service, plan.write_replicas)
+                status["lastScaleTime"] = now_rfc3339()
+                self.kube.event(ns, raw, DGDSA_KIND, "Scaled", plan.message)
+                self.metrics.scaled.inc()
+            except (ApiException, RuntimeError, LookupError) as exc:
+                ok, reason, message = False, "UpdateFailed", f"could not update the DGD: {exc}"[:1000]
+                self.kube.event(ns, raw, DGDSA_KIND, "UpdateFailed", message, warning=True)
+                self.metrics.errors.inc()
+        elif not plan.ok and (raw.get("status") or {}).get("conditions", [{}])[0].get("reason") != plan.reason:
+            self.kube.event(ns, raw, DGDSA_KIND, plan.reason, plan.message, warning=True)
+
+        svc_spec = dgd.spec.services.get(service) if dgd else None
+        svc_status = dgd.status.services.get(service) if dgd and dgd.status else None
+        scalers = sync.Scalers(self._scale(ns).other_scalers(name),
+                               (meta.get("annotations") or {}).get(sync.OWNER_ANNOTATION) == "planner")
+        writers = sync.replicas_writers(meta.get("managedFields") or [])
+        scalers.last_writer = writers[-1] if writers else None
+        conflict = scalers.conflict()
+        if conflict and not any(c.get("reason") == "ConflictingScalers" and c.get("status") == "False"
+                                for c in status.get("conditions") or []):
+            self.kube.event(ns, raw, DGDSA_KIND, "ConflictingScalers",
+                            f"several scalers write this adapter: {conflict}; keep one", warning=True)
+        status.update({
+            "replicas": svc_spec.effective_replicas if svc_spec else status.get("replicas", 0),
+            "selector": pod_selector(dgd_name, service),
+            "observedGeneration": meta.get("generation"),
+        })
+        if svc_status and svc_status.ready_replicas is not None:
+            status["readyReplicas"] = svc_status.ready_replicas
+        ready_pods = svc_status.ready_replicas if svc_status and svc_status.ready_replicas is not None else None
+        all_ready = ok and svc_spec is not None and ready_pods == svc_spec.effective_replicas
+        status["conditions"] = _conditions(raw.get("status", {}).get("conditions", []), {
+            "Synced": ("True" if ok else "False", reason if not ok else "InSync", message),
+            "Ready": ("True" if all_ready else "False", "ReplicasReady" if all_ready else (
+                reason if not ok else "ReplicasNotReady"),
+                f"{ready_pods if ready_pods is not None else 0}/{svc_spec.effective_replicas if svc_spec else desired}"
+                " pods ready"),
+            "ScalingActive": ("False" if conflict or not ok else "True",
+                              "ConflictingScalers" if conflict else (reason if not ok else "ScalingActive"),
+                              f"several scalers write this adapter: {conflict}" if conflict else message),
+        }, meta.get("generation"))
+        self.kube.patch_adapter_status(ns, name, status)
+        self.metrics.observe(ns, name, desired, status.get("replicas"), time.perf_counter() - started)
+        return None if ok or reason in ("ScaleToZeroRefused",) else 5.0

@@ -1,0 +1,208 @@
+"""The DGDSA controller against the real control plane, driven by the real kubectl."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from helpers import wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def dgd(replicas_decode: int = 1, adapters: bool = True, extra: dict | None = None) -> dict:
+    services = {
+        "Frontend": {"componentType": "frontend", "replicas": 1},
+        "prefill": {"componentType": "worker", "subComponentType": "prefill", "replicas": 1,
+                    "scalingAdapter": {"enabled": adapters}},
+        "VllmDecodeWorker": {"componentType": "worker", "subComponentType": "decode", "replicas": replicas_decode,
+                             "scalingAdapter": {"enabled": adapters}},
+    }
+    services.update(extra or {})
+    return {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
+            "spec": {"services": services}}
+
+
+def svc_replicas(kubectl, ns: str, svc: str) -> int | None:
+    return kubectl.json("-n", ns, "get", "dgd", "llama")["spec"]["services"][svc].get("replicas")
+
+
+def get_adapter(kubectl, ns: str, name: str) -> dict:
+    return kubectl.json("-n", ns, "get", "dgdsa", name)
+
+
+def cond(obj: dict, ctype: str) -> dict:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == ctype), {})
+
+
+def events(kubectl, ns: str) -> list[dict]:
+    return kubectl.json("-n", ns, "get", "events")["items"]
+
+
+def test_adapters_created_seeded_and_owned(kubectl, namespace, adapter):
+    kubectl.apply(dgd(replicas_decode=2), namespace)
+    names = wait_for(lambda: sorted(kubectl("-n", namespace, "get", "dgdsa", "-o", "name").split()),
+                     what="adapters created")
+    assert names == ["dynamographdeploymentscalingadapter.nvidia.com/llama-prefill",
+                     "dynamographdeploymentscalingadapter.nvidia.com/llama-vllmdecodeworker"]
+    a = get_adapter(kubectl, namespace, "llama-vllmdecodeworker")
+    assert a["spec"] == {"replicas": 2, "dgdRef": {"name": "llama", "serviceName": "VllmDecodeWorker"}}
+    assert a["metadata"]["ownerReferences"][0]["kind"] == "DynamoGraphDeployment"
+    st = wait_for(lambda: get_adapter(kubectl, namespace, "llama-vllmdecodeworker").get("status", {}).get("selector"),
+                  what="status.selector")
+    assert st == "nvidia.com/dynamo-graph-deployment-name=llama,nvidia.com/dynamo-component=VllmDecodeWorker"
+    # turning the flag off removes the adapter; a later DGD replica change is not pulled back in
+    patch = {"spec": {"services": {"prefill": {"scalingAdapter": {"enabled": False}}}}}
+    kubectl("-n", namespace, "patch", "dgd", "llama", "--type=merge", "-p", json.dumps(patch))
+    wait_for(lambda: "llama-prefill" not in kubectl("-n", namespace, "get", "dgdsa", "-o", "name"),
+             what="adapter removed when the flag is off")
+
+
+def test_kubectl_scale_reaches_dgd_and_pods(kubectl, namespace, adapter, standin):
+    kubectl.apply(dgd(), namespace)
+    wait_for(lambda: adapter_exists(kubectl, namespace, "llama-vllmdecodeworker"), what="adapter")
+    t0 = time.monotonic()
+    kubectl("-n", namespace, "scale", "dgdsa", "llama-vllmdecodeworker", "--replicas=4")
+    wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 4, timeout=10, interval=0.05,
+             what="DGD service at 4")
+    elapsed = time.monotonic() - t0
+    assert elapsed < 5, f"took {elapsed:.1f}s"  # generous bound; the benchmark measures latency
+    out = wait_for(lambda: (o := kubectl("-n", namespace, "get", "dgdsa", "llama-vllmdecodeworker")) and
+                   o.splitlines()[1].split()[3] == "4" and o, what="kubectl get shows 4")
+    assert "VllmDecodeWorker" in out
+    sel = get_adapter(kubectl, namespace, "llama-vllmdecodeworker")["status"]["selector"]
+    wait_for(lambda: len([p for p in kubectl.json("-n", namespace, "get", "pods", "-l", sel)["items"]
+                          if any(c["type"] == "Ready" and c["status"] == "True"
+                                 for c in p.get("status", {}).get("conditions", []))]) == 4,
+             what="4 ready pods matching the selector")
+    a = wait_for(lambda: (x := get_adapter(kubectl, namespace, "llama-vllmdecodeworker")) and
+                 cond(x, "Ready").get("status") == "True" and x, what="adapter Ready")
+    assert a["status"]["replicas"] == 4 and a["status"]["readyReplicas"] == 4 and a["status"]["lastScaleTime"]
+    assert any(e["reason"] == "Scaled" for e in events(kubectl, namespace))
+
+
+def adapter_exists(kubectl, ns: str, name: str) -> bool:
+    return kubectl.run("-n", ns, "get", "dgdsa", name, check=False).returncode == 0
+
+
+def test_direct_dgd_edit_is_reverted_and_settles(kubectl, namespace, adapter):
+    kubectl.apply(dgd(), namespace)
+    wait_for(lambda: get_adapter(kubectl, namespace, "llama-vllmdecodeworker").get("status", {}).get("replicas") == 1
+             if adapter_exists(kubectl, namespace, "llama-vllmdecodeworker") else False, what="synced")
+    kubectl("-n", namespace, "patch", "dgd", "llama", "--type=merge",
+            "-p", json.dumps({"spec": {"services": {"VllmDecodeWorker": {"replicas": 7}}}}))
+    wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 1, what="edit reverted")
+    gen = kubectl.json("-n", namespace, "get", "dgd", "llama")["metadata"]["generation"]
+    time.sleep(4)  # two resync periods: nothing may keep writing (no ping-pong)
+    assert kubectl.json("-n", namespace, "get", "dgd", "llama")["metadata"]["generation"] == gen
+    assert get_adapter(kubectl, namespace, "llama-vllmdecodeworker")["spec"]["replicas"] == 1
+    assert any(e["reason"] == "DirectEditReverted" and e["type"] == "Warning" for e in events(kubectl, namespace))
+
+
+def test_racing_writers_end_consistent(kubectl, namespace, adapter):
+    kubectl.apply(dgd(), namespace)
+    wait_for(lambda: adapter_exists(kubectl, namespace, "llama-vllmdecodeworker"), what="adapter")
+    errors: list[str] = []
+
+    def writer(k: int) -> None:
+        for i in range(25):
+            r = kubectl.run("-n", namespace, "scale", "dgdsa", "llama-vllmdecodeworker",
+                            f"--replicas={1 + (k * 25 + i) % 9}", check=False)
+            if r.returncode != 0:
+                errors.append(r.stderr)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    final = get_adapter(kubectl, namespace, "llama-vllmdecodeworker")["spec"]["replicas"]
+    wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == final, timeout=20,
+             what=f"DGD converges on {final}")
+    wait_for(lambda: get_adapter(kubectl, namespace, "llama-vllmdecodeworker")["status"]["replicas"] == final,
+             what="status follows")
+
+
+def test_bad_references_report_and_recover(kubectl, namespace, adapter):
+    body = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapter",
+            "metadata": {"name": "orphan"}, "spec": {"replicas": 3, "dgdRef": {"name": "later", "serviceName": "decode"}}}
+    kubectl.apply(body, namespace)
+    a = wait_for(lambda: (x := get_adapter(kubectl, namespace, "orphan")) and cond(x, "Synced").get("reason") == "DGDNotFound"
+                 and x, what="DGDNotFound condition")
+    assert cond(a, "Ready")["status"] == "False"
+    later = dgd()
+    later["metadata"]["name"] = "later"
+    later["spec"]["services"] = {"prefill": {"replicas": 1}}
+    kubectl.apply(later, namespace)
+    wait_for(lambda: cond(get_adapter(kubectl, namespace, "orphan"), "Synced").get("reason") == "ServiceNotFound",
+             what="ServiceNotFound condition")
+    kubectl("-n", namespace, "patch", "dgd", "later", "--type=merge",
+            "-p", json.dumps({"spec": {"services": {"decode": {"replicas": 1}}}}))
+    wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "later")["spec"]["services"]["decode"]["replicas"] == 3,
+             what="recovered: DGD follows the adapter")
+    reasons = {e["reason"] for e in events(kubectl, namespace)}
+    assert {"DGDNotFound", "ServiceNotFound", "Scaled"} <= reasons
+
+
+def test_multinode_scale_to_zero_needs_opt_in(kubectl, namespace, adapter):
+    kubectl.apply(dgd(extra={"big": {"componentType": "worker", "replicas": 1, "multinode": {"nodeCount": 2},
+                                     "scalingAdapter": {"enabled": True}}}), namespace)
+    wait_for(lambda: adapter_exists(kubectl, namespace, "llama-big"), what="adapter")
+    kubectl("-n", namespace, "scale", "dgdsa", "llama-big", "--replicas=0")
+    a = wait_for(lambda: (x := get_adapter(kubectl, namespace, "llama-big")) and
+                 cond(x, "Synced").get("reason") == "ScaleToZeroRefused" and x, what="refused")
+    assert svc_replicas(kubectl, namespace, "big") == 1 and "allow-scale-to-zero" in cond(a, "Synced")["message"]
+    kubectl("-n", namespace, "annotate", "dgdsa", "llama-big", "scaling.dynamo-scaling.io/allow-scale-to-zero=true")
+    wait_for(lambda: svc_replicas(kubectl, namespace, "big") == 0, what="opted-in scale to zero")
+
+
+def test_conflicting_scalers_are_reported(kubectl, namespace, adapter):
+    kubectl.apply(dgd(), namespace)
+    wait_for(lambda: adapter_exists(kubectl, namespace, "llama-prefill"), what="adapter")
+    for n in ("a", "b"):
+        kubectl.apply({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": f"hpa-{n}"},
+                       "spec": {"scaleTargetRef": {"apiVersion": "nvidia.com/v1alpha1",
+                                                   "kind": "DynamoGraphDeploymentScalingAdapter", "name": "llama-prefill"},
+                                "minReplicas": 1, "maxReplicas": 4,
+                                "metrics": [{"type": "External", "external": {"metric": {"name": "dynamo_queue_depth"},
+                                             "target": {"type": "AverageValue", "averageValue": "5"}}}]}}, namespace)
+    a = wait_for(lambda: (x := get_adapter(kubectl, namespace, "llama-prefill")) and
+                 cond(x, "ScalingActive").get("reason") == "ConflictingScalers" and x, what="conflict condition")
+    assert "hpa-a" in cond(a, "ScalingActive")["message"] and "hpa-b" in cond(a, "ScalingActive")["message"]
+    assert any(e["reason"] == "ConflictingScalers" for e in events(kubectl, namespace))
+    kubectl("-n", namespace, "delete", "hpa", "hpa-b")
+    wait_for(lambda: cond(get_adapter(kubectl, namespace, "llama-prefill"), "ScalingActive").get("reason")
+             != "ConflictingScalers", what="conflict cleared")
+
+
+def test_hpa_can_read_the_scale_subresource(kubectl, namespace, adapter, standin):
+    kubectl.apply(dgd(), namespace)
+    wait_for(lambda: get_adapter(kubectl, namespace, "llama-prefill").get("status", {}).get("selector")
+             if adapter_exists(kubectl, namespace, "llama-prefill") else None, what="selector")
+    kubectl.apply({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "prefill"},
+                   "spec": {"scaleTargetRef": {"apiVersion": "nvidia.com/v1alpha1",
+                                               "kind": "DynamoGraphDeploymentScalingAdapter", "name": "llama-prefill"},
+                            "minReplicas": 1, "maxReplicas": 4,
+                            "metrics": [{"type": "External", "external": {"metric": {"name": "dynamo_queue_depth"},
+                                         "target": {"type": "AverageValue", "averageValue": "5"}}}]}}, namespace)
+    hpa = wait_for(lambda: (h := kubectl.json("-n", namespace, "get", "hpa", "prefill")) and
+                   any(c["type"] == "AbleToScale" for c in h.get("status", {}).get("conditions", [])) and h,
+                   timeout=30, what="HPA conditions")
+    able = next(c for c in hpa["status"]["conditions"] if c["type"] == "AbleToScale")
+    assert able["status"] == "True", able
+
+
+def test_restart_loses_no_update(kubectl, namespace, adapter):
+    kubectl.apply(dgd(), namespace)
+    wait_for(lambda: adapter_exists(kubectl, namespace, "llama-vllmdecodeworker"), what="adapter")
+    adapter.kill()
+    kubectl("-n", namespace, "scale", "dgdsa", "llama-vllmdecodeworker", "--replicas=5")
+    kubectl("-n", namespace, "scale", "dgdsa", "llama-prefill", "--replicas=3")
+    time.sleep(1)
+    assert svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 1  # nobody carried it while down
+    adapter.start()
+    wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 5 and
+             svc_replicas(kubectl, namespace, "prefill") == 3, what="updates made while down applied")
