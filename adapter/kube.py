@@ -73,7 +73,8 @@ class Kube:
             "metadata": {"name": name, "namespace": ns, "ownerReferences": [self._owner(dgd)]},
             "spec": {"replicas": replicas, "dgdRef": {"name": dgd["metadata"]["name"], "serviceName": service}},
         }
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL, body)
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL, body,
+                                                    field_manager=self.component)
 
     def adopt_adapter(self, ns: str, adapter: dict, dgd: dict) -> None:
         refs = adapter["metadata"].get("ownerReferences") or []

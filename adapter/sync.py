@@ -19,6 +19,10 @@ KNOWN_MANAGERS = {
 }
 
 
+# the controller's own writes (seeding an adapter at creation) are not scaling decisions
+SELF_MANAGERS = {"dynamo-scaling-adapter"}
+
+
 @dataclass(frozen=True)
 class WantedAdapter:
     name: str
@@ -88,7 +92,7 @@ class Scalers:
             actors = [a for a in actors if a not in keda_hpas]  # KEDA's own HPA is the ScaledObject
         if self.planner_claim:
             actors.append("planner")
-        if self.last_writer:
+        if self.last_writer and self.last_writer not in SELF_MANAGERS:
             kind = KNOWN_MANAGERS.get(self.last_writer, self.last_writer)
             covered = (kind == "HorizontalPodAutoscaler" and any(a.startswith("HorizontalPodAutoscaler/") for a in actors)) \
                 or (kind == "KEDA" and any(a.startswith("ScaledObject/") for a in actors)) \

@@ -188,11 +188,12 @@ def test_hpa_can_read_the_scale_subresource(kubectl, namespace, adapter, standin
                             "minReplicas": 1, "maxReplicas": 4,
                             "metrics": [{"type": "External", "external": {"metric": {"name": "dynamo_queue_depth"},
                                          "target": {"type": "AverageValue", "averageValue": "5"}}}]}}, namespace)
+    # the controller-manager learns about a CRD created after it started on its next discovery refresh
     hpa = wait_for(lambda: (h := kubectl.json("-n", namespace, "get", "hpa", "prefill")) and
-                   any(c["type"] == "AbleToScale" for c in h.get("status", {}).get("conditions", [])) and h,
-                   timeout=30, what="HPA conditions")
-    able = next(c for c in hpa["status"]["conditions"] if c["type"] == "AbleToScale")
-    assert able["status"] == "True", able
+                   any(c["type"] == "AbleToScale" and c["status"] == "True"
+                       for c in h.get("status", {}).get("conditions", [])) and h,
+                   timeout=120, interval=1, what="HPA AbleToScale=True")
+    assert hpa["status"]["currentReplicas"] == 1
 
 
 def test_restart_loses_no_update(kubectl, namespace, adapter):
