@@ -59,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
         from kubernetes import client
 
         api = client.ApiClient()
-    if args.static_token_file:
-        authorizer = StaticTokenAuthorizer(read_token_file(args.static_token_file))
+    static = os.environ.get(ENV + "STATIC_TOKEN")  # from a Secret; never on the command line
+    if args.static_token_file or static:
+        authorizer = StaticTokenAuthorizer(read_token_file(args.static_token_file) if args.static_token_file
+                                           else static.strip())
     else:
         authorizer = KubernetesAuthorizer(api, cfg.deployment.namespace, f"{cfg.deployment.name}")
     if args.bind_address not in ("127.0.0.1", "localhost", "::1"):
