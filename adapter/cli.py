@@ -78,9 +78,13 @@ def run(args: argparse.Namespace) -> int:
     serve_health(args.bind_address, args.health_port, ctl.ready.is_set)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    try:
-        ctl.run(stop)
-    finally:
-        if elector:
-            elector.stop()
+    # kopf runs in its own thread so that this one owns the signals and bounds the shutdown:
+    # reconciles are level-triggered and idempotent, so an interrupted one is redone on restart.
+    worker = threading.Thread(target=ctl.run, args=(stop,), name="kopf", daemon=True)
+    worker.start()
+    while worker.is_alive() and not stop.wait(0.5):
+        pass
+    if elector:
+        elector.stop()
+    worker.join(5.0)
     return 0

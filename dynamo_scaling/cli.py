@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scaler.demo.cli",
     "adapter.cli",
     "scaler.live.cli",
+    "scaler.replay.cli",
     "devcluster.cli",
 )
 

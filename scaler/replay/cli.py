@@ -1,0 +1,123 @@
+"""`dynamo-scaling replay` and `dynamo-scaling profile`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REQUIRED_KEYS = ("planner", "trace", "requests", "sla_attainment", "feasible_attainment", "ttft_p50_ms",
+                 "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "gpu_hours", "max_gpus", "scale_events", "wall_seconds")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    r = subparsers.add_parser("replay", help="run planners on a trace inside Dynamo's replay engine",
+                              description="Replays a trace (Mooncake JSONL or Azure CSV) with one planner, or all "
+                                          "side by side with ratios to the oracle.")
+    r.add_argument("--trace", type=Path, required=True)
+    r.add_argument("--trace-format", choices=["azure", "mooncake"], default=None, help="default: detected")
+    r.add_argument("--planner", default="predictive", help="a planner name, or 'all'")
+    r.add_argument("--profile", type=Path, default=None, help="profile JSON or Dynamo profiler npz (default: bundled)")
+    r.add_argument("--rate-scale", type=float, default=1.0)
+    r.add_argument("--time-scale", type=float, default=1.0)
+    r.add_argument("--window", default=None, metavar="START:END", help="only this part of the trace, seconds")
+    r.add_argument("--startup-delay", type=float, default=60.0, metavar="S")
+    r.add_argument("--ttft-ms", type=float, default=500.0)
+    r.add_argument("--itl-ms", type=float, default=50.0)
+    r.add_argument("--gpu-budget", type=int, default=None)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--json", type=Path, default=None, help="write the results here")
+    r.add_argument("--plot", type=Path, default=None, help="write a timeline PNG here")
+    r.set_defaults(func=run_replay)
+
+    p = subparsers.add_parser("profile", help="profile the replay engine's worker (prefill and decode sweep)")
+    p.add_argument("--out", type=Path, required=True, help="profile file (.json, or .npz in Dynamo's format)")
+    p.set_defaults(func=run_profile)
+
+
+def _fail(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _window(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ValueError("--window must be START:END in seconds, e.g. 0:600") from None
+    if a < 0 or b <= a:
+        raise ValueError("--window needs 0 <= START < END")
+    return a, b
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from scaler.profile import PerformanceProfile, ProfileError, bundled_profile
+    from scaler.replay import policies
+    from scaler.replay.runner import Setting, compare
+    from scaler.replay.traces import TraceError, read_trace, scale_rate, scale_time, window
+
+    for flag, v in (("--rate-scale", args.rate_scale), ("--time-scale", args.time_scale),
+                    ("--ttft-ms", args.ttft_ms), ("--itl-ms", args.itl_ms)):
+        if v <= 0:
+            return _fail(f"{flag} must be > 0")
+    if args.startup_delay < 0:
+        return _fail("--startup-delay must be >= 0")
+    if args.gpu_budget is not None and args.gpu_budget < 2:
+        return _fail("--gpu-budget must be >= 2 (one worker per pool)")
+    names = policies.names() if args.planner == "all" else [args.planner]
+    for n in names:
+        if n not in policies.names():
+            return _fail(f"--planner: unknown planner {n!r}; choose one of {', '.join(policies.names())} or all")
+    try:
+        reqs = read_trace(args.trace, args.trace_format)
+        if args.window:
+            reqs = window(reqs, *_window(args.window))
+        reqs = scale_time(scale_rate(reqs, args.rate_scale, args.seed), args.time_scale)
+        profile = PerformanceProfile.load(args.profile) if args.profile else bundled_profile()
+    except (TraceError, ProfileError, ValueError) as exc:
+        return _fail(str(exc))
+    if not reqs:
+        return _fail("no requests left in the trace (check --window)")
+    console = Console(stderr=True)
+    setting = Setting(args.trace.name, reqs, profile, args.startup_delay, args.ttft_ms, args.itl_ms,
+                      args.gpu_budget, args.seed)
+    started = time.monotonic()
+    rows, runs = compare(setting, names, progress=lambda m: console.print(m))
+    shown = [r for r in rows if r["planner"] in names]
+    table = Table(title=f"{args.trace.name} x{args.rate_scale:g}, start-up {args.startup_delay:.0f} s, "
+                        f"TTFT {args.ttft_ms:.0f} ms, ITL {args.itl_ms:.0f} ms")
+    for col in ("planner", "SLA att.", "feasible att.", "GPU-h", "vs oracle", "peak GPUs", "scale events",
+                "TTFT p50/p99 ms", "ITL p50/p99 ms"):
+        table.add_column(col)
+    for r in shown:
+        table.add_row(r["planner"], f"{r['sla_attainment']:.3f}", f"{r['feasible_attainment']:.3f}",
+                      f"{r['gpu_hours']:.2f}", f"{r['gpu_hours_vs_oracle']:.2f}x" if "gpu_hours_vs_oracle" in r else "-",
+                      str(r["max_gpus"]), str(r["scale_events"]),
+                      f"{r['ttft_p50_ms']:.0f}/{r['ttft_p99_ms']:.0f}",
+                      f"{r['itl_p50_ms']:.1f}/{r['itl_p99_ms']:.1f}" if r["itl_p50_ms"] is not None else "-")
+    Console(width=max(160, Console().width)).print(table)
+    console.print(f"done in {time.monotonic() - started:.1f} s")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(shown if len(shown) > 1 else shown[0], indent=2))
+    if args.plot:
+        from scaler.demo.report import plot
+
+        plot({n: runs[n] for n in names}, args.plot, f"{args.trace.name} x{args.rate_scale:g}")
+    return 0
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    from scaler.replay.profiler import sweep
+
+    if args.out.suffix not in (".json", ".npz"):
+        return _fail("--out must end in .json or .npz")
+    prof = sweep(progress=lambda m: print(m, file=sys.stderr, flush=True))
+    prof.save(args.out)
+    print(args.out)
+    return 0

@@ -1,0 +1,99 @@
+"""Policies inside Dynamo's replay engine (real engine, small slices)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from scaler.policy import Decision
+from scaler.profile import PerformanceProfile, ProfileError, bundled_profile
+from scaler.replay.engine import EngineConfig, run
+from scaler.replay.runner import Setting, compare
+from scaler.replay.traces import Request, read_trace, scale_rate, window
+
+REQUIRED = ("planner", "trace", "requests", "sla_attainment", "feasible_attainment", "ttft_p50_ms", "ttft_p99_ms",
+            "itl_p50_ms", "itl_p99_ms", "gpu_hours", "max_gpus", "scale_events", "wall_seconds")
+
+
+class StepUp:
+    """Two prefill workers at t=10 s, nothing else."""
+
+    name = "step-up"
+
+    def initial_tick_s(self) -> float:
+        return 10.0
+
+    def decide(self, obs) -> Decision:
+        return Decision(3 if obs.now_s >= 10 else None, None, 10.0, "step")
+
+
+def _steady(n: int = 300, rate: float = 5.0) -> list[Request]:
+    return [Request(i * 1000.0 / rate, 2000, 20) for i in range(n)]
+
+
+def test_targets_show_up_and_startup_is_honoured_and_billed():
+    runs = {s: run(_steady(), StepUp(), EngineConfig(startup_s=s)) for s in (5.0, 30.0)}
+    for startup, r in runs.items():
+        ops = r.lifecycle
+        scale = [o for o in ops if o["cause"] == "planner_scale" and o["pool"] == "prefill"]
+        assert scale and scale[0]["at_ms"] == 10_000.0
+        assert len(scale[0]["transitions"]) == 2  # 1 -> 3 prefill workers
+        ready = [o for o in ops if o["cause"] == "worker_ready_event" and o["pool"] == "prefill"]
+        assert ready and all(o["at_ms"] == pytest.approx(10_000.0 + startup * 1000) for o in ready)
+    # starting workers are billed from the moment they are asked for: 1 worker for the whole run plus
+    # 2 from t=10 s, whatever the start-up time (without billing, 30 s start-up would bill 40 s less)
+    for r in runs.values():
+        duration = r.summary["duration_ms"] / 1000
+        assert r.summary["prefill_worker_seconds"] == pytest.approx(duration + 2 * (duration - 10), rel=0.01)
+
+
+@pytest.fixture(scope="module")
+def slice_setting(traces_dir):
+    reqs = scale_rate(window(read_trace(traces_dir / "mooncake_synthetic.jsonl"), 0, 240), 2.0, seed=3)
+    return Setting("mooncake-slice", reqs, bundled_profile(), startup_s=30)
+
+
+def test_ceiling_bounds_every_policy_and_results_are_deterministic(slice_setting):
+    names = ["predictive", "static", "hpa", "dynamo-load", "dynamo-throughput", "oracle"]
+    rows, _ = compare(slice_setting, names)
+    by = {r["planner"]: r for r in rows}
+    for r in rows:
+        assert set(REQUIRED) <= set(r)
+        assert by["ceiling"]["sla_attainment"] >= r["sla_attainment"] - 1e-9, r["planner"]
+        assert r["feasible_attainment"] <= 1.0 and r["gpu_hours"] > 0
+    again, _ = compare(slice_setting, ["predictive"])
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("wall_seconds", "gpu_hours_vs_oracle")}  # noqa: E731
+    assert strip(again[1]) == strip(by["predictive"])
+
+
+def test_profile_round_trip_and_errors(tmp_path):
+    prof = bundled_profile()
+    for suffix in (".json", ".npz"):
+        back = PerformanceProfile.load(prof.save(tmp_path / f"p{suffix}"))
+        assert np.allclose(back.prefill.thpt_per_gpu, prof.prefill.thpt_per_gpu)
+        assert back.decode.max_kv_tokens == prof.decode.max_kv_tokens
+    assert prof.prefill.ttft_ms_at(3000) == pytest.approx(72, rel=0.15)  # ~21 ms per 1k tokens + overhead
+    bad = prof.to_dict()
+    del bad["z_itl"]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ProfileError, match="missing key 'z_itl'"):
+        PerformanceProfile.load(tmp_path / "bad.json")
+
+
+def test_replay_cli_writes_json_with_the_required_keys(tmp_path, traces_dir):
+    out = tmp_path / "r.json"
+    res = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "replay", "--trace",
+                          str(traces_dir / "azure_llm_2023_code.csv"), "--window", "0:300", "--rate-scale", "3",
+                          "--planner", "predictive", "--startup-delay", "30", "--json", str(out),
+                          "--plot", str(tmp_path / "r.png")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    data = json.loads(out.read_text())
+    assert set(REQUIRED) <= set(data) and data["planner"] == "predictive" and data["trace"] == "azure_llm_2023_code.csv"
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "replay", "--trace", str(out),
+                          "--planner", "nope"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--planner: unknown planner 'nope'" in bad.stderr

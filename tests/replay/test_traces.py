@@ -1,0 +1,62 @@
+"""Trace readers: both formats, reshaping, and errors that name the row and field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scaler.replay.traces import TraceError, read_trace, scale_rate, scale_time, window, write_mooncake
+
+
+def test_both_shared_traces_read(traces_dir):
+    azure = read_trace(traces_dir / "azure_llm_2023_code.csv")
+    moon = read_trace(traces_dir / "mooncake_synthetic.jsonl")
+    assert len(azure) == 8819 and len(moon) == 3993
+    assert azure[0].timestamp_ms == 0.0 and all(a.timestamp_ms <= b.timestamp_ms for a, b in zip(azure, azure[1:]))
+    # Azure rows get non-shared hash ids, one per 512 tokens
+    assert len(azure[0].hash_ids) == -(-azure[0].input_length // 512)
+    assert not set(azure[0].hash_ids) & set(azure[1].hash_ids)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("bad.jsonl", '{"timestamp": 0, "input_length": 5, "output_length": 2}\n{"timestamp": 1, "input_length": 5}\n',
+         "bad.jsonl:2: missing field 'output_length'"),
+        ("bad.jsonl", '{"timestamp": 0, "input_length": "x", "output_length": 2}\n', "bad.jsonl:1: field 'input_length'"),
+        ("bad.jsonl", '{"timestamp": 0, "input_length": 5, "output_length": 2}\n{oops\n', "bad.jsonl:2: not valid JSON"),
+        ("bad.jsonl", '{"timestamp": -4, "input_length": 5, "output_length": 2}\n', "bad.jsonl:1: field 'timestamp'"),
+        ("bad.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.97,12,3\n2023-11-16 18:17:04,0,3\n",
+         "bad.csv:3: field 'ContextTokens'"),
+        ("bad.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,12,3\n", "bad.csv:2: field 'TIMESTAMP'"),
+        ("bad.csv", "TIMESTAMP,Context\n2023-11-16 18:17:03,1\n", "header must contain"),
+        ("empty.jsonl", "\n", "cannot tell the format"),
+    ],
+)
+def test_malformed_input_names_row_and_field(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(TraceError) as err:
+        read_trace(path)
+    assert message in str(err.value)
+
+
+def test_rate_scale_keeps_duration_and_multiplies_count(traces_dir):
+    base = window(read_trace(traces_dir / "mooncake_synthetic.jsonl"), 0, 300)
+    scaled = scale_rate(base, 3.0, seed=7)
+    assert len(scaled) == 3 * len(base)
+    assert abs(scaled[-1].timestamp_ms - base[-1].timestamp_ms) < 1000
+    assert scale_rate(base, 3.0, seed=7) == scaled  # seeded
+    half = scale_rate(base, 0.5, seed=1)
+    assert 0.35 * len(base) < len(half) < 0.65 * len(base)
+    assert scale_time(base, 2.0)[-1].timestamp_ms == pytest.approx(base[-1].timestamp_ms / 2)
+    with pytest.raises(TraceError):
+        scale_rate(base, 0)
+
+
+def test_written_trace_reads_back(tmp_path, traces_dir):
+    base = read_trace(traces_dir / "azure_llm_2023_code.csv")[:50]
+    back = read_trace(write_mooncake(base, tmp_path / "t.jsonl"))
+    assert [(r.input_length, r.output_length) for r in back] == [(r.input_length, r.output_length) for r in base]
+    assert json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])["hash_ids"] == list(base[0].hash_ids)
