@@ -72,6 +72,8 @@ class Controller:
             settings.watching.server_timeout = 60
             settings.watching.reconnect_backoff = 1.0
             settings.execution.max_workers = 8
+            # react to each change at once: the default batching window delays every scale
+            settings.batching.batch_window = 0.01
 
     def resync_once(self) -> None:
         custom = self.kube.custom

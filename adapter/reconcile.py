@@ -104,6 +104,8 @@ class Reconciler:
             try:
                 dgd = self.kube.set_service_replicas(ns, dgd_name, service, plan.write_replicas)
                 status["lastScaleTime"] = now_rfc3339()
+                log.info("service scaled", extra={"adapter": f"{ns}/{name}", "replicas": plan.write_replicas,
+                                                  "ms": round((time.perf_counter() - started) * 1000, 1)})
                 self.kube.event(ns, raw, DGDSA_KIND, "Scaled", plan.message)
                 self.metrics.scaled.inc()
             except (ApiException, RuntimeError, LookupError) as exc:
@@ -143,6 +145,7 @@ class Reconciler:
                               "ConflictingScalers" if conflict else (reason if not ok else "ScalingActive"),
                               f"several scalers write this adapter: {conflict}" if conflict else message),
         }, meta.get("generation"))
-        self.kube.patch_adapter_status(ns, name, status)
+        if status != (raw.get("status") or {}):  # an unchanged status would only cause another event
+            self.kube.patch_adapter_status(ns, name, status)
         self.metrics.observe(ns, name, desired, status.get("replicas"), time.perf_counter() - started)
         return None if ok or reason in ("ScaleToZeroRefused",) else 5.0

@@ -68,6 +68,7 @@ def main() -> int:
                                                           "llama")["spec"]["services"]["w0"]["replicas"] != want:
                     time.sleep(0.005)
                 lat.append(time.perf_counter() - t0)
+                time.sleep(0.3)  # latency of one change, not of a queue of them
                 print(f"\rscale latency sample {i + 1}/{args.samples}", end="", flush=True)
             print()
             proc.terminate()
@@ -97,7 +98,7 @@ def main() -> int:
     arr = np.array(lat) * 1000
     result = {"samples": len(lat), "scale_to_dgd_ms": {"p50": float(np.percentile(arr, 50)),
                                                        "p99": float(np.percentile(arr, 99)), "max": float(arr.max())},
-              "kubectl_scale_includes_process_start": True,
+              "kubectl_scale_includes_process_start": True, "gap_between_samples_s": 0.3,
               "adapters": args.adapters, "cold_reconcile_seconds": cold,
               "targets": {"p99_ms": 500, "cold_seconds": 30}}
     out = REPO / "benchmarks" / "results" / "adapter_latency.json"
