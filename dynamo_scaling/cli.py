@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scaler.demo.cli",
     "adapter.cli",
     "scaler.live.cli",
+    "external_metrics.cli",
     "scaler.replay.cli",
     "devcluster.cli",
 )

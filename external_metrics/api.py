@@ -1,0 +1,216 @@
+"""The HTTP side: `external.metrics.k8s.io/v1beta1` for the API server (HPA), KEDA's JSON,
+health, a minimal OpenAPI document and the server's own `/metrics`.
+
+One app per listener: on the TLS port every path except health requires an authenticated
+(and, if enabled, authorized) caller; the plain-HTTP port has no client authentication."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from external_metrics import keda_http
+from external_metrics.auth import (ALWAYS_ALLOWED, AuthError, Authenticator, SubjectAccessReviewer,
+                                   check_token, request_attributes)
+from external_metrics.metrics import ServerMetrics
+from external_metrics.quantity import format_quantity
+from external_metrics.reader import ReadError, Reader
+
+GROUP, VERSION = "external.metrics.k8s.io", "v1beta1"
+GROUP_VERSION = f"{GROUP}/{VERSION}"
+BASE = f"/apis/{GROUP_VERSION}"
+MAX_QUERY_STRING = 8192
+JSON = "application/json"
+
+
+def _json(body: object, status: int = 200) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status_code=status, media_type=JSON)
+
+
+def rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+_REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+            405: "MethodNotAllowed", 406: "NotAcceptable", 414: "RequestURITooLong",
+            500: "InternalError", 503: "ServiceUnavailable"}
+
+
+def status_body(code: int, message: str, reason: str | None = None, name: str | None = None) -> dict:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason or _REASONS.get(code, "Unknown"), "code": code}
+    if name:
+        body["details"] = {"name": name, "group": GROUP, "kind": name}
+    return body
+
+
+def status(code: int, message: str, reason: str | None = None, name: str | None = None) -> Response:
+    return _json(status_body(code, message, reason, name), code)
+
+
+def _route(path: str) -> str:
+    if path.startswith(BASE + "/namespaces/"):
+        return "metric"
+    if path.startswith("/apis"):
+        return "discovery"
+    if path.startswith("/keda/"):
+        return "keda"
+    if path in ALWAYS_ALLOWED:
+        return "health"
+    if path in ("/metrics", "/openapi/v2", "/openapi/v3"):
+        return path.strip("/").replace("/", "_")
+    return "other"
+
+
+class Guard:
+    """ASGI middleware: request latency for every call and, on the TLS port, authentication
+    and authorization before the app sees the request."""
+
+    def __init__(self, app, metrics: ServerMetrics, interface: str, authenticator: Authenticator | None,
+                 authorizer: SubjectAccessReviewer | None, keda_token: str | None) -> None:
+        self.app, self.metrics, self.interface = app, metrics, interface
+        self.authenticator, self.authorizer, self.keda_token = authenticator, authorizer, keda_token
+
+    async def _reject(self, send, code: int, message: str, reason_label: str) -> None:
+        self.metrics.auth_failures.labels(reason_label).inc()
+        body = json.dumps(status_body(code, message)).encode()
+        await send({"type": "http.response.start", "status": code,
+                    "headers": [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        path = scope["path"]
+        code_box = [500]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                code_box[0] = message["status"]
+            await send(message)
+
+        try:
+            if len(scope.get("query_string", b"")) > MAX_QUERY_STRING:
+                await self._reject(send_wrapper, 414, f"query string longer than {MAX_QUERY_STRING} bytes", "oversized")
+                return
+            if path.startswith("/keda/") and self.keda_token:
+                if not check_token(self.keda_token, scope["headers"]):
+                    await self._reject(send_wrapper, 401, "a valid bearer token (or X-API-KEY) is required", "token")
+                    return
+            elif self.interface == "https" and path not in ALWAYS_ALLOWED:
+                cert = scope.get("extensions", {}).get("tls", {}).get("client_cert")
+                try:
+                    user = self.authenticator.authenticate(cert, scope["headers"]) if self.authenticator \
+                        else Authenticator(None).authenticate(cert, scope["headers"])
+                except AuthError as exc:
+                    await self._reject(send_wrapper, exc.code, exc.message, "unauthenticated")
+                    return
+                if self.authorizer is not None:
+                    ok, why = await self.authorizer.allowed(user, request_attributes(path, scope["method"]))
+                    if not ok:
+                        await self._reject(send_wrapper, 403, f'user "{user.name}" may not get {path}'
+                                           + (f": {why}" if why else ""), "forbidden")
+                        return
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.requests.labels(self.interface, _route(path), str(code_box[0])).observe(
+                time.perf_counter() - started)
+
+
+def discovery_documents(signals: list[str]) -> dict[str, bytes]:
+    resources = [{"name": s, "singularName": "", "namespaced": True, "kind": "ExternalMetricValueList",
+                  "verbs": ["get"]} for s in signals]
+    version = {"groupVersion": GROUP_VERSION, "version": VERSION}
+    group = {"name": GROUP, "versions": [version], "preferredVersion": version}
+    docs = {
+        "resources": {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION,
+                      "resources": resources},
+        "group": {"kind": "APIGroup", "apiVersion": "v1", **group},
+        "groups": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]},
+        "openapi_v2": {"swagger": "2.0", "info": {"title": "dynamo-scaling external metrics", "version": VERSION},
+                       "paths": {}},
+        "openapi_v3": {"paths": {}},
+    }
+    return {k: json.dumps(v, separators=(",", ":")).encode() for k, v in docs.items()}
+
+
+def create_app(reader: Reader, metrics: ServerMetrics, *, interface: str = "http",
+               authenticator: Authenticator | None = None, authorizer: SubjectAccessReviewer | None = None,
+               keda_token: str | None = None, ready: Callable[[], tuple[bool, str]] = lambda: (True, "ok")):
+    """The ASGI app of one listener (`interface` "https" authenticates callers)."""
+    app = FastAPI(title="dynamo-scaling metrics server", docs_url=None, redoc_url=None, openapi_url=None)
+    docs = discovery_documents(reader.signals)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        return status(exc.status_code, f"{request.url.path}: {exc.detail}")
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):
+        return status(500, f"internal error: {type(exc).__name__}")
+
+    @app.get("/apis")
+    async def api_groups():
+        return Response(docs["groups"], media_type=JSON)
+
+    @app.get(f"/apis/{GROUP}")
+    async def api_group():
+        return Response(docs["group"], media_type=JSON)
+
+    @app.get(BASE)
+    async def api_resources():
+        return Response(docs["resources"], media_type=JSON)
+
+    @app.get(BASE + "/namespaces/{namespace}/{metric}")
+    async def external_metric(namespace: str, metric: str, request: Request):
+        try:
+            reading = reader.read(namespace, metric, request.query_params.get("labelSelector"))
+        except ReadError as exc:
+            return status(exc.code, exc.message, exc.reason, metric)
+        ts = rfc3339(reading.collected_at)
+        items = []
+        for v in reading.values:
+            item = {"metricName": reading.signal, "metricLabels": v.labels, "timestamp": ts,
+                    "value": format_quantity(v.value)}
+            if reading.window_s is not None:
+                item["window"] = reading.window_s
+            items.append(item)
+        return _json({"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION, "metadata": {},
+                      "items": items})
+
+    @app.get(BASE + "/{rest:path}")
+    async def external_metric_bad_path(rest: str):
+        return status(404, f"{BASE}/{rest}: use {BASE}/namespaces/<namespace>/<metric>")
+
+    @app.get("/healthz")
+    @app.get("/livez")
+    async def healthz():
+        return Response("ok", media_type="text/plain")
+
+    @app.get("/readyz")
+    async def readyz():
+        ok, detail = ready()
+        return Response(detail, status_code=200 if ok else 503, media_type="text/plain")
+
+    @app.get("/openapi/v2")
+    async def openapi_v2():
+        return Response(docs["openapi_v2"], media_type=JSON)
+
+    @app.get("/openapi/v3")
+    async def openapi_v3():
+        return Response(docs["openapi_v3"], media_type=JSON)
+
+    @app.get("/metrics")
+    async def own_metrics():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    keda_http.add_routes(app, reader)
+    return Guard(app, metrics, interface, authenticator, authorizer, keda_token)

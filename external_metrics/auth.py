@@ -1,0 +1,193 @@
+"""Authentication and authorization of calls on the TLS port.
+
+The Kubernetes aggregation layer calls an extension API server with the front-proxy client
+certificate and names the end user in request headers (`X-Remote-User`, `X-Remote-Group`,
+`X-Remote-Extra-*`). A call is authenticated when its client certificate was signed by the
+requestheader CA (checked in the TLS handshake) and its common name is an allowed name (any,
+if the list is empty); the user is then taken from the headers. The CA and names come from
+`kube-system/extension-apiserver-authentication` or from flags.
+
+Authorization, when enabled, asks the API server with a SubjectAccessReview (cached briefly).
+Without a certificate the answer is 401, a denied user gets 403.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+log = logging.getLogger(__name__)
+
+CONFIGMAP_NAMESPACE, CONFIGMAP_NAME = "kube-system", "extension-apiserver-authentication"
+ALWAYS_ALLOWED = frozenset({"/healthz", "/readyz", "/livez"})
+
+
+class AuthError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class RequestHeaderConfig:
+    ca_pem: bytes
+    allowed_names: tuple[str, ...] = ()
+    username_headers: tuple[str, ...] = ("X-Remote-User",)
+    group_headers: tuple[str, ...] = ("X-Remote-Group",)
+    extra_prefixes: tuple[str, ...] = ("X-Remote-Extra-",)
+
+    @classmethod
+    def from_configmap(cls, data: dict[str, str]) -> "RequestHeaderConfig | None":
+        """From the data of kube-system/extension-apiserver-authentication; None when the API
+        server was started without requestheader authentication."""
+        ca = data.get("requestheader-client-ca-file")
+        if not ca:
+            return None
+
+        def arr(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+            raw = data.get(key)
+            if raw is None:
+                return default
+            try:
+                return tuple(json.loads(raw))
+            except ValueError:
+                return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+        return cls(ca.encode(), arr("requestheader-allowed-names", ()),
+                   arr("requestheader-username-headers", ("X-Remote-User",)),
+                   arr("requestheader-group-headers", ("X-Remote-Group",)),
+                   arr("requestheader-extra-headers-prefix", ("X-Remote-Extra-",)))
+
+    @classmethod
+    def read_configmap(cls, api_client) -> "RequestHeaderConfig | None":
+        from kubernetes import client
+
+        cm = client.CoreV1Api(api_client).read_namespaced_config_map(CONFIGMAP_NAME, CONFIGMAP_NAMESPACE)
+        return cls.from_configmap(cm.data or {})
+
+    @classmethod
+    def from_files(cls, ca_file: Path, allowed_names: list[str], username_headers: list[str],
+                   group_headers: list[str], extra_prefixes: list[str]) -> "RequestHeaderConfig":
+        return cls(Path(ca_file).read_bytes(), tuple(allowed_names), tuple(username_headers),
+                   tuple(group_headers), tuple(extra_prefixes))
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    groups: tuple[str, ...] = ()
+    extra: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _common_name(cert: dict | None) -> str | None:
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return value
+    return None
+
+
+class Authenticator:
+    def __init__(self, config: RequestHeaderConfig | None) -> None:
+        self.config = config
+
+    def authenticate(self, peer_cert: dict | None, headers: list[tuple[bytes, bytes]]) -> User:
+        """The user behind a request whose verified client certificate is `peer_cert` (the
+        dict of `SSLSocket.getpeercert()`, None without one). Raises AuthError(401)."""
+        cfg = self.config
+        if cfg is None:
+            raise AuthError(401, "requestheader authentication is not configured on this server")
+        if not peer_cert:
+            raise AuthError(401, "a client certificate signed by the requestheader CA is required")
+        cn = _common_name(peer_cert)
+        if cfg.allowed_names and cn not in cfg.allowed_names:
+            raise AuthError(401, f"client certificate CN {cn!r} is not an allowed requestheader name")
+        lower = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in headers]
+        user = None
+        for h in cfg.username_headers:
+            hl = h.lower()
+            user = next((v for k, v in lower if k == hl and v), None)
+            if user:
+                break
+        if not user:
+            raise AuthError(401, f"no user in headers {', '.join(cfg.username_headers)}")
+        groups = tuple(v for h in cfg.group_headers for k, v in lower if k == h.lower())
+        extra: dict[str, list[str]] = {}
+        for prefix in cfg.extra_prefixes:
+            pl = prefix.lower()
+            for k, v in lower:
+                if k.startswith(pl) and len(k) > len(pl):
+                    extra.setdefault(unquote(k[len(pl):]), []).append(v)
+        return User(user, groups, extra)
+
+
+def check_token(expected: str | None, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Bearer token (`Authorization: Bearer T`) or API key (`X-API-KEY: T`), constant time."""
+    if not expected:
+        return True
+    for k, v in headers:
+        k_l = k.lower()
+        if k_l == b"authorization" and v[:7].lower() == b"bearer ":
+            if hmac.compare_digest(v[7:].strip(), expected.encode()):
+                return True
+        elif k_l == b"x-api-key" and hmac.compare_digest(v.strip(), expected.encode()):
+            return True
+    return False
+
+
+class SubjectAccessReviewer:
+    """Delegated authorization: asks the API server whether the user may get the resource
+    (external.metrics.k8s.io metric in a namespace) or the non-resource path. Answers are
+    cached (allowed 10 s, denied 5 s)."""
+
+    def __init__(self, api_client, allow_ttl_s: float = 10.0, deny_ttl_s: float = 5.0) -> None:
+        from kubernetes import client
+
+        self._authz = client.AuthorizationV1Api(api_client)
+        self._models = client
+        self.allow_ttl_s, self.deny_ttl_s = allow_ttl_s, deny_ttl_s
+        self._cache: dict[tuple, tuple[float, bool, str]] = {}
+
+    def _review(self, user: User, attrs: dict) -> tuple[bool, str]:
+        c = self._models
+        spec = c.V1SubjectAccessReviewSpec(user=user.name, groups=list(user.groups),
+                                           extra={k: list(v) for k, v in user.extra.items()} or None)
+        if "path" in attrs:
+            spec.non_resource_attributes = c.V1NonResourceAttributes(path=attrs["path"], verb=attrs["verb"])
+        else:
+            spec.resource_attributes = c.V1ResourceAttributes(**attrs)
+        res = self._authz.create_subject_access_review(c.V1SubjectAccessReview(spec=spec))
+        return bool(res.status.allowed), res.status.reason or ""
+
+    async def allowed(self, user: User, attrs: dict) -> tuple[bool, str]:
+        key = (user.name, user.groups, tuple(sorted(attrs.items())))
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit and hit[0] > now:
+            return hit[1], hit[2]
+        try:
+            ok, reason = await asyncio.to_thread(self._review, user, attrs)
+        except Exception as exc:  # the API server is unreachable: deny, do not cache
+            log.warning("SubjectAccessReview failed", extra={"user": user.name, "error": str(exc)})
+            return False, f"authorization check failed: {exc}"
+        if len(self._cache) > 10000:
+            self._cache.clear()
+        self._cache[key] = (now + (self.allow_ttl_s if ok else self.deny_ttl_s), ok, reason)
+        return ok, reason
+
+
+def request_attributes(path: str, method: str) -> dict:
+    """SubjectAccessReview attributes of a request path, as the API server would see it."""
+    verb = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(method, "get")
+    parts = [p for p in path.split("/") if p]
+    # /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}
+    if len(parts) == 6 and parts[0] == "apis" and parts[3] == "namespaces":
+        return {"group": parts[1], "version": parts[2], "namespace": parts[4], "resource": parts[5], "verb": verb}
+    return {"path": path, "verb": verb}

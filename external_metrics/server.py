@@ -1,0 +1,189 @@
+"""`dynamo-scaling metrics-server`: the collector, the aggregated API on the TLS port, the
+optional plain-HTTP port and the KEDA external scaler (gRPC), in one asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+
+import grpc
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from external_metrics.api import create_app
+from external_metrics.auth import Authenticator, RequestHeaderConfig, SubjectAccessReviewer
+from external_metrics.cache import Cache
+from external_metrics.collector import Collector
+from external_metrics.keda_grpc import ExternalScaler
+from external_metrics.metrics import ServerMetrics
+from external_metrics.prom import AsyncPrometheusClient
+from external_metrics.reader import Reader
+from external_metrics.settings import Settings
+from external_metrics.signals import SignalMapping
+from external_metrics.tls import ServingCert
+
+log = logging.getLogger(__name__)
+
+
+class PeerCertProtocol(H11Protocol):
+    """h11 protocol that hands the verified client certificate of the TLS connection to the
+    app as scope["extensions"]["tls"]["client_cert"] (None when the client sent none)."""
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        cert = ssl_object.getpeercert() if ssl_object is not None else None
+        inner = self.app
+
+        async def app(scope, receive, send):
+            scope.setdefault("extensions", {})["tls"] = {"client_cert": cert or None}
+            await inner(scope, receive, send)
+
+        self.app = app
+
+
+class _Uvicorn(uvicorn.Server):
+    """The process owns the signals, not each listener."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def kube_client(settings: Settings):
+    """An ApiClient from --kubeconfig, else in-cluster, else None (no cluster access)."""
+    from kubernetes import config
+
+    if settings.kubeconfig:
+        return config.new_client_from_config(config_file=str(settings.kubeconfig))
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        return None
+    from kubernetes import client
+
+    return client.ApiClient()
+
+
+def load_mapping(settings: Settings) -> SignalMapping:
+    mapping = SignalMapping.load(settings.signals_file)
+    if settings.window:
+        mapping = SignalMapping.model_validate({**mapping.model_dump(), "window": settings.window})
+    return mapping
+
+
+class MetricsServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.mapping = load_mapping(settings)
+        self.cache = Cache(list(self.mapping.signals), settings.staleness)
+        self.metrics = ServerMetrics(self.cache)
+        self.reader = Reader(self.mapping, self.cache)
+        self.prom = AsyncPrometheusClient(settings.prometheus_url, settings.prometheus_timeout)
+        self.collector = Collector(self.mapping, self.prom, self.cache, settings.interval, self.metrics)
+        self.started = asyncio.Event()
+
+    def ready(self) -> tuple[bool, str]:
+        if self.collector.rounds == 0:
+            return False, "no collection finished yet"
+        stale = [s for s in self.cache.signals if not self.cache.fresh(s)]
+        return True, "ok" if not stale else f"ok; unavailable: {', '.join(stale)}"
+
+    def _auth(self, api_client) -> tuple[Authenticator, SubjectAccessReviewer | None]:
+        s = self.settings
+        rh = None
+        if s.requestheader_client_ca_file:
+            rh = RequestHeaderConfig.from_files(s.requestheader_client_ca_file, s.requestheader_allowed_names,
+                                                s.requestheader_username_headers, s.requestheader_group_headers,
+                                                s.requestheader_extra_headers_prefix)
+        elif api_client is not None:
+            try:
+                rh = RequestHeaderConfig.read_configmap(api_client)
+            except Exception as exc:
+                log.warning("cannot read kube-system/extension-apiserver-authentication; every call on the "
+                            "TLS port will be refused", extra={"error": str(exc)[:300]})
+        if rh is None:
+            log.warning("no requestheader CA: the TLS port answers 401 to everything but health checks")
+        authorizer = None
+        if s.authorization == "subjectaccessreview" or (s.authorization == "auto" and api_client is not None):
+            if api_client is None:
+                raise SystemExit("--authorization=subjectaccessreview needs cluster access (--kubeconfig or in-cluster)")
+            authorizer = SubjectAccessReviewer(api_client)
+        return Authenticator(rh), authorizer
+
+    def _uvicorn(self, app, port: int, ssl_ctx: ssl.SSLContext | None) -> _Uvicorn:
+        cfg = uvicorn.Config(app, host=self.settings.bind_address, port=port, log_config=None, access_log=False,
+                             lifespan="off", http=PeerCertProtocol, ws="none", timeout_keep_alive=30,
+                             server_header=False)
+        cfg.load()
+        cfg.ssl = ssl_ctx
+        return _Uvicorn(cfg)
+
+    async def _grpc(self) -> grpc.aio.Server:
+        s = self.settings
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((ExternalScaler(self.reader, self.metrics, s.interval).handler(),))
+        addr = f"{s.bind_address}:{s.grpc_port}"
+        if s.grpc_tls or s.grpc_client_ca_file:
+            creds = grpc.ssl_server_credentials(
+                [(self.cert.key_file.read_bytes(), self.cert.cert_pem)],
+                root_certificates=s.grpc_client_ca_file.read_bytes() if s.grpc_client_ca_file else None,
+                require_client_auth=bool(s.grpc_client_ca_file))
+            server.add_secure_port(addr, creds)
+        else:
+            server.add_insecure_port(addr)
+        await server.start()
+        return server
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        self.cert = ServingCert(s.tls_cert_file, s.tls_private_key_file, s.tls_sans)
+        api_client = kube_client(s) if s.secure_port else None
+        servers: list[_Uvicorn] = []
+        grpc_server = None
+        tasks: list[asyncio.Task] = [asyncio.create_task(self.collector.run(stop), name="collector")]
+        try:
+            if s.secure_port:
+                authn, authz = self._auth(api_client)
+                app = create_app(self.reader, self.metrics, interface="https", authenticator=authn,
+                                 authorizer=authz, keda_token=s.token(), ready=self.ready)
+                ctx = self.cert.server_context(authn.config.ca_pem if authn.config else None)
+                servers.append(self._uvicorn(app, s.secure_port, ctx))
+            if s.http_port:
+                app = create_app(self.reader, self.metrics, interface="http", keda_token=s.token(), ready=self.ready)
+                servers.append(self._uvicorn(app, s.http_port, None))
+            for srv in servers:
+                tasks.append(asyncio.create_task(srv.serve(), name=f"uvicorn:{srv.config.port}"))
+            if s.grpc_port:
+                grpc_server = await self._grpc()
+            while not all(srv.started for srv in servers):
+                if any(t.done() for t in tasks):
+                    break
+                await asyncio.sleep(0.02)
+            for t in tasks:
+                if t.done() and t.exception():
+                    raise t.exception()  # type: ignore[misc]
+            log.info("metrics server listening", extra={
+                "bind": s.bind_address, "secure_port": s.secure_port, "http_port": s.http_port,
+                "grpc_port": s.grpc_port, "prometheus": s.prometheus_url, "signals": len(self.mapping.signals),
+                "self_signed": self.cert.generated})
+            self.started.set()
+            stop_task = asyncio.create_task(stop.wait())
+            await asyncio.wait([stop_task, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            stop_task.cancel()
+        finally:
+            stop.set()
+            for srv in servers:
+                srv.should_exit = True
+            if grpc_server is not None:
+                await grpc_server.stop(grace=1.0)
+            await asyncio.wait(tasks, timeout=5)
+            for t in tasks:
+                t.cancel()
+            await self.prom.close()
+            if api_client is not None:
+                api_client.close()
+            self.cert.close()
+            log.info("metrics server stopped")

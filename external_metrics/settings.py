@@ -1,0 +1,77 @@
+"""Settings of `dynamo-scaling metrics-server`: every flag is also `DYNAMO_METRICS_<FLAG>` in the
+environment (flags win). Lists are comma-separated in both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "DYNAMO_METRICS_"
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    prometheus_url: str = Field("http://127.0.0.1:9090", description="Prometheus base URL")
+    prometheus_timeout: float = Field(5.0, gt=0, description="seconds per Prometheus query")
+    interval: float = Field(5.0, gt=0, description="seconds between collections (one query per signal)")
+    staleness: float = Field(30.0, gt=0, description="seconds after which values are unavailable (503)")
+    signals_file: Path | None = Field(None, description="YAML overrides of the signal -> PromQL mapping")
+    window: str | None = Field(None, description="PromQL window of rates and means (default from the mapping, 1m)")
+
+    bind_address: str = Field("127.0.0.1", description="address of every listener; set it to listen elsewhere")
+    secure_port: int = Field(6443, ge=0, le=65535, description="TLS port of the aggregated API (0: off)")
+    http_port: int = Field(0, ge=0, le=65535, description="plain-HTTP port without client authentication (0: off)")
+    grpc_port: int = Field(6000, ge=0, le=65535, description="KEDA external-scaler gRPC port (0: off)")
+
+    tls_cert_file: Path | None = Field(None, description="serving certificate (PEM); default: self-signed at start")
+    tls_private_key_file: Path | None = Field(None, description="key of --tls-cert-file")
+    tls_sans: CommaList = Field(default_factory=list,
+                                description="extra DNS names / IPs of the self-signed certificate")
+    grpc_tls: bool = Field(False, description="serve gRPC over TLS with the serving certificate")
+    grpc_client_ca_file: Path | None = Field(None, description="require gRPC client certificates signed by this CA")
+
+    kubeconfig: Path | None = Field(None, description="kubeconfig for the authentication ConfigMap and "
+                                                      "SubjectAccessReviews (default: in-cluster, if any)")
+    requestheader_client_ca_file: Path | None = Field(
+        None, description="front-proxy CA (default: kube-system/extension-apiserver-authentication)")
+    requestheader_allowed_names: CommaList = Field(default_factory=list,
+                                                   description="allowed front-proxy certificate CNs (empty: any)")
+    requestheader_username_headers: CommaList = Field(default_factory=lambda: ["X-Remote-User"])
+    requestheader_group_headers: CommaList = Field(default_factory=lambda: ["X-Remote-Group"])
+    requestheader_extra_headers_prefix: CommaList = Field(default_factory=lambda: ["X-Remote-Extra-"])
+    authorization: Literal["auto", "subjectaccessreview", "none"] = Field(
+        "auto", description="authorize callers with SubjectAccessReviews (auto: when the cluster is reachable)")
+
+    keda_token: str | None = Field(None, description="bearer token required on /keda/ (or X-API-KEY)")
+    keda_token_file: Path | None = Field(None, description="file holding the /keda/ token")
+
+    @field_validator("tls_sans", "requestheader_allowed_names", "requestheader_username_headers",
+                     "requestheader_group_headers", "requestheader_extra_headers_prefix", mode="before")
+    @classmethod
+    def _split(cls, v):
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if bool(self.tls_cert_file) != bool(self.tls_private_key_file):
+            raise ValueError("--tls-cert-file and --tls-private-key-file go together")
+        if not (self.secure_port or self.http_port or self.grpc_port):
+            raise ValueError("every listener is off: give --secure-port, --http-port or --grpc-port")
+        ports = [p for p in (self.secure_port, self.http_port, self.grpc_port) if p]
+        if len(ports) != len(set(ports)):
+            raise ValueError(f"listeners need distinct ports, got {ports}")
+        if self.staleness < self.interval:
+            raise ValueError(f"--staleness ({self.staleness:g}) must be at least --interval ({self.interval:g})")
+        return self
+
+    def token(self) -> str | None:
+        if self.keda_token_file:
+            return self.keda_token_file.read_text().strip() or None
+        return self.keda_token
