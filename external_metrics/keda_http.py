@@ -4,10 +4,11 @@ whose numbers a GJSON `valueLocation` picks:
     {"metric": "dynamo_queue_depth", "namespace": "ns", "selector": "dgd=llm,service=decode",
      "value": 12, "count": 2, "avg": 6, "min": 4, "max": 8,
      "timestamp": "2026-01-01T00:00:00Z", "ageSeconds": 1.2,
-     "items": [{"labels": {"dgd": "llm", "service": "decode", ...}, "value": 4}, ...]}
+     "items": [{"dgd": "llm", "service": "decode", "model": "m", "dynamo_namespace": "ns-llm",
+                "value": 4}, ...]}
 
 `value` is the sum over the matching series (what an HPA AverageValue target divides); use
-`max`, `avg`, or `items.#(labels.service=="decode").value` for others. Errors are non-200 (KEDA
+`max`, `avg`, `items.0.value` or `items.#(service=="decode").value` for others. Errors are non-200 (KEDA
 then counts a failure and applies its fallback), never a zero."""
 
 from __future__ import annotations
@@ -46,5 +47,5 @@ def add_routes(app: FastAPI, reader: Reader) -> None:
             "min": min(vals), "max": max(vals),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(r.collected_at)),
             "ageSeconds": round(max(0.0, time.time() - r.collected_at), 3),
-            "items": [{"labels": v.labels, "value": v.value} for v in r.values],
+            "items": [{**v.labels, "value": v.value} for v in r.values],
         })

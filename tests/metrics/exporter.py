@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from pathlib import Path
 
-from prometheus_client import start_http_server
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
                                     REGISTRY)
 from prometheus_client.registry import Collector
@@ -54,8 +55,22 @@ def main() -> None:
     for c in list(REGISTRY._collector_to_names):  # only the test's series
         REGISTRY.unregister(c)
     REGISTRY.register(StateCollector(state_file))
-    start_http_server(port, addr="127.0.0.1")
-    threading.Event().wait()
+
+    # Always the classic text format: prometheus-client's OpenMetrics output rewrites ':' in
+    # names such as vllm:num_requests_waiting, which the real exporters keep.
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = generate_latest(REGISTRY)
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""Processes for the metrics tests: exporters with Dynamo-named series and the metrics server
+itself (`dynamo-scaling metrics-server`, a real process on real ports)."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from devcluster.procs import free_port
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+class Exporter:
+    """An exporter process on 127.0.0.1 whose series are rewritten with `set()`."""
+
+    def __init__(self, workdir: Path) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.state = workdir / f"exporter-{self.port}.json"
+        self.set([])
+        self.proc = subprocess.Popen([sys.executable, str(HERE / "exporter.py"), str(self.port), str(self.state)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://{self.address}/metrics", timeout=1).read()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("exporter exited")
+                time.sleep(0.1)
+        raise TimeoutError("exporter did not start")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def set(self, series: list[dict]) -> None:
+        tmp = self.state.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"series": series}))
+        os.replace(tmp, self.state)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class MetricsServerProcess:
+    """`dynamo-scaling metrics-server` with the given flags; waits until it answers."""
+
+    def __init__(self, workdir: Path, prometheus_url: str, *flags: str, secure: bool = True,
+                 http: bool = True, grpc: bool = True, env: dict[str, str] | None = None,
+                 ready_ssl: ssl.SSLContext | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.secure_port = free_port() if secure else 0
+        self.http_port = free_port() if http else 0
+        self.grpc_port = free_port() if grpc else 0
+        self.log_path = workdir / f"metrics-server-{self.secure_port or self.http_port}.log"
+        args = [sys.executable, "-m", "dynamo_scaling.cli", "--log-level", "DEBUG", "metrics-server",
+                f"--prometheus-url={prometheus_url}", f"--secure-port={self.secure_port}",
+                f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}", *flags]
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+                                     env={**os.environ, **(env or {})})
+        self._wait(ready_ssl)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def https_url(self) -> str:
+        return f"https://127.0.0.1:{self.secure_port}"
+
+    def _wait(self, ready_ssl: ssl.SSLContext | None, timeout: float = 30.0) -> None:
+        url = f"{self.http_url}/readyz" if self.http_port else f"{self.https_url}/readyz"
+        ctx = ready_ssl
+        if ctx is None and not self.http_port:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"metrics server exited {self.proc.returncode}: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1, context=ctx) as r:
+                    if r.status == 200:
+                        return
+            except (OSError, urllib.error.HTTPError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"metrics server not ready: {self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode

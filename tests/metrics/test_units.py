@@ -1,0 +1,187 @@
+"""Pure logic: label selectors, quantity strings, the signal mapping, the cache's staleness."""
+
+from __future__ import annotations
+
+import pytest
+
+from external_metrics.cache import Cache, NoSeries, Unavailable
+from external_metrics.prom import SignalValue
+from external_metrics.quantity import format_quantity, parse_quantity
+from external_metrics.selectors import SelectorError, parse
+from external_metrics.signals import DEFAULT_SIGNALS, MappingError, SignalMapping
+
+# -- selectors ------------------------------------------------------------------------------
+
+LABELS = {"dgd": "llm", "service": "decode", "model": "m1", "dynamo_namespace": "ns-llm"}
+
+
+@pytest.mark.parametrize("text,matches", [
+    ("", True),
+    ("dgd=llm", True), ("dgd==llm", True), ("dgd=other", False),
+    ("dgd=llm,service=decode", True), ("dgd=llm,service=prefill", False),
+    ("service!=prefill", True), ("service!=decode", False), ("absent!=x", True),
+    ("service in (decode, prefill)", True), ("service in (prefill)", False),
+    ("service notin (prefill)", True), ("service notin (decode,prefill)", False),
+    ("model", True), ("absent", False), ("!absent", True), ("!model", False),
+    ("nvidia.com/dynamo-component=Decode", False),
+    ("dgd=llm , service in (decode) , !gpu", True),
+])
+def test_selector_matching(text, matches):
+    assert parse(text).matches(LABELS) is matches
+
+
+def test_selector_numeric_comparisons():
+    assert parse("replicas>2").matches({"replicas": "3"})
+    assert not parse("replicas<2").matches({"replicas": "3"})
+    assert not parse("replicas>2").matches({"replicas": "x"})
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("=x", "expected a label key"),
+    ("a=b=c", "expected ','"),
+    ("a in b", "expected '('"),
+    ("a in (b", "missing ')'"),
+    ("a in ()", "at least one value"),
+    ("a=b,", "expected a requirement"),
+    ("a,,b", "expected a label key"),
+    ("Bad Key=1", "unexpected 'Key'"),
+    ("a=-x", "invalid label value"),
+    ("a>x", "not an integer"),
+    ("UPPER.example.com/x=1", "prefix must be a DNS subdomain"),
+    ("x" * 64 + "=1", "name must be 1-63 characters"),
+    ("a=" + "v" * 64, "invalid label value"),
+    ("a=b" + ",a=b" * 2000, "limit is 4096"),
+])
+def test_selector_errors_are_clear(text, fragment):
+    with pytest.raises(SelectorError, match=None) as err:
+        parse(text)
+    assert fragment in str(err.value)
+
+
+def test_selector_round_trips_and_equalities():
+    sel = parse("dgd=llm,service in (decode),model notin (a,b),!x")
+    assert str(sel) == "dgd=llm,service in (decode),model notin (a,b),!x"
+    assert sel.equalities() == {"dgd": "llm", "service": "decode"}
+
+
+# -- quantities -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value,text", [
+    (0, "0"), (2, "2"), (12000, "12000"), (1.5, "1500m"), (0.7, "700m"), (-1.5, "-1500m"),
+    (0.0001, "100u"), (1 / 3, "333333333n"), (123456.789, "123456789m"), (0.95, "950m"),
+])
+def test_format_quantity(value, text):
+    assert format_quantity(value) == text
+    assert parse_quantity(text) == pytest.approx(value, abs=1e-9)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_format_quantity_rejects_non_finite(bad):
+    with pytest.raises(ValueError):
+        format_quantity(bad)
+
+
+@pytest.mark.parametrize("text,value", [("1Ki", 1024), ("1.5k", 1500), ("1e3", 1000), ("2E", 2e18),
+                                        ("700m", 0.7), (".5", 0.5), ("5e-3", 0.005)])
+def test_parse_quantity(text, value):
+    assert parse_quantity(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "1.2.3", "1mm", "m"])
+def test_parse_quantity_rejects(bad):
+    with pytest.raises(ValueError):
+        parse_quantity(bad)
+
+
+# -- signal mapping -------------------------------------------------------------------------
+
+def test_default_mapping_covers_every_signal_and_both_kv_families():
+    m = SignalMapping()
+    for name in ("dynamo_queue_depth", "dynamo_kv_cache_usage", "dynamo_kv_cache_usage_max",
+                 "dynamo_kv_active_blocks", "dynamo_inflight_requests", "dynamo_ttft_seconds",
+                 "dynamo_ttft_seconds_p95", "dynamo_itl_seconds", "dynamo_itl_seconds_p95", "dynamo_request_rate"):
+        q = m.render(name)
+        assert "{sel}" not in q and "{by}" not in q and "{window}" not in q
+        assert 'dgd!=""' in q and "by (namespace, dgd, service, dynamo_namespace, model" in q
+    kv = m.render("dynamo_kv_cache_usage")
+    assert "dynamo_component_kvstats_active_blocks" in kv and "vllm:kv_cache_usage_perc" in kv
+    assert "dynamo_component_gpu_cache_usage_percent" in kv
+
+
+def test_render_with_filters_window_and_relabelled_names():
+    m = SignalMapping.from_overrides({
+        "labels": {"dgd": "label_nvidia_com_dynamo_graph_deployment_name",
+                   "service": "label_nvidia_com_dynamo_component"},
+        "window": "2m", "matchers": 'job="dynamo"'})
+    q = m.render("dynamo_ttft_seconds", where={"namespace": "ns", "dgd": 'we"ird'}, window="30s")
+    assert 'label_nvidia_com_dynamo_graph_deployment_name!=""' in q
+    assert 'job="dynamo"' in q and 'namespace="ns"' in q
+    assert 'label_nvidia_com_dynamo_graph_deployment_name="we\\"ird"' in q
+    assert "[30s]" in q and "[2m]" not in q
+    assert "[2m]" in m.render("dynamo_request_rate")
+    ns, labels = m.identity({"namespace": "ns", "label_nvidia_com_dynamo_graph_deployment_name": "llm",
+                             "label_nvidia_com_dynamo_component": "decode", "model": "m"})
+    assert ns == "ns" and labels == {"dgd": "llm", "service": "decode", "dynamo_namespace": "", "model": "m"}
+
+
+def test_overrides_rename_add_and_drop_signals(tmp_path):
+    path = tmp_path / "signals.yaml"
+    path.write_text(
+        "signals:\n"
+        "  dynamo_queue_depth:\n"
+        "    query: 'sum by ({by}) (dynamo_frontend_queued_requests_v2{{sel}})'\n"
+        "  my_signal:\n"
+        "    query: 'max by ({by}) (foo{{sel}})'\n"
+        "    description: custom\n"
+        "  dynamo_itl_seconds_p95: null\n")
+    m = SignalMapping.load(path)
+    assert "dynamo_frontend_queued_requests_v2" in m.render("dynamo_queue_depth")
+    assert m.signals["dynamo_queue_depth"].description == DEFAULT_SIGNALS["dynamo_queue_depth"].description
+    assert "my_signal" in m.signals and "dynamo_itl_seconds_p95" not in m.signals
+    with pytest.raises(MappingError, match="unknown signal"):
+        m.render("dynamo_itl_seconds_p95")
+
+
+@pytest.mark.parametrize("overrides,fragment", [
+    ({"signals": {"x": {"query": "sum(foo)"}}}, "must contain {sel} and {by}"),
+    ({"signals": {"Bad-Name": {"query": "sum by ({by}) (x{{sel}})"}}}, "signal names must match"),
+    ({"window": "5 minutes"}, "not a PromQL duration"),
+    ({"labels": {"dgd": "bad-label"}}, "not a Prometheus label name"),
+    ({"signals": {"dynamo_queue_depth": "oops"}}, "expected a mapping or null"),
+    ({"bogus": 1}, "bogus"),
+])
+def test_bad_overrides_are_rejected(overrides, fragment):
+    with pytest.raises(MappingError) as err:
+        SignalMapping.from_overrides(overrides)
+    assert fragment in str(err.value)
+
+
+def test_mapping_file_errors(tmp_path):
+    with pytest.raises(MappingError, match="No such file"):
+        SignalMapping.load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("signals: [\n")
+    with pytest.raises(MappingError, match="not valid YAML"):
+        SignalMapping.load(bad)
+
+
+# -- cache ----------------------------------------------------------------------------------
+
+def test_cache_staleness_is_unavailable_never_zero():
+    now = [1000.0]
+    cache = Cache(["q"], staleness_s=10, clock=lambda: now[0])
+    with pytest.raises(Unavailable, match="no data collected yet"):
+        cache.lookup("q", "ns")
+    cache.update("q", [SignalValue("q", "ns", {"dgd": "a", "service": "s"}, 3.0, 999.0)])
+    values, at = cache.lookup("q", "ns", parse("dgd=a"))
+    assert [v.value for v in values] == [3.0] and at == 1000.0
+    with pytest.raises(NoSeries):
+        cache.lookup("q", "ns", parse("dgd=b"))
+    with pytest.raises(NoSeries):
+        cache.lookup("q", "other")
+    cache.fail("q", "Prometheus down")
+    now[0] += 9
+    assert cache.lookup("q", "ns")[0]  # within the bound the last good values still serve
+    now[0] += 2
+    with pytest.raises(Unavailable, match="11 s old.*Prometheus down"):
+        cache.lookup("q", "ns")
