@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubernetes import client, config
+    from dynamo_scaling.kube import api_client
 
     from adapter.controller import Controller
     from adapter.health import serve_health, serve_metrics
@@ -55,15 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resync_period <= 0:
         print("error: --resync-period must be > 0", file=sys.stderr)
         return 2
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf logs in through the same config
-        config.load_kube_config(config_file=args.kubeconfig)
-    else:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-    api = client.ApiClient()
+    api = api_client(args.kubeconfig)
     metrics = AdapterMetrics()
     is_leader = lambda: True  # noqa: E731
     elector = None

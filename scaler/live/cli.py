@@ -32,8 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubernetes import config as kconfig
-
+    from dynamo_scaling.kube import api_client
     from scaler.control.auth import KubernetesAuthorizer, StaticTokenAuthorizer
     from scaler.live import config as cfgmod
     from scaler.live.service import Options, PlannerService, read_token_file
@@ -49,16 +48,7 @@ def run(args: argparse.Namespace) -> int:
     except cfgmod.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.kubeconfig:
-        api = kconfig.new_client_from_config(config_file=args.kubeconfig)
-    else:
-        try:
-            kconfig.load_incluster_config()
-        except kconfig.ConfigException:
-            kconfig.load_kube_config()
-        from kubernetes import client
-
-        api = client.ApiClient()
+    api = api_client(args.kubeconfig)
     static = os.environ.get(ENV + "STATIC_TOKEN")  # from a Secret; never on the command line
     if args.static_token_file or static:
         authorizer = StaticTokenAuthorizer(read_token_file(args.static_token_file) if args.static_token_file
