@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -125,6 +126,59 @@ class Guard:
                 time.perf_counter() - started)
 
 
+class MetricReads:
+    """The hot path, `GET /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}`,
+    as plain ASGI in front of the FastAPI app (everything else). Encoded answers are reused
+    until the signal's next collection; freshness is checked on every request."""
+
+    PREFIX = BASE + "/namespaces/"
+    MEMO_LIMIT = 20000
+
+    def __init__(self, reader: Reader, inner) -> None:
+        self.reader, self.inner = reader, inner
+        self._memo: dict[tuple[str, str, str], tuple[str, float, bytes]] = {}
+
+    def answer(self, namespace: str, metric: str, selector: str | None) -> tuple[int, bytes]:
+        key = (namespace, metric, selector or "")
+        hit = self._memo.get(key)
+        cache = self.reader.cache
+        if hit is not None and cache.state(hit[0]).collected_at == hit[1] and cache.fresh(hit[0]):
+            return 200, hit[2]
+        try:
+            reading = self.reader.read(namespace, metric, selector)
+        except ReadError as exc:
+            return exc.code, json.dumps(status_body(exc.code, exc.message, exc.reason, metric)).encode()
+        ts = rfc3339(reading.collected_at)
+        items = []
+        for v in reading.values:
+            item = {"metricName": reading.signal, "metricLabels": v.labels, "timestamp": ts,
+                    "value": format_quantity(v.value)}
+            if reading.window_s is not None:
+                item["window"] = reading.window_s
+            items.append(item)
+        body = json.dumps({"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION, "metadata": {},
+                           "items": items}, separators=(",", ":")).encode()
+        if len(self._memo) >= self.MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[key] = (reading.signal, reading.collected_at, body)
+        return 200, body
+
+    async def __call__(self, scope, receive, send):
+        path = scope.get("path", "")
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and path.startswith(self.PREFIX):
+            parts = path[len(self.PREFIX):].split("/")
+            if len(parts) == 2 and all(parts):
+                qs = scope.get("query_string", b"")
+                selector = parse_qs(qs.decode("latin-1")).get("labelSelector", [None])[0] if qs else None
+                code, body = self.answer(parts[0], parts[1], selector)
+                await send({"type": "http.response.start", "status": code,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+                return
+        await self.inner(scope, receive, send)
+
+
 def discovery_documents(signals: list[str]) -> dict[str, bytes]:
     resources = [{"name": s, "singularName": "", "namespaced": True, "kind": "ExternalMetricValueList",
                   "verbs": ["get"]} for s in signals]
@@ -169,23 +223,6 @@ def create_app(reader: Reader, metrics: ServerMetrics, *, interface: str = "http
     async def api_resources():
         return Response(docs["resources"], media_type=JSON)
 
-    @app.get(BASE + "/namespaces/{namespace}/{metric}")
-    async def external_metric(namespace: str, metric: str, request: Request):
-        try:
-            reading = reader.read(namespace, metric, request.query_params.get("labelSelector"))
-        except ReadError as exc:
-            return status(exc.code, exc.message, exc.reason, metric)
-        ts = rfc3339(reading.collected_at)
-        items = []
-        for v in reading.values:
-            item = {"metricName": reading.signal, "metricLabels": v.labels, "timestamp": ts,
-                    "value": format_quantity(v.value)}
-            if reading.window_s is not None:
-                item["window"] = reading.window_s
-            items.append(item)
-        return _json({"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION, "metadata": {},
-                      "items": items})
-
     @app.get(BASE + "/{rest:path}")
     async def external_metric_bad_path(rest: str):
         return status(404, f"{BASE}/{rest}: use {BASE}/namespaces/<namespace>/<metric>")
@@ -213,4 +250,4 @@ def create_app(reader: Reader, metrics: ServerMetrics, *, interface: str = "http
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     keda_http.add_routes(app, reader)
-    return Guard(app, metrics, interface, authenticator, authorizer, keda_token)
+    return Guard(MetricReads(reader, app), metrics, interface, authenticator, authorizer, keda_token)

@@ -69,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
         await server.run(stop)
 
     try:
-        asyncio.run(main())
+        try:
+            import uvloop  # the faster event loop when installed
+        except ImportError:
+            asyncio.run(main())
+        else:
+            uvloop.run(main())
     except OSError as exc:
         logging.getLogger(__name__).error("cannot listen", extra={"error": str(exc)})
         return 1

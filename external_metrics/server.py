@@ -27,9 +27,9 @@ from external_metrics.tls import ServingCert
 log = logging.getLogger(__name__)
 
 
-class PeerCertProtocol(H11Protocol):
-    """h11 protocol that hands the verified client certificate of the TLS connection to the
-    app as scope["extensions"]["tls"]["client_cert"] (None when the client sent none)."""
+class _PeerCert:
+    """Hands the verified client certificate of the TLS connection to the app as
+    scope["extensions"]["tls"]["client_cert"] (None when the client sent none)."""
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -42,6 +42,16 @@ class PeerCertProtocol(H11Protocol):
             await inner(scope, receive, send)
 
         self.app = app
+
+
+try:  # the C parser when installed, else h11
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class PeerCertProtocol(_PeerCert, HttpToolsProtocol):
+        pass
+except ImportError:  # pragma: no cover
+    class PeerCertProtocol(_PeerCert, H11Protocol):  # type: ignore[no-redef]
+        pass
 
 
 class _Uvicorn(uvicorn.Server):

@@ -1,0 +1,238 @@
+"""Metric reads: this server's cache vs a per-request PromQL baseline, same Prometheus, same run.
+
+2,000 worker series (20 namespaces x 10 DGDs x 2 services x 5 pods, `vllm:num_requests_waiting`)
+are served by an exporter process and scraped by a real Prometheus. Reads ask for
+`dynamo_queue_depth` of one DGD service (a labelSelector, as an HPA does):
+- server: GET /apis/external.metrics.k8s.io/v1beta1/namespaces/<ns>/dynamo_queue_depth on the
+  metrics server (plain-HTTP port, answered from its cache);
+- baseline: the same signal's PromQL, filtered to that service, sent to Prometheus per request
+  (what a per-request adapter does).
+Latency: sequential requests on one keep-alive connection (p50/p99). Throughput: 8 concurrent
+clients for a fixed time. Prints a table, writes benchmarks/results/metrics_read.json.
+
+Usage: .venv/bin/python benchmarks/metrics_read.py [--requests 2000] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+
+from devcluster.procs import free_port
+from devcluster.prometheus import Prometheus
+from external_metrics.signals import SignalMapping
+
+REPO = Path(__file__).resolve().parents[1]
+NAMESPACES, DGDS, SERVICES, PODS = 20, 10, ("prefill", "decode"), 5
+
+EXPORTER = r"""
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+body = open(sys.argv[2], "rb").read()
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def exposition() -> tuple[str, list[tuple[str, str, str]]]:
+    lines, keys = ["# TYPE vllm:num_requests_waiting gauge"], []
+    rnd = random.Random(7)
+    for n in range(NAMESPACES):
+        for d in range(DGDS):
+            for svc in SERVICES:
+                keys.append((f"ns-{n}", f"dgd-{d}", svc))
+                for p in range(PODS):
+                    lines.append(f'vllm:num_requests_waiting{{namespace="ns-{n}",dgd="dgd-{d}",service="{svc}",'
+                                 f'dynamo_namespace="ns-{n}-dgd-{d}",pod="dgd-{d}-{svc}-{p}",model_name="m"}} '
+                                 f"{rnd.randint(0, 20)}")
+    return "\n".join(lines) + "\n", keys
+
+
+def wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+class Conn:
+    """A minimal keep-alive HTTP/1.1 client on asyncio streams, so that the load generator
+    costs little next to the servers measured (both sides use it)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, target: str) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(f"GET {target} HTTP/1.1\r\nHost: {self.host}\r\nAccept: application/json\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        code = int(lines[0].split()[1])
+        length = next(int(v) for k, _, v in (ln.partition(b":") for ln in lines[1:]) if k.lower() == b"content-length")
+        return code, await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def server_target(key: tuple[str, str, str]) -> str:
+    ns, dgd, svc = key
+    return (f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/dynamo_queue_depth?"
+            + urlencode({"labelSelector": f"dgd={dgd},service={svc}"}))
+
+
+def baseline_target(mapping: SignalMapping, key: tuple[str, str, str]) -> str:
+    ns, dgd, svc = key
+    return "/api/v1/query?" + urlencode(
+        {"query": mapping.render("dynamo_queue_depth", {"namespace": ns, "dgd": dgd, "service": svc})})
+
+
+def value(kind: str, code: int, body: bytes) -> float:
+    if code != 200:
+        raise RuntimeError(f"{kind}: HTTP {code}: {body[:200]!r}")
+    doc = json.loads(body)
+    if kind == "server":
+        return float(doc["items"][0]["value"])
+    return float(doc["data"]["result"][0]["value"][1])
+
+
+async def latency(kind: str, port: int, make, keys, n: int) -> dict:
+    rnd = random.Random(1)
+    conn, samples = Conn("127.0.0.1", port), []
+    for _ in range(50):  # warm-up
+        value(kind, *await conn.get(make(rnd.choice(keys))))
+    for _ in range(n):
+        target = make(rnd.choice(keys))
+        t = time.perf_counter()
+        code, body = await conn.get(target)
+        samples.append(time.perf_counter() - t)
+        value(kind, code, body)
+    await conn.close()
+    a = np.array(samples) * 1000
+    return {"requests": n, "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "mean_ms": float(a.mean())}
+
+
+async def throughput(kind: str, port: int, make, keys, seconds: float, concurrency: int = 8) -> dict:
+    done, errors = 0, 0
+    targets = [make(k) for k in keys]
+    deadline = time.perf_counter() + seconds
+
+    async def worker(i: int) -> None:
+        nonlocal done, errors
+        rnd = random.Random(100 + i)
+        conn = Conn("127.0.0.1", port)
+        while time.perf_counter() < deadline:
+            code, body = await conn.get(rnd.choice(targets))
+            if code == 200:
+                done += 1
+            else:
+                errors += 1
+        await conn.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return {"concurrency": concurrency, "seconds": elapsed, "requests": done, "errors": errors,
+            "rps": done / elapsed}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=2000, help="sequential requests per side for latency")
+    ap.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "metrics_read.json")
+    args = ap.parse_args()
+
+    text, keys = exposition()
+    mapping = SignalMapping()
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="metrics-read-") as tmp, Prometheus(Path(tmp) / "prom") as prom:
+        try:
+            (Path(tmp) / "metrics.txt").write_text(text)
+            exp_port = free_port()
+            procs.append(subprocess.Popen([sys.executable, "-c", EXPORTER, str(exp_port), str(Path(tmp) / "metrics.txt")]))
+            wait_http(f"http://127.0.0.1:{exp_port}/metrics")
+            prom.set_targets("workers", [(f"127.0.0.1:{exp_port}", {})])
+            prom.wait_for_targets("workers", 1)
+            series = len(prom.query('{__name__="vllm:num_requests_waiting"}'))
+            http_port = free_port()
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "dynamo_scaling.cli", "--log-level", "WARNING", "metrics-server",
+                 f"--prometheus-url={prom.url}", "--secure-port=0", "--grpc-port=0", f"--http-port={http_port}",
+                 "--interval=1", "--staleness=10"], cwd=REPO))
+            wait_http(f"http://127.0.0.1:{http_port}/readyz")
+
+
+            def mk_baseline(k):
+                return baseline_target(mapping, k)
+
+            async def run() -> dict:
+                # both sides agree on every value
+                a, b = Conn("127.0.0.1", http_port), Conn("127.0.0.1", prom.port)
+                for k in keys:
+                    va = value("server", *await a.get(server_target(k)))
+                    vb = value("baseline", *await b.get(baseline_target(mapping, k)))
+                    assert va == vb, (k, va, vb)
+                await a.close()
+                await b.close()
+                return {
+                    "series": series, "services": len(keys),
+                    "server": {"latency": await latency("server", http_port, server_target, keys, args.requests),
+                               "throughput": await throughput("server", http_port, server_target, keys, args.seconds)},
+                    "baseline_promql": {
+                        "latency": await latency("baseline", prom.port, mk_baseline, keys, args.requests),
+                        "throughput": await throughput("baseline", prom.port, mk_baseline, keys, args.seconds)},
+                }
+
+            result = asyncio.run(run())
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait(10)
+    s, b = result["server"], result["baseline_promql"]
+    result["speedup_throughput"] = s["throughput"]["rps"] / max(b["throughput"]["rps"], 1e-9)
+    result["speedup_p50"] = b["latency"]["p50_ms"] / s["latency"]["p50_ms"]
+    result["machine"] = {"cpus": __import__("os").cpu_count(), "python": sys.version.split()[0]}
+    print(f"{series} series, {len(keys)} services; reads of dynamo_queue_depth for one DGD service")
+    print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}{'req/s (8 clients)':>20}")
+    for name, r in (("metrics server (cache)", s), ("per-request PromQL", b)):
+        print(f"{name:24}{r['latency']['p50_ms']:>10.2f}{r['latency']['p99_ms']:>10.2f}{r['throughput']['rps']:>20.0f}")
+    print(f"throughput x{result['speedup_throughput']:.1f}, p50 x{result['speedup_p50']:.1f}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
