@@ -25,6 +25,7 @@ from external_metrics.signals import SignalMapping
 from external_metrics.tls import ServingCert
 
 log = logging.getLogger(__name__)
+logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # we log the listeners ourselves
 
 
 class _PeerCert:
