@@ -185,3 +185,25 @@ def test_cache_staleness_is_unavailable_never_zero():
     now[0] += 2
     with pytest.raises(Unavailable, match="11 s old.*Prometheus down"):
         cache.lookup("q", "ns")
+
+
+# -- packaging ------------------------------------------------------------------------------
+
+def test_committed_proto_module_is_reproducible():
+    from pathlib import Path
+
+    from external_metrics.proto import generate
+
+    committed = (Path(generate.HERE) / generate.OUTPUT).read_text()
+    assert generate.generate() == committed, "run: python -m external_metrics.proto.generate"
+
+
+def test_planner_imports_have_no_server_side_effects():
+    import subprocess
+    import sys
+
+    code = ("import sys, external_metrics.signals, external_metrics.prom, external_metrics.cache, "
+            "external_metrics.selectors, external_metrics.quantity; "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'grpc', 'kubernetes') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
