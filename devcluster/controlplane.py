@@ -281,6 +281,20 @@ def up(state_dir: Path | None = None, *, hpa_sync_period_s: float = 15.0) -> Pla
     return state
 
 
+def restart_apiserver(state_dir: Path | None = None) -> PlaneState:
+    """Stop and start kube-apiserver alone (same ports, certs and data), as an outage would."""
+    state_dir = state_dir or default_state_dir()
+    state = load_state(state_dir)
+    if not state:
+        raise RuntimeError(f"no control plane in {state_dir}")
+    pid = state.pids.get("kube-apiserver")
+    if pid and alive(pid):
+        terminate(pid)
+    _start_apiserver(state, build.ensure_binaries())
+    _save(state)
+    return state
+
+
 def down(state_dir: Path | None = None) -> bool:
     """Stop every process of the plane and remove its state. True if something was running."""
     state_dir = state_dir or default_state_dir()
