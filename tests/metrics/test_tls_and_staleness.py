@@ -166,3 +166,30 @@ def test_prometheus_down_gives_503_then_recovers(prometheus, exporters, tmp_path
             assert scaler.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref), timeout=5).metricValues[0].metricValueFloat == 6
     finally:
         assert server.stop() == 0, server.log_tail()
+
+
+def test_grpc_over_tls_with_client_certificates(pki, tmp_path):
+    # no Prometheus needed: GetMetricSpec answers from the trigger metadata alone
+    dead = "http://127.0.0.1:9"
+    server = MetricsServerProcess(
+        tmp_path / "server", dead, "--authorization=none", "--grpc-tls",
+        f"--grpc-client-ca-file={pki['front_proxy_ca'].cert}",
+        f"--tls-cert-file={pki['serving'].cert}", f"--tls-private-key-file={pki['serving'].key}",
+        secure=False, http=True, grpc=True)
+    ref = pb.ScaledObjectRef(namespace="ns1", scalerMetadata={"metric": "dynamo_queue_depth", "targetValue": "4"})
+    try:
+        root = pki["serving_ca"].cert.read_bytes()
+        good = grpc.ssl_channel_credentials(root, pki["front_proxy"].key.read_bytes(), pki["front_proxy"].cert.read_bytes())
+        with grpc.secure_channel(f"localhost:{server.grpc_port}", good) as ch:
+            spec = ExternalScalerClient(ch).GetMetricSpec(ref, timeout=10).metricSpecs[0]
+            assert spec.targetSizeFloat == 4.0
+            # no data yet (Prometheus unreachable): an error, not a zero
+            with pytest.raises(grpc.RpcError) as err:
+                ExternalScalerClient(ch).GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref), timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        with grpc.secure_channel(f"localhost:{server.grpc_port}", grpc.ssl_channel_credentials(root)) as ch:
+            with pytest.raises(grpc.RpcError) as err:
+                ExternalScalerClient(ch).GetMetricSpec(ref, timeout=10)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE  # handshake refused without a client cert
+    finally:
+        server.stop()
