@@ -116,6 +116,15 @@ def baseline_target(mapping: SignalMapping, key: tuple[str, str, str]) -> str:
         {"query": mapping.render("dynamo_queue_depth", {"namespace": ns, "dgd": dgd, "service": svc})})
 
 
+def prometheus_queries(prom_url: str) -> float:
+    """Queries Prometheus has evaluated so far (its own engine counter)."""
+    with urllib.request.urlopen(prom_url + "/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith('prometheus_engine_query_duration_seconds_count{slice="inner_eval"}'):
+                return float(line.split()[-1])
+    return float("nan")
+
+
 def value(kind: str, code: int, body: bytes) -> float:
     if code != 200:
         raise RuntimeError(f"{kind}: HTTP {code}: {body[:200]!r}")
@@ -189,7 +198,7 @@ def main() -> int:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "dynamo_scaling.cli", "--log-level", "WARNING", "metrics-server",
                  f"--prometheus-url={prom.url}", "--secure-port=0", "--grpc-port=0", f"--http-port={http_port}",
-                 "--interval=1", "--staleness=10"], cwd=REPO))
+                 "--interval=5", "--staleness=30"], cwd=REPO))  # the defaults
             wait_http(f"http://127.0.0.1:{http_port}/readyz")
 
 
@@ -205,14 +214,14 @@ def main() -> int:
                     assert va == vb, (k, va, vb)
                 await a.close()
                 await b.close()
-                return {
-                    "series": series, "services": len(keys),
-                    "server": {"latency": await latency("server", http_port, server_target, keys, args.requests),
-                               "throughput": await throughput("server", http_port, server_target, keys, args.seconds)},
-                    "baseline_promql": {
-                        "latency": await latency("baseline", prom.port, mk_baseline, keys, args.requests),
-                        "throughput": await throughput("baseline", prom.port, mk_baseline, keys, args.seconds)},
-                }
+                out = {"series": series, "services": len(keys)}
+                for side, port, make in (("server", http_port, server_target), ("baseline_promql", prom.port, mk_baseline)):
+                    lat = await latency(side.split("_")[0], port, make, keys, args.requests)
+                    q0 = prometheus_queries(prom.url)
+                    thr = await throughput(side.split("_")[0], port, make, keys, args.seconds)
+                    thr["prometheus_queries_per_s"] = (prometheus_queries(prom.url) - q0) / thr["seconds"]
+                    out[side] = {"latency": lat, "throughput": thr}
+                return out
 
             result = asyncio.run(run())
         finally:
@@ -224,9 +233,11 @@ def main() -> int:
     result["speedup_p50"] = b["latency"]["p50_ms"] / s["latency"]["p50_ms"]
     result["machine"] = {"cpus": __import__("os").cpu_count(), "python": sys.version.split()[0]}
     print(f"{series} series, {len(keys)} services; reads of dynamo_queue_depth for one DGD service")
-    print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}{'req/s (8 clients)':>20}")
+    print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}{'req/s (8 clients)':>20}{'Prometheus q/s':>16}")
     for name, r in (("metrics server (cache)", s), ("per-request PromQL", b)):
-        print(f"{name:24}{r['latency']['p50_ms']:>10.2f}{r['latency']['p99_ms']:>10.2f}{r['throughput']['rps']:>20.0f}")
+        t = r["throughput"]
+        print(f"{name:24}{r['latency']['p50_ms']:>10.2f}{r['latency']['p99_ms']:>10.2f}{t['rps']:>20.0f}"
+              f"{t['prometheus_queries_per_s']:>16.0f}")
     print(f"throughput x{result['speedup_throughput']:.1f}, p50 x{result['speedup_p50']:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
