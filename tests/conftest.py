@@ -28,13 +28,14 @@ def traces_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cluster():
-    """A running control plane for the whole session: reused if one runs in the test state dir,
-    else started here and stopped at the end."""
-    from devcluster import build, controlplane
+def cluster(tmp_path_factory):
+    """A control plane for the whole session, in a state dir of its own (so test sessions never
+    share one), stopped at the end. With DYNAMO_SCALING_TEST_STATE set, a plane running there is
+    reused and left running."""
+    from devcluster import controlplane
 
-    state_dir = Path(os.environ.get("DYNAMO_SCALING_TEST_STATE",
-                                    build.cache_root() / "devcluster" / "test-state"))
+    shared = os.environ.get("DYNAMO_SCALING_TEST_STATE")
+    state_dir = Path(shared) if shared else tmp_path_factory.mktemp("plane") / "state"
     was_running = bool((st := controlplane.load_state(state_dir)) and controlplane.healthy(st))
     state = controlplane.up(state_dir, hpa_sync_period_s=float(os.environ.get("DYNAMO_SCALING_HPA_SYNC", "1")))
     yield state

@@ -50,7 +50,7 @@ def test_every_example_applies_and_round_trips(kubectl, namespace):
     assert metric["metric"]["name"] == "dynamo_queue_depth" and metric["target"]["type"] == "AverageValue"
     assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
     hpa = kubectl.json("get", "horizontalpodautoscalers.v2.autoscaling", "llama-disagg-decode", "-n", namespace)
-    assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == "dynamo_kv_cache_usage"
+    assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == "dynamo_kv_cache_usage_sum"
     kinds = {so["spec"]["triggers"][0]["type"] for so in kubectl.json("get", "scaledobjects.keda.sh", "-n", namespace)["items"]}
     assert kinds == {"metrics-api", "external", "prometheus"}
 
