@@ -32,12 +32,17 @@ def cache_root() -> Path:
     return Path(base) / "dynamo-scaling"
 
 
-def kubernetes_version(module_dir: Path = MODULE_DIR) -> str:
+def required_version(module_dir: Path, module: str) -> str:
+    """The version of `module` that `module_dir/go.mod` requires."""
     text = (module_dir / "go.mod").read_text()
-    m = re.search(r"^\s*k8s\.io/kubernetes\s+(v\S+)", text, re.M)
+    m = re.search(rf"^\s*{re.escape(module)}\s+(v\S+)", text, re.M)
     if not m:
-        raise RuntimeError(f"{module_dir / 'go.mod'}: no k8s.io/kubernetes requirement")
+        raise RuntimeError(f"{module_dir / 'go.mod'}: no {module} requirement")
     return m.group(1)
+
+
+def kubernetes_version(module_dir: Path = MODULE_DIR) -> str:
+    return required_version(module_dir, "k8s.io/kubernetes")
 
 
 def _go_version() -> str:

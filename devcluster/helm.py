@@ -13,13 +13,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from devcluster.build import _go_version, cache_root
+from devcluster.build import _go_version, cache_root, required_version
 
 log = logging.getLogger(__name__)
 
@@ -28,21 +27,13 @@ PACKAGE = "helm.sh/helm/v3/cmd/helm"
 
 
 def helm_version(module_dir: Path = MODULE_DIR) -> str:
-    text = (module_dir / "go.mod").read_text()
-    m = re.search(r"^\s*helm\.sh/helm/v3\s+(v\S+)", text, re.M)
-    if not m:
-        raise RuntimeError(f"{module_dir / 'go.mod'}: no helm.sh/helm/v3 requirement")
-    return m.group(1)
+    return required_version(module_dir, "helm.sh/helm/v3")
 
 
 def _ldflags(module_dir: Path = MODULE_DIR) -> str:
     """Version stamps as helm's own Makefile sets them: without the Kubernetes version, `helm
     template` and `helm lint` assume Kubernetes 1.20."""
-    text = (module_dir / "go.mod").read_text()
-    m = re.search(r"^\s*k8s\.io/client-go\s+v0\.(\d+)\.", text, re.M)
-    if not m:
-        raise RuntimeError(f"{module_dir / 'go.mod'}: no k8s.io/client-go requirement")
-    minor = m.group(1)
+    minor = required_version(module_dir, "k8s.io/client-go").split(".")[1]  # v0.<minor>.<patch>
     flags = ["-s", "-w",
              f"-X helm.sh/helm/v3/internal/version.version={helm_version(module_dir)}",
              "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"]

@@ -38,7 +38,7 @@ def aggregated(cluster, kubectl, tmp_path_factory):
     work = tmp_path_factory.mktemp("aggregated")
     try:
         existing = kubectl.json("get", "apiservice", APISERVICE)
-        pytest.skip(f"{APISERVICE} is owned by something else on this cluster: {existing['spec'].get('service')}")
+        pytest.fail(f"{APISERVICE} is owned by something else on this cluster: {existing['spec'].get('service')}")
     except KubectlError:
         pass
     svc_ns = f"metrics-{secrets.token_hex(3)}"
