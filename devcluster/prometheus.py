@@ -15,12 +15,10 @@ the object is garbage-collected, at interpreter exit and (Linux) when the starti
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 import urllib.error
@@ -31,34 +29,17 @@ from pathlib import Path
 
 import yaml
 
-from devcluster.procs import free_port
+from devcluster.procs import die_with_parent, free_port, stop_child
 
 _JOB = re.compile(r"^[A-Za-z0-9_.-]+$")
-_PR_SET_PDEATHSIG = 1
 
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def _kill(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(5)
+def write_file_sd(path: Path, targets: list[tuple[str, dict[str, str]]]) -> None:
+    """Write a Prometheus file_sd JSON file atomically (one group per target)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    groups = [{"targets": [addr], "labels": labels} for addr, labels in targets]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(groups))
+    os.replace(tmp, path)
 
 
 class Prometheus:
@@ -111,11 +92,7 @@ class Prometheus:
         previous targets atomically. An empty list removes them."""
         if not _JOB.match(job):
             raise ValueError(f"job name {job!r}: use letters, digits, '_', '.', '-'")
-        self.sd_dir.mkdir(parents=True, exist_ok=True)
-        groups = [{"targets": [addr], "labels": {"job": job, **labels}} for addr, labels in targets]
-        tmp = self.sd_dir / f".{job}.json.tmp"
-        tmp.write_text(json.dumps(groups))
-        os.replace(tmp, self.sd_dir / f"{job}.json")
+        write_file_sd(self.sd_dir / f"{job}.json", [(a, {"job": job, **labels}) for a, labels in targets])
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, timeout_s: float = 30.0) -> "Prometheus":
@@ -132,9 +109,9 @@ class Prometheus:
                  f"--web.listen-address=127.0.0.1:{self.port}",
                  f"--storage.tsdb.retention.time={self.retention}", "--log.level=warn"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                start_new_session=True, preexec_fn=die_with_parent,
             )
-        self._finalizer = weakref.finalize(self, _kill, self._proc)
+        self._finalizer = weakref.finalize(self, stop_child, self._proc)
         atexit.register(self._finalizer)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -149,7 +126,7 @@ class Prometheus:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        _kill(proc)
+        stop_child(proc)
         if self._finalizer is not None:
             atexit.unregister(self._finalizer)
             self._finalizer.detach()

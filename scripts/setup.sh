@@ -36,10 +36,8 @@ if (( all )); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   fi
-  if [[ -x scripts/install-dynamo.sh ]]; then
-    step "installing Dynamo's frontend and mocker"
-    PYTHON=.venv/bin/python scripts/install-dynamo.sh
-  fi
+  step "installing Dynamo's frontend and mocker workers"
+  PYTHON=.venv/bin/python devcluster/dynamo/install.sh
   if ! command -v go >/dev/null 2>&1; then
     echo "error: the Go toolchain (go >= 1.26) is needed to build the local control plane" >&2
     exit 1

@@ -15,10 +15,21 @@ class PodInfo:
     service: str
     component_type: str
     startup_delay_s: float
+    sub_component_type: str = ""
+    args: tuple[str, ...] = ()  # extra command-line arguments for the process behind the pod
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def role(self) -> str:
+        """frontend, prefill, decode, or agg (a worker that does both)."""
+        if self.component_type == "frontend":
+            return "frontend"
+        if self.sub_component_type in ("prefill", "decode"):
+            return self.sub_component_type
+        return "agg"
 
 
 class PodBackend(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import shlex
 import threading
 from dataclasses import dataclass
 
@@ -24,9 +25,14 @@ GROUP, VERSION, DGD_PLURAL = "nvidia.com", "v1alpha1", "dynamographdeployments"
 LABEL_DGD = "nvidia.com/dynamo-graph-deployment-name"
 LABEL_COMPONENT = "nvidia.com/dynamo-component"
 LABEL_COMPONENT_TYPE = "nvidia.com/dynamo-component-type"
+LABEL_SUB_COMPONENT_TYPE = "nvidia.com/dynamo-sub-component-type"
 LABEL_NAMESPACE = "nvidia.com/dynamo-namespace"
 LABEL_MANAGED = "devcluster.dynamo-scaling.io/standin"
 ANNOTATION_STARTUP = "devcluster.dynamo-scaling.io/startup-delay-seconds"
+# extra arguments for the process behind each pod of a service (dynamo mode), on the DGD:
+#   devcluster.dynamo-scaling.io/args-decode: "--num-gpu-blocks-override 256"
+ANNOTATION_ARGS_PREFIX = "devcluster.dynamo-scaling.io/args-"
+ANNOTATION_POD_ARGS = "devcluster.dynamo-scaling.io/args"
 POD_GRACE_S = 30
 
 
@@ -107,8 +113,10 @@ class StandinOperator:
 
     def _info(self, pod: client.V1Pod, delay: float) -> PodInfo:
         labels = pod.metadata.labels
+        args = (pod.metadata.annotations or {}).get(ANNOTATION_POD_ARGS, "")
         return PodInfo(pod.metadata.namespace, pod.metadata.name, labels.get(LABEL_DGD, ""),
-                       labels.get(LABEL_COMPONENT, ""), labels.get(LABEL_COMPONENT_TYPE, ""), delay)
+                       labels.get(LABEL_COMPONENT, ""), labels.get(LABEL_COMPONENT_TYPE, ""), delay,
+                       labels.get(LABEL_SUB_COMPONENT_TYPE, ""), tuple(shlex.split(args)))
 
     def _reconcile_dgd(self, dgd: dict, pods: list[client.V1Pod]) -> None:
         meta = dgd["metadata"]
@@ -163,14 +171,16 @@ class StandinOperator:
         ns, name = meta["namespace"], meta["name"]
         ctype = str(spec.get("componentType") or spec.get("subComponentType") or "worker")
         pod_name = f"{name}-{svc.lower()}-{secrets.token_hex(3)}"[:63].rstrip("-")
+        labels = {LABEL_DGD: name, LABEL_COMPONENT: svc, LABEL_COMPONENT_TYPE: ctype,
+                  LABEL_NAMESPACE: f"{ns}-{name}", LABEL_MANAGED: "true"}
+        if spec.get("subComponentType"):
+            labels[LABEL_SUB_COMPONENT_TYPE] = str(spec["subComponentType"])
+        args = (meta.get("annotations") or {}).get(ANNOTATION_ARGS_PREFIX + svc.lower(), "")
         body = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
-                "name": pod_name, "namespace": ns,
-                "labels": {
-                    LABEL_DGD: name, LABEL_COMPONENT: svc, LABEL_COMPONENT_TYPE: ctype,
-                    LABEL_NAMESPACE: f"{ns}-{name}", LABEL_MANAGED: "true",
-                },
+                "name": pod_name, "namespace": ns, "labels": labels,
+                "annotations": {ANNOTATION_POD_ARGS: args} if args else {},
                 "ownerReferences": [{
                     "apiVersion": f"{GROUP}/{VERSION}", "kind": "DynamoGraphDeployment",
                     "name": name, "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,

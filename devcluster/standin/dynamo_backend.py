@@ -1,0 +1,142 @@
+"""Back each stand-in pod with a real Dynamo process: the frontend, or a mocker worker.
+
+A pod's process starts once its start-up delay has passed (so a worker never takes traffic
+before its pod could be Ready), and the pod becomes Ready when the process has registered.
+Deleting a pod sends SIGTERM, Dynamo's signal to stop taking new requests and finish the
+in-flight ones; the pod object goes only once the process has exited (SIGKILL after
+`drain_timeout_s`). Every live process is published as a Prometheus file_sd target labelled
+with its namespace, DGD, service and pod.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from devcluster.dynamo.model import ensure_model
+from devcluster.dynamo.processes import DynamoEnv, DynamoProcess, launch
+from devcluster.prometheus import write_file_sd
+from devcluster.standin.backends import PodInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Slot:
+    pod: PodInfo
+    first_seen: float
+    process: DynamoProcess | None = None
+    drain_started: float | None = None
+    announced: bool = False
+
+
+class DynamoBackend:
+    def __init__(self, workdir: Path, targets_file: Path | None = None, speedup_ratio: float = 1.0,
+                 drain_timeout_s: float = 25.0, model_dir: Path | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.env = DynamoEnv(self.workdir / "discovery", model_dir or ensure_model(),
+                             speedup_ratio=speedup_ratio)
+        self.log_dir = self.workdir / "logs"
+        self.targets_file = targets_file
+        self.drain_timeout_s = drain_timeout_s
+        self._slots: dict[str, _Slot] = {}
+        self._lock = threading.Lock()
+        self._published: list | None = None
+
+    @staticmethod
+    def dynamo_namespace(pod: PodInfo) -> str:
+        return f"{pod.namespace}-{pod.dgd}"
+
+    # -- PodBackend --------------------------------------------------------------------------
+    def start(self, pod: PodInfo) -> None:
+        with self._lock:
+            self._slots.setdefault(pod.key, _Slot(pod, time.monotonic()))
+
+    def ready(self, pod: PodInfo) -> bool:
+        self.start(pod)
+        slot = self._slots[pod.key]
+        if slot.drain_started is not None:
+            return False
+        if slot.process is None:
+            if time.monotonic() - slot.first_seen < pod.startup_delay_s:
+                return False
+            slot.process = launch(pod.role, self.dynamo_namespace(pod), self.env, self.log_dir,
+                                  name=f"{pod.namespace}.{pod.name}", extra_args=pod.args)
+            log.info("process started", extra={"pod": pod.name, "role": pod.role, "pid": slot.process.pid,
+                                               "port": slot.process.port})
+            self._publish()
+        proc = slot.process
+        if not proc.alive:
+            # a crashed process is started again on the next pass, as a kubelet would restart it
+            log.warning("process exited", extra={"pod": pod.name, "code": proc.proc.returncode,
+                                                 "log": proc.log_tail(400)})
+            slot.process = None
+            slot.first_seen = time.monotonic() - pod.startup_delay_s
+            self._publish()
+            return False
+        if not proc.registered():
+            return False
+        if not slot.announced and proc.registered_at is not None:
+            slot.announced = True
+            log.info("process registered", extra={
+                "pod": pod.name, "role": pod.role, "startup_s": round(proc.registered_at - proc.started_at, 2)})
+        return True
+
+    def stop(self, pod: PodInfo) -> bool:
+        slot = self._slots.get(pod.key)
+        if slot is None or slot.process is None or not slot.process.alive:
+            self._forget(pod.key)
+            return True
+        now = time.monotonic()
+        if slot.drain_started is None:
+            slot.drain_started = now
+            slot.process.drain()
+            log.info("draining", extra={"pod": pod.name, "pid": slot.process.pid})
+        elif now - slot.drain_started > self.drain_timeout_s:
+            log.warning("drain timed out, killing", extra={"pod": pod.name, "pid": slot.process.pid})
+            slot.process.kill()
+        if slot.process.alive:
+            return False
+        log.info("process exited after drain", extra={
+            "pod": pod.name, "drain_s": round(time.monotonic() - slot.drain_started, 2)})
+        self._forget(pod.key)
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            procs = [s.process for s in self._slots.values() if s.process is not None]
+            self._slots.clear()
+        for p in procs:
+            p.drain()
+        for p in procs:
+            p.stop(timeout=10.0)
+        self._publish()
+
+    # -- introspection for tests and the demo ---------------------------------------------
+    def processes(self) -> list[tuple[PodInfo, DynamoProcess]]:
+        with self._lock:
+            return [(s.pod, s.process) for s in self._slots.values()
+                    if s.process is not None and s.process.alive]
+
+    # -- internals -------------------------------------------------------------------------
+    def _forget(self, key: str) -> None:
+        with self._lock:
+            self._slots.pop(key, None)
+        self._publish()
+
+    def _publish(self) -> None:
+        if self.targets_file is None:
+            return
+        targets = sorted(
+            (proc.address, {
+                "namespace": pod.namespace, "dgd": pod.dgd, "service": pod.service, "pod": pod.name,
+                "dynamo_namespace": self.dynamo_namespace(pod), "component_type": pod.role,
+            })
+            for pod, proc in self.processes()
+        )
+        if targets != self._published:
+            write_file_sd(self.targets_file, targets)
+            self._published = targets
