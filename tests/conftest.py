@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,3 +87,45 @@ def standin(cluster, kubectl, namespace) -> Iterator[subprocess.Popen]:
         proc.kill()
         proc.wait()
     log.close()
+
+
+# -- the adapter controller as a real process, under the chart's RBAC ------------------------
+def rbac_for(namespace: str, sa: str) -> list[dict]:
+    rules = yaml.safe_load((REPO / "adapter" / "rbac.yaml").read_text())["rules"]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa, "namespace": namespace}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": f"{namespace}-{sa}"},
+         "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": f"{namespace}-{sa}"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"{namespace}-{sa}"},
+         "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]},
+    ]
+
+
+@pytest.fixture()
+def adapter_kubeconfig(cluster, kubectl, namespace, tmp_path) -> Path:
+    kubectl.apply(rbac_for(namespace, "adapter"))
+    token = kubectl("-n", namespace, "create", "token", "adapter", "--duration=1h").strip()
+    from devcluster.controlplane import write_kubeconfig
+
+    return write_kubeconfig(cluster, tmp_path / "adapter.kubeconfig", user="adapter", token=token)
+
+
+@pytest.fixture()
+def adapter(cluster, kubectl, namespace, adapter_kubeconfig, tmp_path) -> Iterator["AdapterProcess"]:
+    from adapter_process import AdapterProcess
+
+    proc = AdapterProcess(cluster, namespace, adapter_kubeconfig, tmp_path).start()
+    yield proc
+    proc.stop()
+    kubectl.run("delete", "clusterrole,clusterrolebinding", f"{namespace}-adapter", check=False)
+
+
+@pytest.fixture()
+def prometheus(tmp_path):
+    """A fresh real Prometheus (1 s scrape interval) for one test."""
+    from devcluster.prometheus import Prometheus
+
+    with Prometheus(tmp_path / "prometheus", scrape_interval_s=1.0) as prom:
+        yield prom

@@ -196,3 +196,20 @@ def registered_instances(discovery_dir: Path, dynamo_namespace: str, role: str) 
         return sum(1 for p in folder.iterdir() if p.name.startswith(prefix))
     except FileNotFoundError:
         return 0
+
+
+def pids_using(discovery_dir: Path) -> list[int]:
+    """Dynamo processes (from any parent) whose discovery store is `discovery_dir`: what is left
+    running after whoever started them is gone."""
+    needle = f"DYN_FILE_KV={discovery_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                if (entry / "stat").read_text().split(") ", 1)[1][0] != "Z":
+                    found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found

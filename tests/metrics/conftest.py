@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from devcluster.prometheus import Prometheus
 from support import Exporter
 
 HERE = Path(__file__).resolve().parent
@@ -35,10 +34,3 @@ def exporters(tmp_path) -> Iterator:
     yield make
     for e in started:
         e.stop()
-
-
-@pytest.fixture()
-def prometheus(tmp_path) -> Iterator[Prometheus]:
-    """A fresh real Prometheus (1 s scrape interval) for one test."""
-    with Prometheus(tmp_path / "prometheus", scrape_interval_s=1.0) as prom:
-        yield prom

@@ -1,0 +1,167 @@
+"""A DGD served by real Dynamo processes: completions through the frontend, series in a real
+Prometheus, `kubectl scale dgdsa` starting and draining real mocker workers under load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+from helpers import wait_for
+
+from devcluster.dynamo.model import MODEL_NAME, prompt_of
+from devcluster.dynamo.processes import pids_using, registered_instances
+from devcluster.loadgen import run_load, synthetic
+
+STARTUP_DELAY_S = 3
+
+
+def dgd(name: str) -> dict:
+    return {
+        "apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
+        "metadata": {"name": name, "annotations": {
+            "devcluster.dynamo-scaling.io/startup-delay-seconds": str(STARTUP_DELAY_S)}},
+        "spec": {"services": {
+            "Frontend": {"componentType": "frontend", "replicas": 1},
+            "prefill": {"componentType": "worker", "subComponentType": "prefill", "replicas": 1,
+                        "scalingAdapter": {"enabled": True}},
+            "decode": {"componentType": "worker", "subComponentType": "decode", "replicas": 1,
+                       "scalingAdapter": {"enabled": True}},
+        }},
+    }
+
+
+def _dgd_ready(kubectl, namespace: str, name: str) -> bool:
+    obj = kubectl.json("get", "dgd", name, "-n", namespace)
+    conds = (obj.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def _rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+class BackgroundLoad:
+    """The load generator on its own thread and event loop, so the test can act meanwhile."""
+
+    def __init__(self, url: str, requests) -> None:
+        self.result = None
+        self._thread = threading.Thread(target=lambda: setattr(
+            self, "result", asyncio.run(run_load(url, requests, progress_every_s=5))), daemon=True)
+
+    def __enter__(self) -> "BackgroundLoad":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._thread.join(180)
+
+    @property
+    def summary(self):
+        assert self.result is not None, "load generator did not finish"
+        return self.result[0]
+
+
+def test_dgd_runs_as_live_dynamo_processes_and_scales(kubectl, namespace, prometheus, live_dynamo, adapter):
+    name = "llm"
+    dns = f"{namespace}-{name}"
+    kubectl.apply([dgd(name)], namespace)
+    wait_for(lambda: _dgd_ready(kubectl, namespace, name), timeout=60, what="DGD Ready")
+    frontend = wait_for(lambda: live_dynamo.address_of("Frontend"), what="frontend target")
+    url = f"http://{frontend}"
+
+    # completions go through the frontend to prefill and decode
+    wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="model listed")
+    r = httpx.post(f"{url}/v1/completions", timeout=30,
+                   json={"model": MODEL_NAME, "prompt": prompt_of(300), "max_tokens": 12})
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"] == {**r.json()["usage"], "prompt_tokens": 300, "completion_tokens": 12}
+
+    # Prometheus scrapes all three, labelled by namespace, DGD, service and pod
+    prometheus.wait_for_targets("dynamo", 3, timeout_s=30)
+    sel = f'namespace="{namespace}",dgd="{name}"'
+    requests_total = wait_for(lambda: prometheus.query(f'dynamo_frontend_requests_total{{{sel}}} > 0'),
+                              what="dynamo_frontend_requests_total")
+    assert requests_total[0]["metric"]["service"] == "Frontend"
+    # the mocker's decode workers export vLLM-style KV metrics; its prefill workers only
+    # Dynamo's per-component request metrics (the frontend reports their prefill load)
+    kv = wait_for(lambda: prometheus.query(f'vllm:kv_cache_usage_perc{{{sel}}}'), what="decode KV metrics")
+    assert {s["metric"]["service"] for s in kv} == {"decode"}
+    assert kv[0]["metric"]["pod"].startswith(f"{name}-decode-")
+    wait_for(lambda: prometheus.query(f'dynamo_component_requests_total{{{sel},service="prefill"}} > 0'),
+             what="prefill worker request metrics")
+
+    # kubectl scale dgdsa: three registered decode workers within the start-up delay + 5 s
+    wait_for(lambda: kubectl.run("get", "dgdsa", f"{name}-decode", "-n", namespace, check=False).returncode == 0,
+             what="decode adapter")
+    t0 = time.monotonic()
+    kubectl("scale", "dgdsa", f"{name}-decode", "--replicas=3", "-n", namespace)
+    wait_for(lambda: registered_instances(live_dynamo.discovery_dir, dns, "decode") == 3,
+             timeout=STARTUP_DELAY_S + 5, interval=0.1, what="3 registered decode workers")
+    scale_up_s = time.monotonic() - t0
+    print(f"decode 1 -> 3 registered in {scale_up_s:.2f} s (start-up delay {STARTUP_DELAY_S} s)")
+
+    # 1 frontend + 8 workers stay under 2 GiB
+    kubectl("scale", "dgdsa", f"{name}-decode", "--replicas=4", "-n", namespace)
+    kubectl("scale", "dgdsa", f"{name}-prefill", "--replicas=4", "-n", namespace)
+    wait_for(lambda: registered_instances(live_dynamo.discovery_dir, dns, "decode") == 4
+             and registered_instances(live_dynamo.discovery_dir, dns, "prefill") == 4,
+             timeout=STARTUP_DELAY_S + 15, what="4 prefill + 4 decode workers")
+    pids = pids_using(live_dynamo.discovery_dir)
+    assert len(pids) == 9, pids
+    rss = _rss_mib(pids)
+    print(f"RSS of 1 frontend + 8 workers: {rss:.0f} MiB")
+    assert rss < 2048
+
+    # back to 1 decode and 1 prefill under load: the removed workers drain, no request fails
+    with BackgroundLoad(url, synthetic(rate_per_s=6, duration_s=20, input_length=800, output_length=150)) as load:
+        time.sleep(6)
+        kubectl("scale", "dgdsa", f"{name}-decode", "--replicas=1", "-n", namespace)
+        kubectl("scale", "dgdsa", f"{name}-prefill", "--replicas=1", "-n", namespace)
+        wait_for(lambda: registered_instances(live_dynamo.discovery_dir, dns, "decode") == 1
+                 and len(pids_using(live_dynamo.discovery_dir)) == 3,
+                 timeout=40, what="removed workers drained and gone")
+    print("load:", load.summary.line())
+    assert load.summary.requests == 120
+    assert load.summary.failed == 0, load.summary.errors
+    assert "draining" in live_dynamo.log_text()
+    pods = kubectl.json("get", "pods", "-n", namespace, "-l", "nvidia.com/dynamo-component=decode")["items"]
+    assert len(pods) == 1
+
+    # nothing outlives the stand-in
+    live_dynamo.stop()
+    wait_for(lambda: not pids_using(live_dynamo.discovery_dir), timeout=15, what="no Dynamo process left")
+
+
+def test_load_generator_replays_both_trace_formats_then_processes_die_with_a_killed_standin(
+        kubectl, namespace, live_dynamo, traces_dir, tmp_path):
+    kubectl.apply([dgd("small")], namespace)
+    wait_for(lambda: _dgd_ready(kubectl, namespace, "small"), timeout=60, what="DGD Ready")
+    assert len(pids_using(live_dynamo.discovery_dir)) == 3
+    url = f"http://{live_dynamo.address_of('Frontend')}"
+    wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="model listed")
+    for trace, seconds in (("mooncake_synthetic.jsonl", 6), ("azure_llm_2023_code.csv", 20)):
+        out = tmp_path / f"{trace}.json"
+        r = subprocess.run([sys.executable, "-m", "devcluster.loadgen", "--url", url, "--trace", str(traces_dir / trace),
+                            "--duration", str(seconds), "--speed", "4", "--max-isl", "8192", "--json", str(out)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        result = json.loads(out.read_text())
+        assert result["summary"]["requests"] >= 5 and result["summary"]["failed"] == 0, result["summary"]
+        assert all(q["ttft_s"] > 0 for q in result["requests"])
+        assert "load progress" in r.stderr or result["summary"]["duration_s"] < 5
+    live_dynamo.stop(sig=signal.SIGKILL)
+    wait_for(lambda: not pids_using(live_dynamo.discovery_dir), timeout=15, what="no Dynamo process left")
