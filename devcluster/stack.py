@@ -1,0 +1,250 @@
+"""The whole live loop on the local control plane, one process per component.
+
+Prometheus, the stand-in operator in dynamo mode (real Dynamo frontend and mocker workers), the
+DGDSA adapter, the external-metrics server behind the API server's aggregation layer, and the
+planner. Each component can be killed and restarted on its own, which is how the end-to-end
+test and the live demo show that none of them holds state the cluster does not.
+
+    with LiveStack(workdir, cluster, namespace) as stack:
+        stack.start_all(planner_config)
+        ...
+        stack.restart("adapter")
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from devcluster import certs
+from devcluster.kubectl import Kubectl, KubectlError
+from devcluster.procs import die_with_parent, free_port, stop_child
+from devcluster.prometheus import Prometheus
+
+log = logging.getLogger(__name__)
+
+APISERVICE = "v1beta1.external.metrics.k8s.io"
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+@dataclass
+class Component:
+    """One of our processes: started in its own session, dies with its parent."""
+
+    name: str
+    args: list[str]
+    log_path: Path
+    ready: Callable[[], bool]
+    env: dict[str, str] | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    starts: int = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout_s: float = 60.0) -> "Component":
+        if self.alive:
+            return self
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env={**os.environ, **(self.env or {})}, start_new_session=True,
+                                         preexec_fn=die_with_parent)
+        self.starts += 1
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise StackError(f"{self.name} exited during start-up: {self.log_tail()}")
+            if self.ready():
+                log.info("component ready", extra={"component": self.name, "pid": self.proc.pid})
+                return self
+            time.sleep(0.2)
+        raise StackError(f"{self.name} not ready after {timeout_s:.0f} s: {self.log_tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash or an evicted pod looks like."""
+        if self.alive:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        stop_child(self.proc, timeout=15.0)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+
+class LiveStack:
+    def __init__(self, workdir: Path, kubeconfig: Path, kubectl: Kubectl, namespace: str,
+                 startup_delay_s: float = 3.0, python: str = sys.executable) -> None:
+        self.workdir = Path(workdir)
+        self.kubeconfig = Path(kubeconfig)
+        self.kubectl = kubectl
+        self.namespace = namespace
+        self.startup_delay_s = startup_delay_s
+        self.python = python
+        self.prometheus = Prometheus(self.workdir / "prometheus", scrape_interval_s=1.0)
+        self.components: dict[str, Component] = {}
+        self.planner_port = 0
+        self.planner_token = ""
+        self._apiservice = False
+
+    # -- components ------------------------------------------------------------------------
+    def _cli(self, *args: str) -> list[str]:
+        return [self.python, "-m", "dynamo_scaling.cli", *args]
+
+    def _add(self, name: str, args: list[str], ready: Callable[[], bool]) -> Component:
+        comp = Component(name, args, self.workdir / "logs" / f"{name}.log", ready)
+        self.components[name] = comp
+        return comp.start()
+
+    @property
+    def standin_workdir(self) -> Path:
+        return self.workdir / "dynamo"
+
+    @property
+    def targets_file(self) -> Path:
+        return self.prometheus.sd_dir / "standin.json"
+
+    def frontend_url(self, dgd: str) -> str | None:
+        """The HTTP address of a DGD's (first) frontend process, from the published targets."""
+        try:
+            groups = json.loads(self.targets_file.read_text())
+        except (OSError, ValueError):
+            return None
+        for g in groups:
+            labels = g["labels"]
+            if labels.get("dgd") == dgd and labels.get("component_type") == "frontend":
+                return f"http://{g['targets'][0]}"
+        return None
+
+    def start_prometheus(self) -> None:
+        self.prometheus.start()
+
+    def start_standin(self) -> Component:
+        return self._add("standin", [
+            self.python, "-m", "devcluster.standin", "--kubeconfig", str(self.kubeconfig),
+            "--namespace", self.namespace, "--mode", "dynamo", "--workdir", str(self.standin_workdir),
+            "--targets-file", str(self.targets_file), "--startup-delay", str(self.startup_delay_s)],
+            ready=lambda: True)
+
+    def start_adapter(self) -> Component:
+        health = free_port()
+        return self._add("adapter", self._cli(
+            "adapter", "--namespace", self.namespace, "--kubeconfig", str(self.kubeconfig),
+            "--health-port", str(health), "--metrics-port", str(free_port()), "--resync-period", "5"),
+            ready=lambda: http_ok(f"http://127.0.0.1:{health}/readyz"))
+
+    def start_metrics_server(self) -> Component:
+        """The metrics server on TLS, registered as the external metrics API (APIService ->
+        ExternalName Service `localhost`, caBundle of a CA made here)."""
+        self._claim_apiservice()
+        tls = self.workdir / "metrics-tls"
+        tls.mkdir(parents=True, exist_ok=True)
+        ca = certs.make_ca(tls, "serving-ca", "metrics-serving-ca")
+        serving = certs.issue(ca, tls, "serving", "metrics", dns=(f"metrics.{self.namespace}.svc", "localhost"),
+                              ips=("127.0.0.1",), server=True)
+        secure, http = free_port(), free_port()
+        comp = self._add("metrics-server", self._cli(
+            "metrics-server", f"--prometheus-url={self.prometheus.url}", f"--secure-port={secure}",
+            f"--http-port={http}", "--grpc-port=0", "--interval=2", "--staleness=15",
+            f"--kubeconfig={self.kubeconfig}", f"--tls-cert-file={serving.cert}",
+            f"--tls-private-key-file={serving.key}"),
+            ready=lambda: http_ok(f"http://127.0.0.1:{http}/readyz"))
+        self.kubectl.apply({"apiVersion": "v1", "kind": "Service",
+                            "metadata": {"name": "metrics", "namespace": self.namespace},
+                            "spec": {"type": "ExternalName", "externalName": "localhost",
+                                     "ports": [{"name": "https", "port": secure, "protocol": "TCP"}]}})
+        self.kubectl.apply({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                            "metadata": {"name": APISERVICE, "labels": {"app.kubernetes.io/managed-by": "devcluster-stack"}},
+                            "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
+                                     "service": {"namespace": self.namespace, "name": "metrics", "port": secure},
+                                     "caBundle": base64.b64encode(ca.cert.read_bytes()).decode(),
+                                     "groupPriorityMinimum": 100, "versionPriority": 100}})
+        self._apiservice = True
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            conds = self.kubectl.json("get", "apiservice", APISERVICE).get("status", {}).get("conditions", [])
+            if any(c["type"] == "Available" and c["status"] == "True" for c in conds):
+                return comp
+            time.sleep(0.5)
+        raise StackError(f"APIService {APISERVICE} not Available after 60 s")
+
+    def start_planner(self, config: dict) -> Component:
+        cfg_path = self.workdir / "planner.yaml"
+        cfg_path.write_text(yaml.safe_dump(config))
+        token_path = self.workdir / "planner-token"
+        if not self.planner_token:
+            self.planner_token = base64.b32encode(os.urandom(20)).decode().lower()
+            token_path.write_text(self.planner_token)
+            token_path.chmod(0o600)
+        self.planner_port = self.planner_port or free_port()
+        return self._add("planner", self._cli(
+            "planner", "--config", str(cfg_path), "--kubeconfig", str(self.kubeconfig),
+            "--prometheus-url", self.prometheus.url, "--api-port", str(self.planner_port),
+            "--static-token-file", str(token_path)),
+            ready=lambda: http_ok(f"http://127.0.0.1:{self.planner_port}/healthz"))
+
+    # -- control ---------------------------------------------------------------------------
+    def kill(self, name: str) -> None:
+        self.components[name].kill()
+
+    def restart(self, name: str) -> None:
+        comp = self.components[name]
+        comp.kill()
+        comp.start()
+
+    def close(self) -> None:
+        for name in ("planner", "metrics-server", "adapter", "standin"):
+            if name in self.components:
+                self.components[name].stop()
+        if self._apiservice:
+            # an unavailable APIService slows every discovery call in the cluster: remove it first
+            self.kubectl.run("delete", "apiservice", APISERVICE, "--ignore-not-found", check=False)
+            self.kubectl.run("-n", self.namespace, "delete", "service", "metrics", "--ignore-not-found", check=False)
+            self._apiservice = False
+        self.prometheus.stop()
+
+    def __enter__(self) -> "LiveStack":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _claim_apiservice(self) -> None:
+        try:
+            existing = self.kubectl.json("get", "apiservice", APISERVICE)
+        except KubectlError:
+            return
+        owner = existing.get("metadata", {}).get("labels", {}).get("app.kubernetes.io/managed-by")
+        if owner != "devcluster-stack":
+            raise StackError(f"{APISERVICE} already exists on this cluster and belongs to "
+                             f"{existing['spec'].get('service') or 'the API server'}; remove it first")
