@@ -15,7 +15,8 @@ DEFAULT_TRACE = Path(__file__).resolve().parents[1] / "data" / "demo_trace_azure
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "demo", help="the predictive planner beside a baseline on a bundled trace (no cluster needed)",
+        "demo", help="the predictive planner beside a baseline on a bundled trace (no cluster needed); "
+                     "--cluster runs the whole loop live",
         description="Replays a trace in Dynamo's replay engine with the predictive planner and a baseline, "
                     "shows them live side by side and writes a report (PNG + markdown + JSON).")
     p.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL or Azure CSV trace")
@@ -28,6 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=30.0,
                    help="simulated seconds per wall second in the live view (default 30); 0 skips the live view")
     p.add_argument("--out", type=Path, default=Path("reports") / "demo", help="report directory")
+    live = p.add_argument_group("live demo on the local control plane (needs scripts/setup.sh --all)")
+    live.add_argument("--cluster", action="store_true",
+                      help="run the whole loop live: real Dynamo processes, adapter, metrics server, HPA, planner")
+    live.add_argument("--namespace", default="demo", help="namespace of the live demo (default demo)")
+    live.add_argument("--state-dir", type=Path, default=None, help="control-plane state directory")
+    live.add_argument("--no-chaos", action="store_true", help="do not kill and restart components mid-scenario")
+    live.add_argument("--keep-cluster", action="store_true", help="leave the control plane running afterwards")
     p.set_defaults(func=run)
 
 
@@ -43,6 +51,11 @@ def run(args: argparse.Namespace) -> int:
     from scaler.replay.traces import TraceError, read_trace, scale_rate
 
     from scaler.demo import live_view, report
+
+    if args.cluster:
+        from scaler.demo import cluster
+
+        return cluster.run(args)
 
     for flag, value in (("--rate-scale", args.rate_scale), ("--ttft-ms", args.ttft_ms), ("--itl-ms", args.itl_ms)):
         if value <= 0:
