@@ -25,7 +25,7 @@ from scaler.replay.traces import Request
 
 STARTUP_DELAY_S = 3
 # few KV blocks per decode worker, so that the peak fills them and the HPA has work to do
-DECODE_BLOCKS = 400
+DECODE_BLOCKS = 1600
 PHASES = ((2, 15), (10, 40), (2, 25))  # (requests per second, seconds)
 CHAOS = ((20, "adapter"), (32, "metrics-server"), (44, "planner"))  # (seconds into the load, component)
 SCALED = (("llm", "prefill", "planner"), ("llm", "decode", "HPA"), ("side", "worker", "kubectl"))
@@ -80,7 +80,7 @@ def load_profile() -> list[Request]:
     out: list[Request] = []
     t0 = 0.0
     for rate, seconds in PHASES:
-        for r in synthetic(rate, seconds, input_length=1000, output_length=100):
+        for r in synthetic(rate, seconds, input_length=4000, output_length=100):
             out.append(Request(t0 + r.timestamp_ms, r.input_length, r.output_length))
         t0 += seconds * 1000
     return out
