@@ -46,6 +46,7 @@ class ControlService:
                     # leave state untouched when it cannot be persisted
                     self.state.sla, self.state.paused = before.sla, before.paused
                     self.state.advisory, self.state.overrides = before.advisory, before.overrides
+                    self.state.sla_request_generation = before.sla_request_generation
                     self.audit.record(caller.username, action, f"{detail}: not saved ({exc})", ok=False)
                     raise HTTPException(503, f"could not persist the change: {exc}") from exc
         self.audit.record(caller.username, action, detail)

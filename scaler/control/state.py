@@ -83,6 +83,8 @@ class ControlState:
     paused: bool = False
     advisory: bool = False
     overrides: dict[str, Override] = field(default_factory=dict)
+    # generation of the DynamoGraphDeploymentRequest whose spec.sla was last taken as the SLA
+    sla_request_generation: int | None = None
     history: deque[DecisionRecord] = field(default_factory=lambda: deque(maxlen=1000))
 
     def expire(self, now: dt.datetime) -> list[str]:
@@ -117,6 +119,7 @@ class ControlState:
             "paused": self.paused,
             "advisory": self.advisory,
             "overrides": {k: v.model_dump(mode="json") for k, v in self.overrides.items()},
+            "sla_request_generation": self.sla_request_generation,
         }
 
     @classmethod
@@ -126,4 +129,5 @@ class ControlState:
             paused=bool(data.get("paused", False)),
             advisory=bool(data.get("advisory", False)),
             overrides={k: Override.model_validate(v) for k, v in (data.get("overrides") or {}).items()},
+            sla_request_generation=data.get("sla_request_generation"),
         )

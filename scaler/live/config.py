@@ -20,6 +20,9 @@ class DeploymentRef(BaseModel):
     prefill_service: str = Field(min_length=1, description="DGD service key of the prefill pool")
     decode_service: str = Field(min_length=1, description="DGD service key of the decode pool")
     frontend_service: str | None = Field(None, description="DGD service key of the frontend (for its metrics)")
+    request: str | None = Field(None, pattern=NAME, description=(
+        "DynamoGraphDeploymentRequest in the same namespace whose spec.sla (ttft, itl in ms) sets the "
+        "SLA targets; a change of the request replaces an SLA set through the API"))
 
 
 class MetricLabels(BaseModel):

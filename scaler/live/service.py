@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from fastapi import HTTPException
 from fastapi.responses import Response
 from kubernetes import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,14 +17,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from adapter.scale_client import ScaleClient
 from scaler.control.api import ControlService, create_app
 from scaler.control.audit import Audit
-from scaler.control.auth import Authorizer
+from scaler.control.auth import Authorizer, Caller
 from scaler.control.state import SLATargets
 from scaler.control.store import ConfigMapStore
 from scaler.live.actuate import ScaleActuator
 from scaler.live.config import ServiceConfig
 from scaler.live.loop import PlannerLoop, PoolServices
+from scaler.live import sla_request
 from scaler.live.metrics import PlannerMetrics
-from scaler.live.observe import LiveObserver, ObservationError, PrometheusClient
+from external_metrics.prom import PrometheusClient
+from scaler.live.observe import LiveObserver, ObservationError
 from scaler.planner.predictive import PredictivePlanner
 from scaler.profile import PerformanceProfile, bundled_profile
 
@@ -40,7 +43,8 @@ class Options:
 
 class PlannerService:
     def __init__(self, cfg: ServiceConfig, api: client.ApiClient, opts: Options, authorizer: Authorizer) -> None:
-        self.cfg, self.opts = cfg, opts
+        self.cfg, self.opts, self.api = cfg, opts, api
+        self._request_error: str | None = None
         d = cfg.deployment
         profile = PerformanceProfile.load(cfg.profile_file) if cfg.profile_file else bundled_profile()
         self.store = ConfigMapStore(api, d.namespace, cfg.configmap)
@@ -73,6 +77,35 @@ class PlannerService:
             "last_error": self.last_error,
         }
 
+    def _sync_request_sla(self) -> None:
+        """Take the SLA of the configured DynamoGraphDeploymentRequest whenever its generation
+        changes (persisted, so a restart does not undo an SLA set through the API since)."""
+        d = self.cfg.deployment
+        if not d.request:
+            return
+        try:
+            req = sla_request.read(self.api, d.namespace, d.request)
+        except (sla_request.RequestSLAError, client.exceptions.ApiException) as exc:
+            # planning goes on with the SLA in effect; say so once per distinct problem
+            text = str(exc).splitlines()[0]
+            if text != self._request_error:
+                log.warning("SLA of the deployment request not taken", extra={"error": text})
+            self._request_error = text
+            return
+        self._request_error = None
+        if req is None or req.generation == self.control.state.sla_request_generation:
+            return
+
+        def take(state) -> None:
+            state.sla, state.sla_request_generation = req.sla, req.generation
+
+        try:
+            detail = (f"SLA set to TTFT {req.sla.ttft_ms:g} ms, ITL {req.sla.itl_ms:g} ms "
+                      f"from the deployment request (generation {req.generation})")
+            self.control.change(Caller(f"DynamoGraphDeploymentRequest/{d.request}"), "SLAChanged", detail, take)
+        except HTTPException as exc:  # could not persist: state untouched, retried next tick
+            log.warning("SLA of the deployment request not saved", extra={"error": exc.detail})
+
     def _apply_sla(self) -> None:
         # the SLA set through the API drives the decision logic
         sla = self.control.state.sla
@@ -81,6 +114,7 @@ class PlannerService:
     def run_loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self._sync_request_sla()
                 self._apply_sla()
                 self.metrics.record(self.loop.tick())
                 self.last_error = None

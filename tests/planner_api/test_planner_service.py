@@ -43,9 +43,10 @@ def prometheus(tmp_path):
         yield p
 
 
-def _start(cluster, namespace, tmp_path, prom_url, *extra) -> tuple[subprocess.Popen, str]:
+def _start(cluster, namespace, tmp_path, prom_url, *extra, deployment: dict | None = None
+           ) -> tuple[subprocess.Popen, str]:
     cfg = {"deployment": {"name": "llama", "namespace": namespace, "prefill_service": "prefill",
-                          "decode_service": "decode"},
+                          "decode_service": "decode", **(deployment or {})},
            "planner": {"interval_s": 1, "scale_down_hold_s": 0, "scale_down_step": 0.5, "startup_s": 1,
                        "peak_window_s": 0}}
     (tmp_path / "planner.yaml").write_text(yaml.safe_dump(cfg))
