@@ -16,7 +16,7 @@ from scaler.planner.config import PlannerConfig
 from scaler.planner.constraints import DownHold, clamp, fit_budget
 from scaler.planner.sizing import Load, ceil_replicas, decode_replicas, prefill_replicas
 from scaler.planner.startup import StartupTracker
-from scaler.policy import Decision, Observation
+from scaler.policy import Decision, Observation, PoolObservation
 from scaler.profile import PerformanceProfile
 
 
@@ -30,6 +30,17 @@ class _Smoothed:
             return self.value
         self.value = v if self.value is None else self.value + self.alpha * (v - self.value)
         return self.value
+
+
+def measured_kv_need(pool: PoolObservation, kv_headroom: float) -> float:
+    """Decode workers needed by the KV usage the workers report, which holds whatever their real
+    capacity is (the profile may assume another): requests waiting for KV add in proportion to
+    the requests each worker holds at its current usage."""
+    u = pool.kv_usage
+    if u is None or pool.active <= 0 or u <= 0:
+        return 0.0
+    backlog = pool.queued_requests / pool.running_requests if pool.running_requests > 0 else 0.0
+    return pool.active * u * (1.0 + backlog) / kv_headroom
 
 
 @dataclass
@@ -98,7 +109,8 @@ class PredictivePlanner:
         backlog = (obs.prefill.queued_tokens + growth) / (per_prefill * c.backlog_horizon_s)
         pre_now = rate_now * isl / per_prefill + backlog
         kv_demand = obs.decode.active_tokens + obs.decode.queued_tokens
-        dec_now = kv_demand / (p.decode.max_kv_tokens * c.kv_headroom)
+        dec_now = max(kv_demand / (p.decode.max_kv_tokens * c.kv_headroom),
+                      measured_kv_need(obs.decode, c.kv_headroom))
         pre_need, dec_need = max(pre_need, pre_now), max(dec_need, dec_now)
 
         pre = clamp(ceil_replicas(pre_need), c.min_prefill, c.max_prefill)

@@ -1,0 +1,94 @@
+"""The external metrics API on live Dynamo series: real frontend and mocker workers -> Prometheus
+-> metrics server -> kube-apiserver aggregation -> kubectl and the real HPA, which scales the
+decode pool 1 -> N -> 1 on `dynamo_queue_depth` under a load burst."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import urllib.parse
+
+import httpx
+import pytest
+from helpers import wait_for
+from kubernetes.utils.quantity import parse_quantity
+
+from devcluster import scenario
+from devcluster.loadgen import run_load, synthetic
+from devcluster.stack import LiveStack
+
+pytestmark = pytest.mark.cluster
+BASE = "/apis/external.metrics.k8s.io/v1beta1"
+
+
+def read(kubectl, namespace: str, metric: str, selector: str) -> list[dict]:
+    path = f"{BASE}/namespaces/{namespace}/{metric}?labelSelector={urllib.parse.quote(selector)}"
+    r = kubectl.run("get", "--raw", path, check=False)
+    return json.loads(r.stdout)["items"] if r.returncode == 0 else []
+
+
+def value(item: dict) -> float:
+    return float(parse_quantity(item["value"]))
+
+
+def test_live_dynamo_signals_through_the_aggregation_layer_drive_an_hpa(cluster, kubectl, namespace, tmp_path):
+    with LiveStack(tmp_path / "stack", cluster.kubeconfig, kubectl, namespace, scenario.STARTUP_DELAY_S) as stack:
+        stack.start_prometheus()
+        stack.start_standin()
+        stack.start_adapter()
+        stack.start_metrics_server()
+        kubectl.apply([scenario.LLM], namespace)
+        wait_for(lambda: scenario.dgd_ready(kubectl, namespace, "llm"), timeout=90, what="DGD Ready")
+        url = wait_for(lambda: stack.frontend_url("llm"), what="frontend")
+        wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="model served")
+        hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "decode-queue"},
+               "spec": {"scaleTargetRef": {"apiVersion": "nvidia.com/v1alpha1",
+                                           "kind": "DynamoGraphDeploymentScalingAdapter", "name": "llm-decode"},
+                        "minReplicas": 1, "maxReplicas": 3,
+                        "metrics": [{"type": "External", "external": {
+                            "metric": {"name": "dynamo_queue_depth",
+                                       "selector": {"matchLabels": {"dgd": "llm", "service": "decode"}}},
+                            "target": {"type": "AverageValue", "averageValue": "4"}}}],
+                        "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0},
+                                     "scaleDown": {"stabilizationWindowSeconds": 10}}}}
+        wait_for(lambda: kubectl.run("-n", namespace, "get", "dgdsa", "llm-decode", check=False).returncode == 0,
+                 what="decode adapter")
+        kubectl.apply(hpa, namespace)
+
+        result: dict = {}
+        peak = {"decode": 1}
+        load = threading.Thread(target=lambda: result.setdefault("load", asyncio.run(run_load(
+            url, synthetic(rate_per_s=12, duration_s=35, input_length=4000, output_length=100)))))
+        load.start()
+        try:
+            # during the burst the API serves what Prometheus holds, per service, with Dynamo's labels
+            sel = "dgd=llm"
+            rate = wait_for(lambda: [i for i in read(kubectl, namespace, "dynamo_request_rate", sel) if value(i) > 0],
+                            timeout=30, what="request rate from the live frontend")
+            assert rate[0]["metricLabels"]["service"] == "Frontend"
+            assert rate[0]["metricLabels"]["dynamo_namespace"] == f"{namespace}-llm"
+            kv = wait_for(lambda: [i for i in read(kubectl, namespace, "dynamo_kv_cache_usage", f"{sel},service=decode")
+                                   if value(i) > 0], timeout=30, what="KV usage of the live decode workers")
+            assert 0 < value(kv[0]) <= 1 and kv[0]["metricLabels"]["model"] == "tiny-mocker"
+            promql = f'sum(vllm:num_requests_waiting{{namespace="{namespace}",dgd="llm",service="decode"}})'
+            queue = wait_for(lambda: [i for i in read(kubectl, namespace, "dynamo_queue_depth", f"{sel},service=decode")
+                                      if value(i) > 0], timeout=40, what="a decode queue")
+            held = [float(s["value"][1]) for s in stack.prometheus.query(promql)]
+            print(f"queue via the API {value(queue[0])}, Prometheus now {held}")
+            assert held and value(queue[0]) > 0
+            # the real HPA scales the decode pool on it
+            while load.is_alive():
+                peak["decode"] = max(peak["decode"], scenario.replicas(kubectl, namespace, "llm", "decode"))
+                load.join(1)
+        finally:
+            load.join(120)
+        summary = result["load"][0]
+        print("load:", summary.line(), "peak decode:", peak["decode"])
+        assert summary.failed == 0, summary.errors
+        assert peak["decode"] >= 2
+        wait_for(lambda: scenario.replicas(kubectl, namespace, "llm", "decode") == 1, timeout=90, interval=1,
+                 what="decode back to 1 once the queue is gone")
+        wait_for(lambda: scenario.ready_pods(kubectl, namespace, "llm", "decode") == 1, timeout=30,
+                 what="one decode pod left")
+        kubectl("-n", namespace, "delete", "hpa", "decode-queue")
