@@ -23,3 +23,10 @@ def test_cli_help_lists_subcommands_and_version():
         assert cmd in out
     ver = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "--version"], capture_output=True, text=True)
     assert ver.stdout.startswith("dynamo-scaling ") and ver.returncode == 0
+
+
+def test_metrics_reference_is_current():
+    from dynamo_scaling.metrics_docs import render as render_metrics
+
+    committed = (REPO / "docs" / "metrics.md").read_text()
+    assert committed == render_metrics(), "run: python -m dynamo_scaling.metrics_docs > docs/metrics.md"

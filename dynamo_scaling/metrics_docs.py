@@ -1,0 +1,64 @@
+"""Generate the metrics reference (docs/metrics.md) from the code: the scaling signals the
+metrics server serves (their PromQL mapping) and the metrics each component exports on
+`/metrics`. `python -m dynamo_scaling.metrics_docs > docs/metrics.md`."""
+
+from __future__ import annotations
+
+import sys
+
+from prometheus_client import CollectorRegistry
+
+from adapter.metrics import AdapterMetrics
+from external_metrics.cache import Cache
+from external_metrics.metrics import ServerMetrics
+from external_metrics.signals import DEFAULT_SIGNALS, SignalMapping
+from scaler.live.metrics import PlannerMetrics
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _registry_rows(registry: CollectorRegistry) -> list[str]:
+    rows = []
+    for family in sorted(registry.collect(), key=lambda f: f.name):
+        labels = sorted({k for s in family.samples for k in s.labels if k not in ("le", "quantile")})
+        name = family.name + ("_total" if family.type == "counter" else "")
+        rows.append(f"| `{name}` | {family.type} | {', '.join(f'`{l}`' for l in labels) or '-'} | "
+                    f"{_cell(family.documentation)} |")
+    return rows
+
+
+def _touch_labelled(metrics) -> None:
+    # labelled families have no samples (and so no label names) until a child exists
+    for attr in vars(metrics).values():
+        names = getattr(attr, "_labelnames", ())
+        if names:
+            attr.labels(*["x"] * len(names))
+
+
+def render() -> str:
+    mapping = SignalMapping()
+    out = ["# Metrics reference", "",
+           "Generated from the code by `python -m dynamo_scaling.metrics_docs`; do not edit by hand.", "",
+           "## Scaling signals (`dynamo-scaling metrics-server`)", "",
+           "Served as `external.metrics.k8s.io/v1beta1` metrics, by KEDA's `metrics-api` endpoint and "
+           "by the KEDA external scaler, per DGD service, with `metricLabels` `dgd`, `service`, "
+           "`dynamo_namespace` and `model`. The planner reads the same signals. Override any PromQL "
+           "with `--signals-file`.", "",
+           "| signal | unit | meaning | PromQL (default mapping, every service) |", "| --- | --- | --- | --- |"]
+    for name, sig in DEFAULT_SIGNALS.items():
+        out.append(f"| `{name}` | {sig.unit or '-'} | {_cell(sig.description)} | `{_cell(mapping.render(name))}` |")
+    components = [("Adapter controller (`dynamo-scaling adapter`, `--metrics-port`)", AdapterMetrics()),
+                  ("Metrics server (`dynamo-scaling metrics-server`, `/metrics` on its ports)",
+                   ServerMetrics(Cache(list(DEFAULT_SIGNALS), 30.0))),
+                  ("Planner (`dynamo-scaling planner`, `/metrics` on `--api-port`)", PlannerMetrics())]
+    for title, metrics in components:
+        _touch_labelled(metrics)
+        out += ["", f"## {title}", "", "| metric | type | labels | meaning |", "| --- | --- | --- | --- |",
+                *_registry_rows(metrics.registry)]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
