@@ -1,8 +1,10 @@
 """Metric reads: this server's cache vs a per-request PromQL baseline, same Prometheus, same run.
 
 2,000 worker series (20 namespaces x 10 DGDs x 2 services x 5 pods, `vllm:num_requests_waiting`)
-are served by an exporter process and scraped by a real Prometheus. Reads ask for
-`dynamo_queue_depth` of one DGD service (a labelSelector, as an HPA does):
+and the TTFT histograms of 200 frontends (counters growing on every scrape) are served by an
+exporter process and scraped by a real Prometheus. Reads ask for one signal of one DGD service
+(a labelSelector, as an HPA does), for two signals: `dynamo_queue_depth` (a sum of gauges, the
+cheapest PromQL) and `dynamo_ttft_seconds_p95` (histogram_quantile over a 1m rate):
 - server: GET /apis/external.metrics.k8s.io/v1beta1/namespaces/<ns>/dynamo_queue_depth on the
   metrics server (plain-HTTP port, answered from its cache);
 - baseline: the same signal's PromQL, filtered to that service, sent to Prometheus per request
@@ -28,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import numpy as np
+from kubernetes.utils.quantity import parse_quantity
 
 from devcluster.procs import free_port
 from devcluster.prometheus import Prometheus
@@ -37,11 +40,31 @@ REPO = Path(__file__).resolve().parents[1]
 NAMESPACES, DGDS, SERVICES, PODS = 20, 10, ("prefill", "decode"), 5
 
 EXPORTER = r"""
-import sys
+import json, random, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-body = open(sys.argv[2], "rb").read()
+static = open(sys.argv[2]).read()
+frontends = [tuple(f) for f in json.load(open(sys.argv[3]))]
+BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, "+Inf")
+counts = {f: [0] * len(BUCKETS) for f in frontends}
+sums = {f: 0.0 for f in frontends}
+lock, rnd = threading.Lock(), random.Random(3)
+def histograms():
+    out = ["# TYPE dynamo_frontend_time_to_first_token_seconds histogram"]
+    with lock:
+        for f in frontends:
+            n = rnd.randint(5, 50)
+            for i in range(len(BUCKETS)):
+                counts[f][i] += int(n * min(1.0, (i + 1) / 8))
+            sums[f] += n * 0.3
+            labels = f'namespace="{f[0]}",dgd="{f[1]}",service="Frontend",dynamo_namespace="{f[0]}-{f[1]}",model="m"'
+            for b, c in zip(BUCKETS, counts[f]):
+                out.append(f'dynamo_frontend_time_to_first_token_seconds_bucket{{{labels},le="{b}"}} {c}')
+            out.append(f"dynamo_frontend_time_to_first_token_seconds_sum{{{labels}}} {sums[f]}")
+            out.append(f"dynamo_frontend_time_to_first_token_seconds_count{{{labels}}} {counts[f][-1]}")
+    return "\n".join(out) + "\n"
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
+        body = (static + histograms()).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
         self.send_header("Content-Length", str(len(body)))
@@ -104,16 +127,16 @@ class Conn:
             self.writer.close()
 
 
-def server_target(key: tuple[str, str, str]) -> str:
+def server_target(signal: str, key: tuple[str, str, str]) -> str:
     ns, dgd, svc = key
-    return (f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/dynamo_queue_depth?"
+    return (f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{signal}?"
             + urlencode({"labelSelector": f"dgd={dgd},service={svc}"}))
 
 
-def baseline_target(mapping: SignalMapping, key: tuple[str, str, str]) -> str:
+def baseline_target(mapping: SignalMapping, signal: str, key: tuple[str, str, str]) -> str:
     ns, dgd, svc = key
     return "/api/v1/query?" + urlencode(
-        {"query": mapping.render("dynamo_queue_depth", {"namespace": ns, "dgd": dgd, "service": svc})})
+        {"query": mapping.render(signal, {"namespace": ns, "dgd": dgd, "service": svc})})
 
 
 def prometheus_queries(prom_url: str) -> float:
@@ -130,7 +153,7 @@ def value(kind: str, code: int, body: bytes) -> float:
         raise RuntimeError(f"{kind}: HTTP {code}: {body[:200]!r}")
     doc = json.loads(body)
     if kind == "server":
-        return float(doc["items"][0]["value"])
+        return float(parse_quantity(doc["items"][0]["value"]))
     return float(doc["data"]["result"][0]["value"][1])
 
 
@@ -188,12 +211,23 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="metrics-read-") as tmp, Prometheus(Path(tmp) / "prom") as prom:
         try:
             (Path(tmp) / "metrics.txt").write_text(text)
+            fe_keys = sorted({(ns, dgd, "Frontend") for ns, dgd, _ in keys})
+            (Path(tmp) / "frontends.json").write_text(json.dumps([k[:2] for k in fe_keys]))
             exp_port = free_port()
-            procs.append(subprocess.Popen([sys.executable, "-c", EXPORTER, str(exp_port), str(Path(tmp) / "metrics.txt")]))
+            procs.append(subprocess.Popen([sys.executable, "-c", EXPORTER, str(exp_port), str(Path(tmp) / "metrics.txt"),
+                                           str(Path(tmp) / "frontends.json")]))
             wait_http(f"http://127.0.0.1:{exp_port}/metrics")
             prom.set_targets("workers", [(f"127.0.0.1:{exp_port}", {})])
             prom.wait_for_targets("workers", 1)
             series = len(prom.query('{__name__="vllm:num_requests_waiting"}'))
+            # rate() over the 1m window needs two scrapes of the histograms
+            deadline = time.monotonic() + 30
+            while not prom.query("histogram_quantile(0.95, sum by (le) (rate("
+                                 "dynamo_frontend_time_to_first_token_seconds_bucket[1m])))"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no TTFT histogram rates in Prometheus after 30 s")
+                time.sleep(0.5)
+            hist_series = len(prom.query('{__name__=~"dynamo_frontend_time_to_first_token_seconds.*"}'))
             http_port = free_port()
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "dynamo_scaling.cli", "--log-level", "WARNING", "metrics-server",
@@ -202,43 +236,48 @@ def main() -> int:
             wait_http(f"http://127.0.0.1:{http_port}/readyz")
 
 
-            def mk_baseline(k):
-                return baseline_target(mapping, k)
-
-            async def run() -> dict:
-                # both sides agree on every value
+            async def compare(signal: str, keys_: list, exact: bool) -> dict:
                 a, b = Conn("127.0.0.1", http_port), Conn("127.0.0.1", prom.port)
-                for k in keys:
-                    va = value("server", *await a.get(server_target(k)))
-                    vb = value("baseline", *await b.get(baseline_target(mapping, k)))
-                    assert va == vb, (k, va, vb)
+                for k in keys_:  # both sides answer for every service (and agree where values are static)
+                    va = value("server", *await a.get(server_target(signal, k)))
+                    vb = value("baseline", *await b.get(baseline_target(mapping, signal, k)))
+                    assert not exact or va == vb, (signal, k, va, vb)
                 await a.close()
                 await b.close()
-                out = {"series": series, "services": len(keys)}
-                for side, port, make in (("server", http_port, server_target), ("baseline_promql", prom.port, mk_baseline)):
-                    lat = await latency(side.split("_")[0], port, make, keys, args.requests)
+                out = {"services": len(keys_)}
+                sides = (("server", http_port, lambda k: server_target(signal, k)),
+                         ("baseline_promql", prom.port, lambda k: baseline_target(mapping, signal, k)))
+                for side, port, make in sides:
+                    lat = await latency(side.split("_")[0], port, make, keys_, args.requests)
                     q0 = prometheus_queries(prom.url)
-                    thr = await throughput(side.split("_")[0], port, make, keys, args.seconds)
+                    thr = await throughput(side.split("_")[0], port, make, keys_, args.seconds)
                     thr["prometheus_queries_per_s"] = (prometheus_queries(prom.url) - q0) / thr["seconds"]
                     out[side] = {"latency": lat, "throughput": thr}
+                out["speedup_throughput"] = out["server"]["throughput"]["rps"] / max(
+                    out["baseline_promql"]["throughput"]["rps"], 1e-9)
+                out["speedup_p50"] = out["baseline_promql"]["latency"]["p50_ms"] / out["server"]["latency"]["p50_ms"]
                 return out
+
+            async def run() -> dict:
+                return {"dynamo_queue_depth": await compare("dynamo_queue_depth", keys, exact=True),
+                        "dynamo_ttft_seconds_p95": await compare("dynamo_ttft_seconds_p95", fe_keys, exact=False)}
 
             result = asyncio.run(run())
         finally:
             for p in procs:
                 p.terminate()
                 p.wait(10)
-    s, b = result["server"], result["baseline_promql"]
-    result["speedup_throughput"] = s["throughput"]["rps"] / max(b["throughput"]["rps"], 1e-9)
-    result["speedup_p50"] = b["latency"]["p50_ms"] / s["latency"]["p50_ms"]
-    result["machine"] = {"cpus": __import__("os").cpu_count(), "python": sys.version.split()[0]}
-    print(f"{series} series, {len(keys)} services; reads of dynamo_queue_depth for one DGD service")
-    print(f"{'':24}{'p50 ms':>10}{'p99 ms':>10}{'req/s (8 clients)':>20}{'Prometheus q/s':>16}")
-    for name, r in (("metrics server (cache)", s), ("per-request PromQL", b)):
-        t = r["throughput"]
-        print(f"{name:24}{r['latency']['p50_ms']:>10.2f}{r['latency']['p99_ms']:>10.2f}{t['rps']:>20.0f}"
-              f"{t['prometheus_queries_per_s']:>16.0f}")
-    print(f"throughput x{result['speedup_throughput']:.1f}, p50 x{result['speedup_p50']:.1f}")
+    result = {"series": {"gauges": series, "ttft_histograms": hist_series}, "signals": result,
+              "machine": {"cpus": __import__("os").cpu_count(), "python": sys.version.split()[0]}}
+    print(f"{series} gauge series ({len(keys)} services), {hist_series} TTFT histogram series "
+          f"({len(fe_keys)} frontends); reads of one DGD service per request")
+    print(f"{'':42}{'p50 ms':>9}{'p99 ms':>9}{'req/s (8 clients)':>19}{'Prometheus q/s':>16}")
+    for signal, r in result["signals"].items():
+        for name, side in (("metrics server (cache)", "server"), ("per-request PromQL", "baseline_promql")):
+            t, lat = r[side]["throughput"], r[side]["latency"]
+            print(f"{signal + ' ' + name:42}{lat['p50_ms']:>9.2f}{lat['p99_ms']:>9.2f}{t['rps']:>19.0f}"
+                  f"{t['prometheus_queries_per_s']:>16.0f}")
+        print(f"{signal}: throughput x{r['speedup_throughput']:.1f}, p50 x{r['speedup_p50']:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
