@@ -107,9 +107,10 @@ class Guard:
                     await self._reject(send_wrapper, 401, "a valid bearer token (or X-API-KEY) is required", "token")
                     return
             elif self.interface == "https" and path not in ALWAYS_ALLOWED:
-                cert = scope.get("extensions", {}).get("tls", {}).get("client_cert")
+                tls = scope.get("extensions", {}).get("tls", {})
+                cert, der = tls.get("client_cert"), tls.get("client_cert_der")
                 try:
-                    user = self.authenticator.authenticate(cert, scope["headers"]) if self.authenticator \
+                    user = self.authenticator.authenticate(cert, scope["headers"], der) if self.authenticator \
                         else Authenticator(None).authenticate(cert, scope["headers"])
                 except AuthError as exc:
                     await self._reject(send_wrapper, exc.code, exc.message, "unauthenticated")

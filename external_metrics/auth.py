@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+
 log = logging.getLogger(__name__)
 
 CONFIGMAP_NAMESPACE, CONFIGMAP_NAME = "kube-system", "extension-apiserver-authentication"
@@ -94,18 +97,55 @@ def _common_name(cert: dict | None) -> str | None:
     return None
 
 
+def _load_cas(ca_pem: bytes) -> list[x509.Certificate]:
+    try:
+        return x509.load_pem_x509_certificates(ca_pem)
+    except ValueError:
+        return []
+
+
+def issued_by_any(cert_der: bytes, cas: list[x509.Certificate]) -> bool:
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+    except ValueError:
+        return False
+    for ca in cas:
+        try:
+            cert.verify_directly_issued_by(ca)
+            return True
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+    return False
+
+
 class Authenticator:
+    """Front-proxy authentication. `config` can be replaced while serving (CA rotation): the TLS
+    layer may still accept a retired CA it once loaded, so the certificate is checked again
+    against the CAs in effect now."""
+
     def __init__(self, config: RequestHeaderConfig | None) -> None:
         self.config = config
 
-    def authenticate(self, peer_cert: dict | None, headers: list[tuple[bytes, bytes]]) -> User:
+    @property
+    def config(self) -> RequestHeaderConfig | None:
+        return self._config
+
+    @config.setter
+    def config(self, value: RequestHeaderConfig | None) -> None:
+        self._config, self._cas = value, (_load_cas(value.ca_pem) if value else [])
+
+    def authenticate(self, peer_cert: dict | None, headers: list[tuple[bytes, bytes]],
+                     peer_cert_der: bytes | None = None) -> User:
         """The user behind a request whose verified client certificate is `peer_cert` (the
-        dict of `SSLSocket.getpeercert()`, None without one). Raises AuthError(401)."""
+        dict of `SSLSocket.getpeercert()`, None without one; `peer_cert_der` its DER form).
+        Raises AuthError(401)."""
         cfg = self.config
         if cfg is None:
             raise AuthError(401, "requestheader authentication is not configured on this server")
         if not peer_cert:
             raise AuthError(401, "a client certificate signed by the requestheader CA is required")
+        if peer_cert_der is not None and not issued_by_any(peer_cert_der, self._cas):
+            raise AuthError(401, "the client certificate is not signed by the current requestheader CA")
         cn = _common_name(peer_cert)
         if cfg.allowed_names and cn not in cfg.allowed_names:
             raise AuthError(401, f"client certificate CN {cn!r} is not an allowed requestheader name")

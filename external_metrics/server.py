@@ -36,10 +36,11 @@ class _PeerCert:
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
         cert = ssl_object.getpeercert() if ssl_object is not None else None
+        der = ssl_object.getpeercert(binary_form=True) if cert else None
         inner = self.app
 
         async def app(scope, receive, send):
-            scope.setdefault("extensions", {})["tls"] = {"client_cert": cert or None}
+            scope.setdefault("extensions", {})["tls"] = {"client_cert": cert or None, "client_cert_der": der}
             await inner(scope, receive, send)
 
         self.app = app
@@ -102,19 +103,49 @@ class MetricsServer:
         stale = [s for s in self.cache.signals if not self.cache.fresh(s)]
         return True, "ok" if not stale else f"ok; unavailable: {', '.join(stale)}"
 
+    def _requestheader(self, api_client) -> RequestHeaderConfig | None:
+        """The front-proxy CA and names: from flags, else from the cluster. Raises on read errors."""
+        s = self.settings
+        if s.requestheader_client_ca_file:
+            return RequestHeaderConfig.from_files(s.requestheader_client_ca_file, s.requestheader_allowed_names,
+                                                  s.requestheader_username_headers, s.requestheader_group_headers,
+                                                  s.requestheader_extra_headers_prefix)
+        if api_client is not None:
+            return RequestHeaderConfig.read_configmap(api_client)
+        return None
+
+    async def _refresh_requestheader(self, api_client, authn: Authenticator, ctx: ssl.SSLContext,
+                                     stop: asyncio.Event) -> None:
+        """Follow CA rotation: re-read the CA and names; a new CA is trusted by new handshakes,
+        and a retired one is refused by the authenticator even where TLS still accepts it."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.settings.requestheader_refresh)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                new = await asyncio.to_thread(self._requestheader, api_client)
+            except Exception as exc:  # keep serving with what we have
+                log.warning("cannot re-read the requestheader CA", extra={"error": str(exc)[:300]})
+                continue
+            if new is None or new == authn.config:
+                continue
+            if authn.config is None or new.ca_pem != authn.config.ca_pem:
+                ctx.load_verify_locations(cadata=new.ca_pem.decode())
+                ctx.verify_mode = ssl.CERT_OPTIONAL
+            authn.config = new
+            log.info("requestheader CA or names changed; now in effect",
+                     extra={"allowed_names": ",".join(new.allowed_names)})
+
     def _auth(self, api_client) -> tuple[Authenticator, SubjectAccessReviewer | None]:
         s = self.settings
         rh = None
-        if s.requestheader_client_ca_file:
-            rh = RequestHeaderConfig.from_files(s.requestheader_client_ca_file, s.requestheader_allowed_names,
-                                                s.requestheader_username_headers, s.requestheader_group_headers,
-                                                s.requestheader_extra_headers_prefix)
-        elif api_client is not None:
-            try:
-                rh = RequestHeaderConfig.read_configmap(api_client)
-            except Exception as exc:
-                log.warning("cannot read kube-system/extension-apiserver-authentication; every call on the "
-                            "TLS port will be refused", extra={"error": str(exc)[:300]})
+        try:
+            rh = self._requestheader(api_client)
+        except Exception as exc:
+            log.warning("cannot read the requestheader CA; every call on the TLS port will be refused "
+                        "until it can be read", extra={"error": str(exc)[:300]})
         if rh is None:
             log.warning("no requestheader CA: the TLS port answers 401 to everything but health checks")
         authorizer = None
@@ -162,6 +193,8 @@ class MetricsServer:
                                  authorizer=authz, keda_token=s.token(), ready=self.ready)
                 ctx = self.cert.server_context(authn.config.ca_pem if authn.config else None)
                 servers.append(self._uvicorn(app, s.secure_port, ctx))
+                tasks.append(asyncio.create_task(self._refresh_requestheader(api_client, authn, ctx, stop),
+                                                 name="requestheader-refresh"))
             if s.http_port:
                 app = create_app(self.reader, self.metrics, interface="http", keda_token=s.token(), ready=self.ready)
                 servers.append(self._uvicorn(app, s.http_port, None))

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     requestheader_username_headers: CommaList = Field(default_factory=lambda: ["X-Remote-User"])
     requestheader_group_headers: CommaList = Field(default_factory=lambda: ["X-Remote-Group"])
     requestheader_extra_headers_prefix: CommaList = Field(default_factory=lambda: ["X-Remote-Extra-"])
+    requestheader_refresh: float = Field(
+        30.0, gt=0, le=3600, description="seconds between re-reads of the front-proxy CA and names (rotation)")
     authorization: Literal["auto", "subjectaccessreview", "none"] = Field(
         "auto", description="authorize callers with SubjectAccessReviews (auto: when the cluster is reachable)")
 

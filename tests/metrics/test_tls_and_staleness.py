@@ -35,6 +35,7 @@ def pki(tmp_path):
         "front_proxy_ca": fp_ca,
         "front_proxy": certs.issue(fp_ca, d, "front-proxy-client", "front-proxy-client", client=True),
         "wrong_name": certs.issue(fp_ca, d, "intruder", "intruder", client=True),
+        "rogue_ca": rogue_ca,
         "rogue": certs.issue(rogue_ca, d, "rogue-front-proxy", "front-proxy-client", client=True),
     }
 
@@ -94,6 +95,41 @@ def test_secure_port_requires_the_front_proxy_certificate(prometheus, exporters,
             except httpx.HTTPError:
                 refused = True
             assert refused
+    finally:
+        server.stop()
+
+
+def test_front_proxy_ca_rotation_is_followed(prometheus, exporters, pki, tmp_path):
+    """The CA file changes under a running server: the new CA's client is let in, the retired
+    CA's client is refused (the TLS layer may still know the old CA; the server does not trust it)."""
+    exp = exporters()
+    exp.set(QUEUE)
+    prometheus.set_targets("decode", [(exp.address, TARGET)])
+    ca_file = tmp_path / "requestheader-ca.pem"
+    ca_file.write_bytes(pki["front_proxy_ca"].cert.read_bytes())
+    server = MetricsServerProcess(
+        tmp_path / "server", prometheus.url, "--interval=0.5", "--staleness=5", "--authorization=none",
+        f"--tls-cert-file={pki['serving'].cert}", f"--tls-private-key-file={pki['serving'].key}",
+        f"--requestheader-client-ca-file={ca_file}", "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-refresh=0.5", http=False, grpc=False,
+        ready_ssl=ssl.create_default_context(cafile=str(pki["serving_ca"].cert)))
+    url = f"{server.https_url}{BASE}/namespaces/ns1/dynamo_queue_depth?labelSelector=service%3Ddecode"
+    user = {"X-Remote-User": "system:serviceaccount:kube-system:horizontal-pod-autoscaler"}
+
+    def status(cert: str) -> int | str:
+        with _client(pki, cert) as c:
+            try:
+                return c.get(url, headers=user).status_code
+            except httpx.HTTPError as exc:
+                return type(exc).__name__
+
+    try:
+        wait_for(lambda: status("front_proxy") == 200, what="old CA accepted")
+        assert status("rogue") != 200
+        ca_file.write_bytes(pki["rogue_ca"].cert.read_bytes())  # rotate to another CA
+        wait_for(lambda: status("rogue") == 200, timeout=15, what="new CA accepted")
+        assert status("front_proxy") == 401
+        assert "requestheader CA or names changed" in server.log_tail()
     finally:
         server.stop()
 
