@@ -20,6 +20,7 @@ import httpx
 
 from devcluster.kubectl import Kubectl
 from devcluster.loadgen import Summary, run_load, synthetic
+from devcluster.manifests import dgd, disaggregated, external_hpa
 from devcluster.stack import LiveStack, StackError
 from scaler.replay.traces import Request
 
@@ -31,37 +32,16 @@ CHAOS = ((20, "adapter"), (32, "metrics-server"), (44, "planner"))  # (seconds i
 SCALED = (("llm", "prefill", "planner"), ("llm", "decode", "HPA"), ("side", "worker", "kubectl"))
 
 
-def dgd(name: str, services: dict, annotations: dict | None = None) -> dict:
-    return {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
-            "metadata": {"name": name, "annotations": {
-                "devcluster.dynamo-scaling.io/startup-delay-seconds": str(STARTUP_DELAY_S), **(annotations or {})}},
-            "spec": {"services": services}}
-
-
-LLM = dgd("llm", {
-    "Frontend": {"componentType": "frontend", "replicas": 1},
-    "prefill": {"componentType": "worker", "subComponentType": "prefill", "replicas": 1,
-                "scalingAdapter": {"enabled": True}},
-    "decode": {"componentType": "worker", "subComponentType": "decode", "replicas": 1,
-               "scalingAdapter": {"enabled": True}},
-}, {"devcluster.dynamo-scaling.io/args-decode": f"--num-gpu-blocks-override {DECODE_BLOCKS}"})
-SIDE = dgd("side", {
-    "Frontend": {"componentType": "frontend", "replicas": 1},
-    "worker": {"componentType": "worker", "replicas": 1, "scalingAdapter": {"enabled": True}},
-})
-HPA = {
-    "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "llm-decode"},
-    "spec": {"scaleTargetRef": {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapter",
-                                "name": "llm-decode"},
-             "minReplicas": 1, "maxReplicas": 3,
-             "metrics": [{"type": "External", "external": {
-                 "metric": {"name": "dynamo_kv_cache_usage_sum",
-                            "selector": {"matchLabels": {"dgd": "llm", "service": "decode"}}},
-                 "target": {"type": "AverageValue", "averageValue": "500m"}}}],
-             "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0},
-                          "scaleDown": {"stabilizationWindowSeconds": 5,
-                                        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 5}]}}},
-}
+LLM = dgd("llm", disaggregated(), STARTUP_DELAY_S,
+          {"devcluster.dynamo-scaling.io/args-decode": f"--num-gpu-blocks-override {DECODE_BLOCKS}"})
+SIDE = dgd("side", {"Frontend": {"componentType": "frontend", "replicas": 1},
+                    "worker": {"componentType": "worker", "replicas": 1, "scalingAdapter": {"enabled": True}}},
+           STARTUP_DELAY_S)
+HPA = external_hpa("llm-decode", "llm-decode", "dynamo_kv_cache_usage_sum", "500m", {"dgd": "llm", "service": "decode"},
+                   max_replicas=3, behavior={
+                       "scaleUp": {"stabilizationWindowSeconds": 0},
+                       "scaleDown": {"stabilizationWindowSeconds": 5,
+                                     "policies": [{"type": "Pods", "value": 1, "periodSeconds": 5}]}})
 MOCKER_PROFILE = Path(__file__).resolve().parents[1] / "scaler" / "data" / "mocker_profile.json"
 
 

@@ -144,8 +144,9 @@ class MetricsServer:
         try:
             rh = self._requestheader(api_client)
         except Exception as exc:
-            log.warning("cannot read the requestheader CA; every call on the TLS port will be refused "
-                        "until it can be read", extra={"error": str(exc)[:300]})
+            log.warning("cannot read the requestheader CA (kube-system/extension-apiserver-authentication "
+                        "or the flags); every call on the TLS port is refused until it can be read",
+                        extra={"error": str(exc)[:300]})
         if rh is None:
             log.warning("no requestheader CA: the TLS port answers 401 to everything but health checks")
         authorizer = None

@@ -44,6 +44,9 @@ class DynamoEnv:
     python: str = sys.executable
     speedup_ratio: float = 1.0
     router_mode: str = "kv"
+    # a request routed to a worker in the instant it leaves (scale-down) moves to another worker
+    # instead of failing; Dynamo's default of 0 turns that off
+    migration_limit: int = 3
 
     def environ(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -150,7 +153,8 @@ def command(role: str, dynamo_namespace: str, port: int, env: DynamoEnv,
     common = ["--model-path", str(env.model_dir), "--model-name", env.model_name]
     if role == "frontend":
         return [env.python, "-m", "dynamo.frontend", "--http-host", "127.0.0.1", "--http-port", str(port),
-                "--namespace", dynamo_namespace, "--router-mode", env.router_mode, *common, *extra_args]
+                "--namespace", dynamo_namespace, "--router-mode", env.router_mode,
+                "--migration-limit", str(env.migration_limit), *common, *extra_args]
     return [env.python, "-m", "dynamo.mocker", *common,
             "--endpoint", f"dyn://{dynamo_namespace}.{COMPONENT[role]}.generate",
             "--disaggregation-mode", role, "--speedup-ratio", str(env.speedup_ratio), *extra_args]

@@ -14,6 +14,7 @@ import time
 import httpx
 from helpers import wait_for
 
+from devcluster import manifests
 from devcluster.dynamo.model import MODEL_NAME, prompt_of
 from devcluster.dynamo.processes import pids_using, registered_instances
 from devcluster.loadgen import run_load, synthetic
@@ -22,18 +23,7 @@ STARTUP_DELAY_S = 3
 
 
 def dgd(name: str) -> dict:
-    return {
-        "apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
-        "metadata": {"name": name, "annotations": {
-            "devcluster.dynamo-scaling.io/startup-delay-seconds": str(STARTUP_DELAY_S)}},
-        "spec": {"services": {
-            "Frontend": {"componentType": "frontend", "replicas": 1},
-            "prefill": {"componentType": "worker", "subComponentType": "prefill", "replicas": 1,
-                        "scalingAdapter": {"enabled": True}},
-            "decode": {"componentType": "worker", "subComponentType": "decode", "replicas": 1,
-                       "scalingAdapter": {"enabled": True}},
-        }},
-    }
+    return manifests.dgd(name, manifests.disaggregated(), STARTUP_DELAY_S)
 
 
 def _dgd_ready(kubectl, namespace: str, name: str) -> bool:

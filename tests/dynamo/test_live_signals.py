@@ -16,6 +16,7 @@ from kubernetes.utils.quantity import parse_quantity
 
 from devcluster import scenario
 from devcluster.loadgen import run_load, synthetic
+from devcluster.manifests import external_hpa
 from devcluster.stack import LiveStack
 
 pytestmark = pytest.mark.cluster
@@ -42,16 +43,9 @@ def test_live_dynamo_signals_through_the_aggregation_layer_drive_an_hpa(cluster,
         wait_for(lambda: scenario.dgd_ready(kubectl, namespace, "llm"), timeout=90, what="DGD Ready")
         url = wait_for(lambda: stack.frontend_url("llm"), what="frontend")
         wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="model served")
-        hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "decode-queue"},
-               "spec": {"scaleTargetRef": {"apiVersion": "nvidia.com/v1alpha1",
-                                           "kind": "DynamoGraphDeploymentScalingAdapter", "name": "llm-decode"},
-                        "minReplicas": 1, "maxReplicas": 3,
-                        "metrics": [{"type": "External", "external": {
-                            "metric": {"name": "dynamo_queue_depth",
-                                       "selector": {"matchLabels": {"dgd": "llm", "service": "decode"}}},
-                            "target": {"type": "AverageValue", "averageValue": "4"}}}],
-                        "behavior": {"scaleUp": {"stabilizationWindowSeconds": 0},
-                                     "scaleDown": {"stabilizationWindowSeconds": 10}}}}
+        hpa = external_hpa("decode-queue", "llm-decode", "dynamo_queue_depth", "4", {"dgd": "llm", "service": "decode"},
+                           max_replicas=3, behavior={"scaleUp": {"stabilizationWindowSeconds": 0},
+                                                     "scaleDown": {"stabilizationWindowSeconds": 10}})
         wait_for(lambda: kubectl.run("-n", namespace, "get", "dgdsa", "llm-decode", check=False).returncode == 0,
                  what="decode adapter")
         kubectl.apply(hpa, namespace)

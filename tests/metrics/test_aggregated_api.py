@@ -16,6 +16,7 @@ import pytest
 
 from devcluster import certs
 from devcluster.kubectl import KubectlError
+from devcluster.manifests import external_hpa
 from devcluster.procs import free_port
 from devcluster.prometheus import Prometheus
 from helpers import wait_for
@@ -146,15 +147,8 @@ def test_hpa_scales_a_dgdsa_on_queue_depth_and_holds_when_metrics_fail(
     wait_for(lambda: kubectl.json("-n", namespace, "get", "dgdsa", "llm-prefill").get("status", {}).get("selector")
              if kubectl.run("-n", namespace, "get", "dgdsa", "llm-prefill", check=False).returncode == 0 else None,
              timeout=60, what="adapter with a selector")
-    kubectl.apply({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "prefill"},
-                   "spec": {"scaleTargetRef": {"apiVersion": "nvidia.com/v1alpha1",
-                                               "kind": "DynamoGraphDeploymentScalingAdapter", "name": "llm-prefill"},
-                            "minReplicas": 1, "maxReplicas": 5,
-                            "metrics": [{"type": "External", "external": {
-                                "metric": {"name": "dynamo_queue_depth",
-                                           "selector": {"matchLabels": {"dgd": "llm", "service": "prefill"}}},
-                                "target": {"type": "AverageValue", "averageValue": "2"}}}],
-                            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}}, namespace)
+    kubectl.apply(external_hpa("prefill", "llm-prefill", "dynamo_queue_depth", "2", {"dgd": "llm", "service": "prefill"},
+                               max_replicas=5, behavior={"scaleDown": {"stabilizationWindowSeconds": 0}}), namespace)
 
     def hpa() -> dict:
         return kubectl.json("-n", namespace, "get", "hpa", "prefill")
