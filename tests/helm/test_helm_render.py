@@ -194,6 +194,16 @@ def test_planner_config_is_rendered_from_values(render):
     assert "--advisory" in args and "--api-port=8085" in args
     proc = render.run(sets={"planner.enabled": "true"}, check=False)
     assert proc.returncode != 0 and "planner.deployment.name" in proc.stderr
+    # the frontend service and a DynamoGraphDeploymentRequest for the SLA pass through, and the
+    # rendered file is a config the planner accepts
+    from scaler.live.config import ServiceConfig
+
+    docs = render.docs(values=[FULL], sets={"planner.deployment.frontendService": "Frontend",
+                                            "planner.deployment.request": "llama-disagg-request"})
+    cfg = yaml.safe_load(one(docs, "ConfigMap", "ds-dynamo-scaling-planner-config")["data"]["config.yaml"])
+    assert cfg["deployment"]["frontend_service"] == "Frontend"
+    assert cfg["deployment"]["request"] == "llama-disagg-request"
+    ServiceConfig.model_validate(cfg)
 
 
 def test_crds_are_the_repository_crds(render):
