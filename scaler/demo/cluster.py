@@ -24,11 +24,8 @@ def missing_prerequisites() -> list[str]:
         missing.append("prometheus (apt-get install prometheus)")
     if importlib.util.find_spec("dynamo.frontend") is None:
         missing.append("Dynamo's frontend and mocker (devcluster/dynamo/install.sh)")
-    if not shutil.which("go"):
-        from devcluster import build
-
-        if not build.binaries_dir().is_dir():
-            missing.append("the Go toolchain, to build the local control plane")
+    if not shutil.which("go"):  # the binary cache is keyed by the Go version, so it is needed either way
+        missing.append("the Go toolchain (go >= 1.26), to build and find the local control plane")
     return missing
 
 
