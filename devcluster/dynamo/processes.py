@@ -217,3 +217,51 @@ def pids_using(discovery_dir: Path) -> list[int]:
         except (OSError, IndexError):
             continue
     return found
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports a process listens on (from its socket inodes and /proc/net/tcp)."""
+    inodes = set()
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return set()
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            cols = line.split()
+            if len(cols) > 9 and cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def owned_discovery_files(discovery_dir: Path, ports: set[int]) -> list[Path]:
+    """The discovery entries a worker wrote: those that name one of its listening ports, and the
+    model cards keyed like its instances. What a lease would expire if it died."""
+    if not ports:
+        return []
+    needles = [f"127.0.0.1:{p}".encode() for p in ports]
+    owned: list[Path] = []
+    suffixes: set[str] = set()
+    for path in discovery_dir.rglob("*"):
+        try:
+            if path.is_file() and any(n in path.read_bytes() for n in needles):
+                owned.append(path)
+                if path.parent.name == "instances":
+                    suffixes.add(path.name.rsplit("%2F", 1)[-1])
+        except OSError:
+            continue
+    mdc = discovery_dir / "v1" / "mdc"
+    if suffixes and mdc.is_dir():
+        owned += [p for p in mdc.iterdir() if p.name.rsplit("%2F", 1)[-1] in suffixes]
+    return owned

@@ -42,6 +42,10 @@ class PodBackend(Protocol):
     def stop(self, pod: PodInfo) -> bool:
         """Begin draining (idempotent); True once nothing backs the pod any more."""
 
+    def healthy(self, pod: PodInfo) -> bool:
+        """False when what backed a Ready pod has died (the pod turns NotReady, as a kubelet
+        would report a crashed container, and starts again through `ready`)."""
+
     def close(self) -> None:
         """Stop everything at once."""
 
@@ -61,6 +65,9 @@ class TimerBackend:
 
     def stop(self, pod: PodInfo) -> bool:
         self._started.pop(pod.key, None)
+        return True
+
+    def healthy(self, pod: PodInfo) -> bool:
         return True
 
     def close(self) -> None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devcluster.dynamo.model import ensure_model
-from devcluster.dynamo.processes import DynamoEnv, DynamoProcess, launch
+from devcluster.dynamo.processes import (DynamoEnv, DynamoProcess, launch, listening_ports,
+                                         owned_discovery_files)
 from devcluster.prometheus import write_file_sd
 from devcluster.standin.backends import PodInfo
 
@@ -31,6 +32,10 @@ class _Slot:
     process: DynamoProcess | None = None
     drain_started: float | None = None
     announced: bool = False
+    # discovery entries of the live process, refreshed now and then: removed if it dies, as a
+    # lease would expire, so the frontend stops routing to it
+    files: list[Path] = field(default_factory=list)
+    files_at: float = 0.0
 
 
 class DynamoBackend:
@@ -71,19 +76,44 @@ class DynamoBackend:
         proc = slot.process
         if not proc.alive:
             # a crashed process is started again on the next pass, as a kubelet would restart it
-            log.warning("process exited", extra={"pod": pod.name, "code": proc.proc.returncode,
-                                                 "log": proc.log_tail(400)})
-            slot.process = None
-            slot.first_seen = time.monotonic() - pod.startup_delay_s
-            self._publish()
+            self._crashed(slot)
             return False
         if not proc.registered():
             return False
         if not slot.announced and proc.registered_at is not None:
             slot.announced = True
+            if pod.role != "frontend":
+                slot.files = owned_discovery_files(self.env.discovery_dir, listening_ports(proc.pid))
+                slot.files_at = time.monotonic()
             log.info("process registered", extra={
                 "pod": pod.name, "role": pod.role, "startup_s": round(proc.registered_at - proc.started_at, 2)})
         return True
+
+    def healthy(self, pod: PodInfo) -> bool:
+        slot = self._slots.get(pod.key)
+        if slot is None or slot.process is None:
+            # not ours (yet), e.g. after the operator restarted: start it through `ready`
+            return False
+        if not slot.process.alive:
+            self._crashed(slot)
+            return False
+        if pod.role != "frontend" and time.monotonic() - slot.files_at > 5.0:
+            slot.files = owned_discovery_files(self.env.discovery_dir, listening_ports(slot.process.pid)) or slot.files
+            slot.files_at = time.monotonic()
+        return True
+
+    def _crashed(self, slot: _Slot) -> None:
+        proc = slot.process
+        log.warning("process exited", extra={"pod": slot.pod.name, "code": proc.proc.returncode if proc else None,
+                                             "log": proc.log_tail(400) if proc else ""})
+        for path in slot.files:
+            path.unlink(missing_ok=True)
+        if slot.files:
+            log.info("stale discovery entries removed", extra={"pod": slot.pod.name, "entries": len(slot.files)})
+        slot.files, slot.files_at = [], 0.0
+        slot.process, slot.announced = None, False
+        slot.first_seen = time.monotonic() - slot.pod.startup_delay_s
+        self._publish()
 
     def stop(self, pod: PodInfo) -> bool:
         slot = self._slots.get(pod.key)

@@ -146,8 +146,10 @@ class StandinOperator:
             for pod in live:
                 info = self._info(pod, delay)
                 self.backend.start(info)
-                if _is_ready(pod):
+                if _is_ready(pod) and self.backend.healthy(info):
                     ready += 1
+                elif _is_ready(pod):
+                    self._mark_not_ready(pod)
                 elif self.backend.ready(info):
                     self._mark_ready(pod)
                     ready += 1
@@ -203,6 +205,14 @@ class StandinOperator:
                            "podIP": "127.0.0.1", "hostIP": "127.0.0.1"}}
         self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
         log.info("pod ready", extra={"pod": pod.metadata.name})
+
+    def _mark_not_ready(self, pod: client.V1Pod) -> None:
+        now = _now()
+        conds = [{"type": t, "status": "False", "lastTransitionTime": now, "reason": "ProcessExited"}
+                 for t in ("ContainersReady", "Ready")]
+        self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace,
+                                              {"status": {"conditions": conds}})
+        log.warning("pod not ready: what backed it has exited", extra={"pod": pod.metadata.name})
 
     def _delete(self, pod: client.V1Pod) -> None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -155,3 +156,21 @@ def test_load_generator_replays_both_trace_formats_then_processes_die_with_a_kil
         assert "load progress" in r.stderr or result["summary"]["duration_s"] < 5
     live_dynamo.stop(sig=signal.SIGKILL)
     wait_for(lambda: not pids_using(live_dynamo.discovery_dir), timeout=15, what="no Dynamo process left")
+
+
+def test_a_crashed_worker_turns_its_pod_not_ready_and_comes_back(kubectl, namespace, live_dynamo):
+    """As a kubelet would: the pod of a dead worker process is reported NotReady (so the DGD is
+    not Ready and the planner waits), then the process starts again and registers."""
+    kubectl.apply([dgd("crash")], namespace)
+    wait_for(lambda: _dgd_ready(kubectl, namespace, "crash"), timeout=60, what="DGD Ready")
+    decode = [pid for pid in pids_using(live_dynamo.discovery_dir)
+              if b"decode" in open(f"/proc/{pid}/cmdline", "rb").read()]
+    assert len(decode) == 1
+    os.kill(decode[0], signal.SIGKILL)
+    wait_for(lambda: not _dgd_ready(kubectl, namespace, "crash"), timeout=15, interval=0.1, what="DGD not Ready")
+    pod = kubectl.json("get", "pods", "-n", namespace, "-l", "nvidia.com/dynamo-component=decode")["items"][0]
+    wait_for(lambda: _dgd_ready(kubectl, namespace, "crash"), timeout=30, what="DGD Ready again")
+    assert registered_instances(live_dynamo.discovery_dir, f"{namespace}-crash", "decode") == 1
+    again = kubectl.json("get", "pods", "-n", namespace, "-l", "nvidia.com/dynamo-component=decode")["items"][0]
+    assert again["metadata"]["name"] == pod["metadata"]["name"]  # the same pod, a new process
+    assert "process exited" in live_dynamo.log_text()
