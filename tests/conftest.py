@@ -113,7 +113,7 @@ def adapter_kubeconfig(cluster, kubectl, namespace, tmp_path) -> Path:
 
 
 @pytest.fixture()
-def adapter(cluster, kubectl, namespace, adapter_kubeconfig, tmp_path) -> Iterator["AdapterProcess"]:
+def adapter(cluster, kubectl, namespace, adapter_kubeconfig, tmp_path) -> Iterator:
     from adapter_process import AdapterProcess
 
     proc = AdapterProcess(cluster, namespace, adapter_kubeconfig, tmp_path).start()

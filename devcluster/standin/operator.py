@@ -120,7 +120,7 @@ class StandinOperator:
 
     def _reconcile_dgd(self, dgd: dict, pods: list[client.V1Pod]) -> None:
         meta = dgd["metadata"]
-        ns, name = meta["namespace"], meta["name"]
+        name = meta["name"]
         services: dict[str, dict] = (dgd.get("spec") or {}).get("services") or {}
         delay = float((meta.get("annotations") or {}).get(ANNOTATION_STARTUP, self.config.startup_delay_s))
         svc_status: dict[str, dict] = {}

@@ -3,10 +3,8 @@ Prometheus: writes through DGDSA /scale, honours overrides, pause, advisory and 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
