@@ -243,6 +243,12 @@ def _bootstrap_objects(state: PlaneState, bins: build.Binaries) -> None:
                    text=True, env=env, check=True, capture_output=True)
 
 
+# below the kernel's ephemeral range (32768+), so outgoing connections cannot take them between
+# picking and binding; Dynamo's local processes use 20000-32000
+PORT_RANGE = (10000, 20000)
+PORT_ATTEMPTS = 3
+
+
 def up(state_dir: Path | None = None, *, hpa_sync_period_s: float = 15.0) -> PlaneState:
     """Start the plane, or return the running one if it is healthy."""
     state_dir = state_dir or default_state_dir()
@@ -254,13 +260,27 @@ def up(state_dir: Path | None = None, *, hpa_sync_period_s: float = 15.0) -> Pla
         down(state_dir)
 
     bins = build.ensure_binaries()
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        try:
+            return _start(state_dir, bins, hpa_sync_period_s)
+        except RuntimeError as exc:
+            # a port picked free can be taken before the server binds it; pick again
+            if "address already in use" not in str(exc) or attempt == PORT_ATTEMPTS:
+                raise
+            log.warning("a control-plane port was taken meanwhile; starting again on other ports",
+                        extra={"attempt": attempt})
+    raise AssertionError("unreachable")
+
+
+def _start(state_dir: Path, bins: build.Binaries, hpa_sync_period_s: float) -> PlaneState:
     started = time.monotonic()
     state_dir.mkdir(parents=True, exist_ok=True)
     certs.make_cluster_pki(state_dir / "pki")
     state = PlaneState(
         state_dir=str(state_dir),
         kubernetes_version=build.kubernetes_version(),
-        etcd_port=free_port(), etcd_peer_port=free_port(), apiserver_port=free_port(),
+        etcd_port=free_port(*PORT_RANGE), etcd_peer_port=free_port(*PORT_RANGE),
+        apiserver_port=free_port(*PORT_RANGE),
         hpa_sync_period_s=hpa_sync_period_s, started_at=time.time(),
     )
     _save(state)
