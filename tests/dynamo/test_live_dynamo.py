@@ -16,6 +16,7 @@ import httpx
 from helpers import wait_for
 
 from devcluster import manifests
+from devcluster.scenario import dgd_ready
 from devcluster.dynamo.model import MODEL_NAME, prompt_of
 from devcluster.dynamo.processes import pids_using, registered_instances
 from devcluster.loadgen import run_load, synthetic
@@ -25,12 +26,6 @@ STARTUP_DELAY_S = 3
 
 def dgd(name: str) -> dict:
     return manifests.dgd(name, manifests.disaggregated(), STARTUP_DELAY_S)
-
-
-def _dgd_ready(kubectl, namespace: str, name: str) -> bool:
-    obj = kubectl.json("get", "dgd", name, "-n", namespace)
-    conds = (obj.get("status") or {}).get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
 def _rss_mib(pids: list[int]) -> float:
@@ -70,7 +65,7 @@ def test_dgd_runs_as_live_dynamo_processes_and_scales(kubectl, namespace, promet
     name = "llm"
     dns = f"{namespace}-{name}"
     kubectl.apply([dgd(name)], namespace)
-    wait_for(lambda: _dgd_ready(kubectl, namespace, name), timeout=60, what="DGD Ready")
+    wait_for(lambda: dgd_ready(kubectl, namespace, name), timeout=60, what="DGD Ready")
     frontend = wait_for(lambda: live_dynamo.address_of("Frontend"), what="frontend target")
     url = f"http://{frontend}"
 
@@ -140,7 +135,7 @@ def test_dgd_runs_as_live_dynamo_processes_and_scales(kubectl, namespace, promet
 def test_load_generator_replays_both_trace_formats_then_processes_die_with_a_killed_standin(
         kubectl, namespace, live_dynamo, traces_dir, tmp_path):
     kubectl.apply([dgd("small")], namespace)
-    wait_for(lambda: _dgd_ready(kubectl, namespace, "small"), timeout=60, what="DGD Ready")
+    wait_for(lambda: dgd_ready(kubectl, namespace, "small"), timeout=60, what="DGD Ready")
     assert len(pids_using(live_dynamo.discovery_dir)) == 3
     url = f"http://{live_dynamo.address_of('Frontend')}"
     wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="model listed")
@@ -162,14 +157,14 @@ def test_a_crashed_worker_turns_its_pod_not_ready_and_comes_back(kubectl, namesp
     """As a kubelet would: the pod of a dead worker process is reported NotReady (so the DGD is
     not Ready and the planner waits), then the process starts again and registers."""
     kubectl.apply([dgd("crash")], namespace)
-    wait_for(lambda: _dgd_ready(kubectl, namespace, "crash"), timeout=60, what="DGD Ready")
+    wait_for(lambda: dgd_ready(kubectl, namespace, "crash"), timeout=60, what="DGD Ready")
     decode = [pid for pid in pids_using(live_dynamo.discovery_dir)
               if b"decode" in open(f"/proc/{pid}/cmdline", "rb").read()]
     assert len(decode) == 1
     os.kill(decode[0], signal.SIGKILL)
-    wait_for(lambda: not _dgd_ready(kubectl, namespace, "crash"), timeout=15, interval=0.1, what="DGD not Ready")
+    wait_for(lambda: not dgd_ready(kubectl, namespace, "crash"), timeout=15, interval=0.1, what="DGD not Ready")
     pod = kubectl.json("get", "pods", "-n", namespace, "-l", "nvidia.com/dynamo-component=decode")["items"][0]
-    wait_for(lambda: _dgd_ready(kubectl, namespace, "crash"), timeout=30, what="DGD Ready again")
+    wait_for(lambda: dgd_ready(kubectl, namespace, "crash"), timeout=30, what="DGD Ready again")
     assert registered_instances(live_dynamo.discovery_dir, f"{namespace}-crash", "decode") == 1
     again = kubectl.json("get", "pods", "-n", namespace, "-l", "nvidia.com/dynamo-component=decode")["items"][0]
     assert again["metadata"]["name"] == pod["metadata"]["name"]  # the same pod, a new process

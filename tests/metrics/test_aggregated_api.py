@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import subprocess
-import sys
 import time
 
 import pytest
@@ -20,7 +18,7 @@ from devcluster.manifests import external_hpa
 from devcluster.procs import free_port
 from devcluster.prometheus import Prometheus
 from helpers import wait_for
-from support import REPO, Exporter, MetricsServerProcess
+from support import Exporter, MetricsServerProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -118,25 +116,8 @@ def test_kubectl_reads_the_value_through_the_aggregation_layer(aggregated, kubec
     assert r.status_code == 401
 
 
-@pytest.fixture()
-def adapter_proc(cluster, kubectl, namespace, tmp_path):
-    log = open(tmp_path / "adapter.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "dynamo_scaling.cli", "adapter", "--namespace", namespace,
-                             "--kubeconfig", str(cluster.kubeconfig), "--health-port", str(free_port()),
-                             "--metrics-port", str(free_port()), "--resync-period", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
-
-
 def test_hpa_scales_a_dgdsa_on_queue_depth_and_holds_when_metrics_fail(
-        aggregated, kubectl, namespace, standin, adapter_proc):
+        aggregated, kubectl, namespace, standin, adapter):
     prom, exp, _ = aggregated
     _publish(prom, exp, namespace, 0)
     kubectl.apply({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llm"},
