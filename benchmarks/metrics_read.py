@@ -8,11 +8,18 @@ cheapest PromQL) and `dynamo_ttft_seconds_p95` (histogram_quantile over a 1m rat
 - server: GET /apis/external.metrics.k8s.io/v1beta1/namespaces/<ns>/dynamo_queue_depth on the
   metrics server (plain-HTTP port, answered from its cache);
 - baseline: the same signal's PromQL, filtered to that service, sent to Prometheus per request
-  (what a per-request adapter does).
+  (what a per-request adapter does, minus the adapter's own work: a lower bound of its cost);
+- stack ceiling: an ASGI app on the same uvicorn stack that answers a constant body of the same
+  size without looking at anything: the most any Python server on this stack can answer here,
+  so `ceiling / baseline` bounds the speedup any cache can show on this machine.
 Latency: sequential requests on one keep-alive connection (p50/p99). Throughput: 8 concurrent
-clients for a fixed time. Prints a table, writes benchmarks/results/metrics_read.json.
+connections for a fixed time, driven by `wrk` when it is installed (`apt-get install wrk`; it
+costs the measured side far less CPU than a Python client), else by a small asyncio client.
+CPU per read is the CPU time of the process that answers (the metrics server, Prometheus, the
+ceiling app) over the throughput run divided by the reads: less noisy than req/s on a shared
+machine. Prints a table, writes benchmarks/results/metrics_read.json.
 
-Usage: .venv/bin/python benchmarks/metrics_read.py [--requests 2000] [--seconds 5]
+Usage: .venv/bin/python benchmarks/metrics_read.py [--requests 2000] [--seconds 5] [--client auto|wrk|python]
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,6 +84,37 @@ class H(BaseHTTPRequestHandler):
         pass
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 """
+
+
+CEILING = r"""
+import sys, uvicorn
+body = b"x" * int(sys.argv[2])
+headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False,
+            lifespan="off", http="httptools", loop="uvloop", ws="none", server_header=False)
+"""
+
+WRK_SCRIPT = """
+local paths = {}
+init = function(args)
+  for line in io.lines(args[1]) do paths[#paths + 1] = line end
+  math.randomseed(7)
+end
+request = function()
+  return wrk.format("GET", paths[math.random(#paths)])
+end
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its reaped children (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def exposition() -> tuple[str, list[tuple[str, str, str]]]:
@@ -151,6 +192,8 @@ def prometheus_queries(prom_url: str) -> float:
 def value(kind: str, code: int, body: bytes) -> float:
     if code != 200:
         raise RuntimeError(f"{kind}: HTTP {code}: {body[:200]!r}")
+    if kind == "ceiling":
+        return float(len(body))
     doc = json.loads(body)
     if kind == "server":
         return float(parse_quantity(doc["items"][0]["value"]))
@@ -198,12 +241,35 @@ async def throughput(kind: str, port: int, make, keys, seconds: float, concurren
             "rps": done / elapsed}
 
 
+def throughput_wrk(port: int, targets: list[str], seconds: float, workdir: Path, concurrency: int = 8) -> dict:
+    paths, script = workdir / "paths.txt", workdir / "paths.lua"
+    paths.write_text("\n".join(targets) + "\n")
+    script.write_text(WRK_SCRIPT)
+    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{seconds:g}s", "-s", str(script),
+                          f"http://127.0.0.1:{port}", "--", str(paths)],
+                         capture_output=True, text=True, check=True).stdout
+    done = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    if socket_errors:
+        raise RuntimeError(f"wrk socket errors against port {port}: {socket_errors.group(1)}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    return {"concurrency": concurrency, "seconds": seconds, "requests": done - errors, "errors": errors,
+            "rps": rps * (done - errors) / max(done, 1), "client": "wrk"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--requests", type=int, default=2000, help="sequential requests per side for latency")
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
+    ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto",
+                    help="load generator for throughput (auto: wrk when installed)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "metrics_read.json")
     args = ap.parse_args()
+    use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk") is not None)
+    if use_wrk and shutil.which("wrk") is None:
+        ap.error("--client wrk: wrk is not installed (apt-get install wrk)")
 
     text, keys = exposition()
     mapping = SignalMapping()
@@ -229,12 +295,31 @@ def main() -> int:
                 time.sleep(0.5)
             hist_series = len(prom.query('{__name__=~"dynamo_frontend_time_to_first_token_seconds.*"}'))
             http_port = free_port()
-            procs.append(subprocess.Popen(
+            server = subprocess.Popen(
                 [sys.executable, "-m", "dynamo_scaling.cli", "--log-level", "WARNING", "metrics-server",
                  f"--prometheus-url={prom.url}", "--secure-port=0", "--grpc-port=0", f"--http-port={http_port}",
-                 "--interval=5", "--staleness=30"], cwd=REPO))  # the defaults
+                 "--interval=5", "--staleness=30"], cwd=REPO)  # the defaults
+            procs.append(server)
             wait_http(f"http://127.0.0.1:{http_port}/readyz")
+            body_size = len(urllib.request.urlopen(
+                f"http://127.0.0.1:{http_port}" + server_target("dynamo_queue_depth", keys[0])).read())
+            ceiling_port = free_port()
+            ceiling = subprocess.Popen([sys.executable, "-c", CEILING, str(ceiling_port), str(body_size)])
+            procs.append(ceiling)
+            wait_http(f"http://127.0.0.1:{ceiling_port}/")
 
+            async def measure(kind: str, port: int, pid: int, make, keys_: list) -> dict:
+                lat = await latency(kind, port, make, keys_, args.requests)
+                q0, c0 = prometheus_queries(prom.url), cpu_seconds(pid)
+                if use_wrk:
+                    thr = await asyncio.to_thread(throughput_wrk, port, [make(k) for k in keys_], args.seconds,
+                                                  Path(tmp))
+                else:
+                    thr = await throughput(kind, port, make, keys_, args.seconds)
+                cpu = cpu_seconds(pid) - c0
+                thr["prometheus_queries_per_s"] = (prometheus_queries(prom.url) - q0) / thr["seconds"]
+                thr["cpu_ms_per_read"] = 1000 * cpu / max(thr["requests"], 1)
+                return {"latency": lat, "throughput": thr}
 
             async def compare(signal: str, keys_: list, exact: bool) -> dict:
                 a, b = Conn("127.0.0.1", http_port), Conn("127.0.0.1", prom.port)
@@ -245,39 +330,53 @@ def main() -> int:
                 await a.close()
                 await b.close()
                 out = {"services": len(keys_)}
-                sides = (("server", http_port, lambda k: server_target(signal, k)),
-                         ("baseline_promql", prom.port, lambda k: baseline_target(mapping, signal, k)))
-                for side, port, make in sides:
-                    lat = await latency(side.split("_")[0], port, make, keys_, args.requests)
-                    q0 = prometheus_queries(prom.url)
-                    thr = await throughput(side.split("_")[0], port, make, keys_, args.seconds)
-                    thr["prometheus_queries_per_s"] = (prometheus_queries(prom.url) - q0) / thr["seconds"]
-                    out[side] = {"latency": lat, "throughput": thr}
-                out["speedup_throughput"] = out["server"]["throughput"]["rps"] / max(
-                    out["baseline_promql"]["throughput"]["rps"], 1e-9)
-                out["speedup_p50"] = out["baseline_promql"]["latency"]["p50_ms"] / out["server"]["latency"]["p50_ms"]
+                out["server"] = await measure("server", http_port, server.pid,
+                                              lambda k: server_target(signal, k), keys_)
+                out["baseline_promql"] = await measure("baseline", prom.port, prom.pid,
+                                                       lambda k: baseline_target(mapping, signal, k), keys_)
+                srv, base = out["server"], out["baseline_promql"]
+                out["speedup_throughput"] = srv["throughput"]["rps"] / max(base["throughput"]["rps"], 1e-9)
+                out["speedup_p50"] = base["latency"]["p50_ms"] / srv["latency"]["p50_ms"]
+                out["speedup_cpu_per_read"] = (base["throughput"]["cpu_ms_per_read"]
+                                               / max(srv["throughput"]["cpu_ms_per_read"], 1e-9))
                 return out
 
             async def run() -> dict:
-                return {"dynamo_queue_depth": await compare("dynamo_queue_depth", keys, exact=True),
-                        "dynamo_ttft_seconds_p95": await compare("dynamo_ttft_seconds_p95", fe_keys, exact=False)}
+                signals = {"dynamo_queue_depth": await compare("dynamo_queue_depth", keys, exact=True),
+                           "dynamo_ttft_seconds_p95": await compare("dynamo_ttft_seconds_p95", fe_keys, exact=False)}
+                stack = await measure("ceiling", ceiling_port, ceiling.pid,
+                                      lambda k: server_target("dynamo_queue_depth", k), keys)
+                return {"signals": signals, "stack_ceiling": stack}
 
             result = asyncio.run(run())
         finally:
             for p in procs:
                 p.terminate()
                 p.wait(10)
-    result = {"series": {"gauges": series, "ttft_histograms": hist_series}, "signals": result,
-              "machine": {"cpus": __import__("os").cpu_count(), "python": sys.version.split()[0]}}
+    stack = result.pop("stack_ceiling")
+    result = {"series": {"gauges": series, "ttft_histograms": hist_series}, "signals": result["signals"],
+              "stack_ceiling": stack, "client": "wrk" if use_wrk else "python",
+              "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}}
+    base_best = max(r["baseline_promql"]["throughput"]["rps"] for r in result["signals"].values())
+    result["speedup_bound"] = stack["throughput"]["rps"] / base_best
     print(f"{series} gauge series ({len(keys)} services), {hist_series} TTFT histogram series "
-          f"({len(fe_keys)} frontends); reads of one DGD service per request")
-    print(f"{'':42}{'p50 ms':>9}{'p99 ms':>9}{'req/s (8 clients)':>19}{'Prometheus q/s':>16}")
+          f"({len(fe_keys)} frontends); reads of one DGD service per request; throughput client: "
+          f"{result['client']}")
+    print(f"{'':48}{'p50 ms':>8}{'p99 ms':>8}{'req/s (8 conns)':>17}{'CPU ms/read':>13}{'Prom q/s':>10}")
+
+    def row(label: str, r: dict) -> None:
+        t, lat = r["throughput"], r["latency"]
+        print(f"{label:48}{lat['p50_ms']:>8.2f}{lat['p99_ms']:>8.2f}{t['rps']:>17.0f}"
+              f"{t['cpu_ms_per_read']:>13.3f}{t['prometheus_queries_per_s']:>10.0f}")
+
     for signal, r in result["signals"].items():
-        for name, side in (("metrics server (cache)", "server"), ("per-request PromQL", "baseline_promql")):
-            t, lat = r[side]["throughput"], r[side]["latency"]
-            print(f"{signal + ' ' + name:42}{lat['p50_ms']:>9.2f}{lat['p99_ms']:>9.2f}{t['rps']:>19.0f}"
-                  f"{t['prometheus_queries_per_s']:>16.0f}")
-        print(f"{signal}: throughput x{r['speedup_throughput']:.1f}, p50 x{r['speedup_p50']:.1f}")
+        row(f"{signal} metrics server (cache)", r["server"])
+        row(f"{signal} per-request PromQL", r["baseline_promql"])
+        print(f"{signal}: throughput x{r['speedup_throughput']:.1f}, p50 x{r['speedup_p50']:.1f}, "
+              f"CPU per read x{r['speedup_cpu_per_read']:.1f}")
+    row("stack ceiling (constant answer, same stack)", stack)
+    print(f"bound on any throughput speedup on this machine: ceiling / fastest baseline = "
+          f"x{result['speedup_bound']:.1f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
