@@ -78,6 +78,14 @@ class Guard:
                  authorizer: SubjectAccessReviewer | None, keda_token: str | None) -> None:
         self.app, self.metrics, self.interface = app, metrics, interface
         self.authenticator, self.authorizer, self.keda_token = authenticator, authorizer, keda_token
+        self._timers: dict[tuple[str, int], object] = {}  # histogram children, looked up once each
+
+    def _observe(self, path: str, code: int, seconds: float) -> None:
+        route = _route(path)
+        timer = self._timers.get((route, code))
+        if timer is None:
+            timer = self._timers[(route, code)] = self.metrics.requests.labels(self.interface, route, str(code))
+        timer.observe(seconds)
 
     async def _reject(self, send, code: int, message: str, reason_label: str) -> None:
         self.metrics.auth_failures.labels(reason_label).inc()
@@ -123,32 +131,31 @@ class Guard:
                         return
             await self.app(scope, receive, send_wrapper)
         finally:
-            self.metrics.requests.labels(self.interface, _route(path), str(code_box[0])).observe(
-                time.perf_counter() - started)
+            self._observe(path, code_box[0], time.perf_counter() - started)
 
 
 class MetricReads:
     """The hot path, `GET /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}`,
-    as plain ASGI in front of the FastAPI app (everything else). Encoded answers are reused
-    until the signal's next collection; freshness is checked on every request."""
+    as plain ASGI in front of the FastAPI app (everything else). Encoded answers are kept per
+    request target (path and query string) until the signal's next collection, so a repeated
+    read is one dictionary lookup; freshness is still checked on every request."""
 
     PREFIX = BASE + "/namespaces/"
     MEMO_LIMIT = 20000
 
     def __init__(self, reader: Reader, inner) -> None:
         self.reader, self.inner = reader, inner
-        self._memo: dict[tuple[str, str, str], tuple[str, float, bytes]] = {}
+        # (path, query string) -> (signal, collected_at, response headers, body)
+        self._memo: dict[tuple[str, bytes], tuple[str, float, list, bytes]] = {}
 
-    def answer(self, namespace: str, metric: str, selector: str | None) -> tuple[int, bytes]:
-        key = (namespace, metric, selector or "")
-        hit = self._memo.get(key)
-        cache = self.reader.cache
-        if hit is not None and cache.state(hit[0]).collected_at == hit[1] and cache.fresh(hit[0]):
-            return 200, hit[2]
+    def answer(self, namespace: str, metric: str, selector: str | None,
+               memo_key: tuple[str, bytes] | None = None) -> tuple[int, list, bytes]:
+        """Status, response headers and body of one read (errors as metav1.Status)."""
         try:
             reading = self.reader.read(namespace, metric, selector)
         except ReadError as exc:
-            return exc.code, json.dumps(status_body(exc.code, exc.message, exc.reason, metric)).encode()
+            body = json.dumps(status_body(exc.code, exc.message, exc.reason, metric)).encode()
+            return exc.code, _headers(body), body
         ts = rfc3339(reading.collected_at)
         items = []
         for v in reading.values:
@@ -159,25 +166,44 @@ class MetricReads:
             items.append(item)
         body = json.dumps({"kind": "ExternalMetricValueList", "apiVersion": GROUP_VERSION, "metadata": {},
                            "items": items}, separators=(",", ":")).encode()
-        if len(self._memo) >= self.MEMO_LIMIT:
-            self._memo.clear()
-        self._memo[key] = (reading.signal, reading.collected_at, body)
-        return 200, body
+        headers = _headers(body)
+        if memo_key is not None:
+            if len(self._memo) >= self.MEMO_LIMIT:
+                self._memo.clear()
+            self._memo[memo_key] = (reading.signal, reading.collected_at, headers, body)
+        return 200, headers, body
+
+    def _remembered(self, key: tuple[str, bytes]) -> tuple[list, bytes] | None:
+        hit = self._memo.get(key)
+        if hit is None:
+            return None
+        cache = self.reader.cache
+        if cache.state(hit[0]).collected_at != hit[1] or not cache.fresh(hit[0]):
+            return None
+        return hit[2], hit[3]
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and path.startswith(self.PREFIX):
-            parts = path[len(self.PREFIX):].split("/")
-            if len(parts) == 2 and all(parts):
-                qs = scope.get("query_string", b"")
+            qs = scope.get("query_string", b"")
+            key = (path, qs)
+            hit = self._remembered(key)
+            if hit is not None:
+                code, (headers, body) = 200, hit
+            else:
+                parts = path[len(self.PREFIX):].split("/")
+                if len(parts) != 2 or not all(parts):
+                    return await self.inner(scope, receive, send)
                 selector = parse_qs(qs.decode("latin-1")).get("labelSelector", [None])[0] if qs else None
-                code, body = self.answer(parts[0], parts[1], selector)
-                await send({"type": "http.response.start", "status": code,
-                            "headers": [(b"content-type", b"application/json"),
-                                        (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
-                return
+                code, headers, body = self.answer(parts[0], parts[1], selector, key)
+            await send({"type": "http.response.start", "status": code, "headers": headers})
+            await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
+            return
         await self.inner(scope, receive, send)
+
+
+def _headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
 
 
 def discovery_documents(signals: list[str]) -> dict[str, bytes]:
