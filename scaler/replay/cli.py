@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--rate-scale", type=float, default=1.0)
     r.add_argument("--time-scale", type=float, default=1.0)
     r.add_argument("--window", default=None, metavar="START:END", help="only this part of the trace, seconds")
+    r.add_argument("--warmup", type=float, default=0.0, metavar="S",
+                   help="play the first S seconds (of the window) without scoring them, so every planner "
+                        "enters the scored part in the state its own decisions led to")
     r.add_argument("--startup-delay", type=float, default=60.0, metavar="S")
     r.add_argument("--ttft-ms", type=float, default=500.0)
     r.add_argument("--itl-ms", type=float, default=50.0)
@@ -67,6 +70,8 @@ def run_replay(args: argparse.Namespace) -> int:
             return _fail(f"{flag} must be > 0")
     if args.startup_delay < 0:
         return _fail("--startup-delay must be >= 0")
+    if args.warmup < 0:
+        return _fail("--warmup must be >= 0")
     if args.gpu_budget is not None and args.gpu_budget < 2:
         return _fail("--gpu-budget must be >= 2 (one worker per pool)")
     names = policies.names() if args.planner == "all" else [args.planner]
@@ -83,14 +88,18 @@ def run_replay(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if not reqs:
         return _fail("no requests left in the trace (check --window)")
+    if args.warmup and all(r.timestamp_ms < args.warmup * 1000.0 for r in reqs):
+        return _fail(f"--warmup {args.warmup:g} s leaves no request to score (the trace lasts "
+                     f"{reqs[-1].timestamp_ms / 1000.0:.0f} s)")
     console = Console(stderr=True)
     setting = Setting(args.trace.name, reqs, profile, args.startup_delay, args.ttft_ms, args.itl_ms,
-                      args.gpu_budget, args.seed)
+                      args.gpu_budget, args.seed, args.warmup)
     started = time.monotonic()
     rows, runs = compare(setting, names, progress=lambda m: console.print(m))
     shown = [r for r in rows if r["planner"] in names]
     table = Table(title=f"{args.trace.name} x{args.rate_scale:g}, start-up {args.startup_delay:.0f} s, "
-                        f"TTFT {args.ttft_ms:.0f} ms, ITL {args.itl_ms:.0f} ms")
+                        f"TTFT {args.ttft_ms:.0f} ms, ITL {args.itl_ms:.0f} ms"
+                        + (f", scored after a {args.warmup:.0f} s warm-up" if args.warmup else ""))
     for col in ("planner", "SLA att.", "feasible att.", "GPU-h", "vs oracle", "peak GPUs", "scale events",
                 "TTFT p50/p99 ms", "ITL p50/p99 ms"):
         table.add_column(col)

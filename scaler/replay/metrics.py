@@ -1,5 +1,9 @@
 """Score a replay run: SLA attainment (overall and among feasible requests), latency
-percentiles, GPU-hours, peak GPUs and scale events."""
+percentiles, GPU-hours, peak GPUs and scale events.
+
+A run may start with a warm-up (`from_s`): its requests are played so that every policy reaches
+the window in the state its own decisions led to, but only requests arriving from `from_s` on
+are scored, and only the GPUs billed from then on count."""
 
 from __future__ import annotations
 
@@ -26,20 +30,46 @@ def feasible_keys(ceiling: ReplayRun) -> Counter:
     return Counter(_key(r) for r in ceiling.per_request if meets(r, cfg.ttft_ms, cfg.itl_ms))
 
 
-def max_gpus(run: ReplayRun) -> int:
-    """Most workers billed at once (active + starting + draining, both pools)."""
-    latest = {"prefill": run.config.initial_prefill, "decode": run.config.initial_decode}
-    best = sum(latest.values())
-    for op in run.lifecycle:
+def _billed(run: ReplayRun) -> list[tuple[float, int]]:
+    """(time s, GPUs billed from then on: active + starting + draining workers of both pools)."""
+    cfg, summary = run.config, run.summary
+    per = {"prefill": int(summary.get("prefill_gpus_per_worker") or 1),
+           "decode": int(summary.get("decode_gpus_per_worker") or 1)}
+    workers = {"prefill": cfg.initial_prefill, "decode": cfg.initial_decode}
+    steps = [(0.0, sum(workers[k] * per[k] for k in workers))]
+    for op in sorted(run.lifecycle, key=lambda o: float(o.get("at_ms", 0.0))):
         state = op.get("state_after_batch") or {}
-        latest[op.get("pool", "")] = sum(len(state.get(k, [])) for k in ("active", "starting", "draining"))
-        best = max(best, latest["prefill"] + latest["decode"])
-    return best
+        pool = op.get("pool", "")
+        if pool not in workers:
+            continue
+        workers[pool] = sum(len(state.get(k, [])) for k in ("active", "starting", "draining"))
+        steps.append((float(op.get("at_ms", 0.0)) / 1000.0, sum(workers[k] * per[k] for k in workers)))
+    return steps
 
 
-def score(run: ReplayRun, trace: str, feasible: Counter | None = None) -> dict:
+def max_gpus(run: ReplayRun, from_s: float = 0.0) -> int:
+    """Most GPUs billed at once from `from_s` on."""
+    steps = _billed(run)
+    billed_at_start = [g for t, g in steps if t <= from_s][-1]
+    return max([billed_at_start] + [g for t, g in steps if t > from_s])
+
+
+def gpu_hours(run: ReplayRun, from_s: float = 0.0) -> float:
+    """GPU-hours billed from `from_s` to the end of the run (the engine's own total when 0)."""
+    if from_s <= 0:
+        return float(run.summary.get("gpu_hours", 0.0))
+    end = float(run.summary.get("duration_ms", 0.0)) / 1000.0
+    steps = _billed(run) + [(max(end, from_s), 0)]
+    total = 0.0
+    for (t, g), (t_next, _) in zip(steps, steps[1:]):
+        total += g * max(0.0, t_next - max(t, from_s))
+    return total / 3600.0
+
+
+def score(run: ReplayRun, trace: str, feasible: Counter | None = None, from_s: float = 0.0) -> dict:
     cfg = run.config
-    reqs = run.per_request
+    scored = [float(r["arrival_time_ms"]) >= from_s * 1000.0 for r in run.per_request]
+    reqs = [r for r, keep in zip(run.per_request, scored) if keep]
     ttft = np.array([r["ttft_ms"] for r in reqs if r.get("ttft_ms") is not None], float)
     itl = np.array([r["itl_ms"] for r in reqs if r.get("itl_ms") is not None], float)
     ok = [meets(r, cfg.ttft_ms, cfg.itl_ms) for r in reqs]
@@ -47,29 +77,35 @@ def score(run: ReplayRun, trace: str, feasible: Counter | None = None) -> dict:
         "planner": run.policy,
         "trace": trace,
         "requests": len(reqs),
-        "completed": int(run.summary.get("completed_requests", len(reqs))),
+        "completed": int(run.summary.get("completed_requests", len(run.per_request)))
+        - (len(run.per_request) - len(reqs)),
         "sla_attainment": float(np.mean(ok)) if reqs else 0.0,
         "ttft_p50_ms": float(np.percentile(ttft, 50)) if ttft.size else None,
         "ttft_p99_ms": float(np.percentile(ttft, 99)) if ttft.size else None,
         "itl_p50_ms": float(np.percentile(itl, 50)) if itl.size else None,
         "itl_p99_ms": float(np.percentile(itl, 99)) if itl.size else None,
-        "gpu_hours": float(run.summary.get("gpu_hours", 0.0)),
-        "max_gpus": max_gpus(run),
-        "scale_events": sum(1 for op in run.lifecycle if op.get("cause") == "planner_scale"),
+        "gpu_hours": gpu_hours(run, from_s),
+        "max_gpus": max_gpus(run, from_s),
+        "scale_events": sum(1 for op in run.lifecycle if op.get("cause") == "planner_scale"
+                            and float(op.get("at_ms", 0.0)) >= from_s * 1000.0),
         "startup_s": cfg.startup_s,
         "ttft_target_ms": cfg.ttft_ms,
         "itl_target_ms": cfg.itl_ms,
         "wall_seconds": run.wall_seconds,
+        "warmup_s": from_s,
     }
     if feasible is not None:
         budget = Counter(feasible)
         hit = total = 0
-        for r, good in zip(reqs, ok):
+        good = iter(ok)
+        for r, keep in zip(run.per_request, scored):
             k = _key(r)
-            if budget[k] > 0:
+            met = next(good) if keep else False
+            if budget[k] > 0:  # warm-up requests use up their keys too, unscored
                 budget[k] -= 1
-                total += 1
-                hit += good
+                if keep:
+                    total += 1
+                    hit += met
         out["feasible_requests"] = total
         out["feasible_attainment"] = hit / total if total else 1.0
     return out

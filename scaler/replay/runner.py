@@ -26,6 +26,7 @@ class Setting:
     itl_ms: float = 50.0
     gpu_budget: int | None = None
     seed: int = 0
+    warmup_s: float = 0.0  # played but not scored (see scaler.replay.metrics)
 
     def context(self) -> policies.RunContext:
         return policies.RunContext(self.requests, self.profile, self.startup_s, self.ttft_ms, self.itl_ms,
@@ -60,7 +61,8 @@ def compare(setting: Setting, names: list[str], progress: Callable[[str], None] 
         runs[name] = run_policy(setting, name)
         say(f"[{i}/{len(order)}] {setting.trace_name}: {name} done in {runs[name].wall_seconds:.1f} s")
     feasible = feasible_keys(runs["ceiling"])
-    rows = [score(runs[n], setting.trace_name, feasible) for n in order if n in names or n == "ceiling"]
+    rows = [score(runs[n], setting.trace_name, feasible, setting.warmup_s)
+            for n in order if n in names or n == "ceiling"]
     oracle = next((r for r in rows if r["planner"] == "oracle"), None)
     for r in rows:
         if oracle and oracle["gpu_hours"] > 0:

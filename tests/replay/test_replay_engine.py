@@ -51,6 +51,21 @@ def test_targets_show_up_and_startup_is_honoured_and_billed():
         assert r.summary["prefill_worker_seconds"] == pytest.approx(duration + 2 * (duration - 10), rel=0.01)
 
 
+def test_warm_up_is_played_but_neither_scored_nor_billed():
+    from scaler.replay.metrics import gpu_hours, score
+
+    r = run(_steady(), StepUp(), EngineConfig(startup_s=5.0))  # 1 prefill + 1 decode, 3 + 1 from t=10 s
+    end = r.summary["duration_ms"] / 1000
+    assert gpu_hours(r, 1e-9) == pytest.approx(r.summary["gpu_hours"], rel=1e-6)  # same integral as the engine
+    assert gpu_hours(r, 30.0) == pytest.approx(4 * (end - 30.0) / 3600, rel=1e-6)
+    assert gpu_hours(r, 5.0) == pytest.approx((2 * 5.0 + 4 * (end - 10.0)) / 3600, rel=1e-6)
+    whole, later = score(r, "steady"), score(r, "steady", from_s=30.0)
+    assert whole["requests"] == 300 and later["requests"] == 300 - 150  # 5 req/s: 150 arrive before 30 s
+    assert whole["max_gpus"] == later["max_gpus"] == 4
+    assert whole["scale_events"] == 1 and later["scale_events"] == 0  # the step happened in the warm-up
+    assert later["warmup_s"] == 30.0
+
+
 @pytest.fixture(scope="module")
 def slice_setting(traces_dir):
     reqs = scale_rate(window(read_trace(traces_dir / "mooncake_synthetic.jsonl"), 0, 240), 2.0, seed=3)
@@ -97,3 +112,7 @@ def test_replay_cli_writes_json_with_the_required_keys(tmp_path, traces_dir):
     bad = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "replay", "--trace", str(out),
                           "--planner", "nope"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--planner: unknown planner 'nope'" in bad.stderr
+    late = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "replay", "--trace",
+                           str(traces_dir / "azure_llm_2023_code.csv"), "--window", "0:300", "--warmup", "400"],
+                          capture_output=True, text=True, timeout=60)
+    assert late.returncode == 2 and "--warmup 400 s leaves no request to score" in late.stderr
