@@ -1,9 +1,18 @@
 """Every policy on both shared traces, start-up delays 0, 60 and 120 s, inside Dynamo's replay
-engine. The windows are held out from the parts used while developing the planner (the first
-10 minutes of each trace and the bundled demo slice).
+engine. The scored windows are held out from the parts used while developing the planner (the
+first 10 minutes of each trace and the bundled demo slice).
 
-Prints a markdown table with ratios to the oracle and writes benchmarks/results/replay.{json,md}.
-Usage: .venv/bin/python benchmarks/replay.py [--startup 0 60 120] [--quick]
+Each window is preceded by a warm-up (default 300 s of the same trace) that is played but neither
+scored nor billed, so every policy enters the window in the state its own decisions led to rather
+than with an arbitrary initial fleet.
+
+Besides the policies, each setting gets references sized for an attainment (see
+scaler/replay/references.py): the oracle (perfect foresight) and a fixed fleet, with the
+smallest capacity factor that reaches (a) the predictive planner's own attainment and (b) 0.99.
+`predictive / oracle@same` is then the GPU-hour cost of not knowing the future at equal quality.
+
+Prints markdown tables and writes benchmarks/results/replay.{json,md}.
+Usage: .venv/bin/python benchmarks/replay.py [--startup 0 60 120] [--warmup 300] [--quick] [--no-references]
 """
 
 from __future__ import annotations
@@ -16,50 +25,101 @@ from pathlib import Path
 
 from scaler.profile import bundled_profile
 from scaler.replay import policies
+from scaler.replay.metrics import feasible_keys
+from scaler.replay.references import sized_for
 from scaler.replay.runner import Setting, compare
 from scaler.replay.traces import read_trace, scale_rate, window
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = Path(os.environ.get("DYNAMO_SCALING_TRACES", REPO.parent / "shared" / "traces"))
-# (file, window start s, end s, rate scale): rate scales chosen so the peak needs 4-16 GPUs
+# (file, scored window start s, end s, rate scale): rate scales chosen so the peak needs 4-16 GPUs
 CASES = [
     ("mooncake_synthetic.jsonl", 600.0, 1030.0, 2.0),
     ("azure_llm_2023_code.csv", 1200.0, 2400.0, 4.0),
+    ("azure_llm_2023_code.csv", 2400.0, 3436.0, 4.0),
 ]
+HIGH = 0.99
+
+
+def _fmt_ref(ref) -> str:
+    r = ref.row
+    if not ref.reached:
+        return f"not reached (x{r['headroom']:.2f}: {r['feasible_attainment']:.3f}, {r['gpu_hours']:.2f} GPU-h)"
+    return f"x{ref.headroom:.2f}: {r['feasible_attainment']:.3f}, {r['gpu_hours']:.2f} GPU-h"
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--startup", type=float, nargs="+", default=[0.0, 60.0, 120.0])
+    p.add_argument("--warmup", type=float, default=300.0, help="seconds played before each window, not scored")
     p.add_argument("--quick", action="store_true", help="first 5 minutes of each window only")
+    p.add_argument("--no-references", action="store_true", help="skip the attainment-sized references")
     args = p.parse_args()
     names = [n for n in policies.names() if n != "ceiling"]
     rows: list[dict] = []
+    refs: list[dict] = []
     started = time.monotonic()
     total = len(CASES) * len(args.startup)
     k = 0
     for fname, a, b, rate in CASES:
-        reqs = window(read_trace(TRACES / fname), a, min(b, a + 300) if args.quick else b)
-        reqs = scale_rate(reqs, rate, seed=1)
+        trace = read_trace(TRACES / fname)
+        end = min(b, a + 300) if args.quick else b
+        reqs = scale_rate(window(trace, max(0.0, a - args.warmup), end), rate, seed=1)
+        warm = a - max(0.0, a - args.warmup)
         for startup in args.startup:
             k += 1
             label = f"{fname}[{a:.0f}-{b:.0f}s] x{rate:g}"
-            print(f"[{k}/{total}] {label}, start-up {startup:.0f} s ...", flush=True)
-            res, _ = compare(Setting(label, reqs, bundled_profile(), startup_s=startup), names)
+            print(f"[{k}/{total}] {label}, start-up {startup:.0f} s, warm-up {warm:.0f} s ...", flush=True)
+            setting = Setting(label, reqs, bundled_profile(), startup_s=startup, warmup_s=warm)
+            res, runs = compare(setting, names)
             rows += res
+            if args.no_references:
+                continue
+            feasible = feasible_keys(runs["ceiling"])
+            pred = next(r for r in res if r["planner"] == "predictive")
+            entry = {"trace": label, "startup_s": startup, "predictive_attainment": pred["feasible_attainment"],
+                     "predictive_gpu_hours": pred["gpu_hours"]}
+            for kind in ("oracle", "fixed"):
+                for tag, target in (("same", pred["feasible_attainment"]), ("high", HIGH)):
+                    ref = sized_for(kind, setting, target, feasible,
+                                    progress=lambda m: print(f"    {m}", flush=True))
+                    entry[f"{kind}_{tag}"] = {"target": target, "headroom": ref.headroom,
+                                              "reached": ref.reached, **{key: ref.row[key] for key in (
+                                                  "feasible_attainment", "gpu_hours", "max_gpus", "scale_events")}}
+                    entry[f"{kind}_{tag}_text"] = _fmt_ref(ref)
+            same = entry["oracle_same"]
+            entry["predictive_vs_oracle_same"] = (pred["gpu_hours"] / same["gpu_hours"]
+                                                  if same["reached"] and same["gpu_hours"] > 0 else None)
+            fixed = entry["fixed_same"]
+            entry["predictive_vs_fixed_same"] = (pred["gpu_hours"] / fixed["gpu_hours"]
+                                                 if fixed["reached"] and fixed["gpu_hours"] > 0 else None)
+            refs.append(entry)
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "replay.json").write_text(json.dumps(rows, indent=2))
-    lines = ["| trace | start-up s | planner | feasible att. | SLA att. | GPU-h | vs oracle | peak GPUs | scale events |",
+    (out / "replay.json").write_text(json.dumps({"warmup_s": args.warmup, "policies": rows, "references": refs},
+                                                indent=2))
+    lines = [f"Scored after a {args.warmup:.0f} s warm-up; GPU-hours billed over the scored window only.", "",
+             "| trace | start-up s | planner | feasible att. | SLA att. | GPU-h | vs oracle | peak GPUs | scale events |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['trace']} | {r['startup_s']:.0f} | {r['planner']} | {r['feasible_attainment']:.3f} | "
                      f"{r['sla_attainment']:.3f} | {r['gpu_hours']:.2f} | {r.get('gpu_hours_vs_oracle', 0):.2f}x | "
                      f"{r['max_gpus']} | {r['scale_events']} |")
+    if refs:
+        lines += ["", "References sized for an attainment (capacity factor: feasible attainment, GPU-h):", "",
+                  "| trace | start-up s | predictive | oracle at predictive's att. | predictive / it | "
+                  f"fixed fleet at predictive's att. | predictive / it | oracle for {HIGH} | fixed fleet for {HIGH} |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for e in refs:
+            ratio = lambda v: f"{v:.2f}x" if v is not None else "-"  # noqa: E731
+            lines.append(f"| {e['trace']} | {e['startup_s']:.0f} | {e['predictive_attainment']:.3f}, "
+                         f"{e['predictive_gpu_hours']:.2f} GPU-h | {e['oracle_same_text']} | "
+                         f"{ratio(e['predictive_vs_oracle_same'])} | {e['fixed_same_text']} | "
+                         f"{ratio(e['predictive_vs_fixed_same'])} | {e['oracle_high_text']} | {e['fixed_high_text']} |")
     table = "\n".join(lines)
     (out / "replay.md").write_text(table + "\n")
     print(table)
-    print(f"\n{len(rows)} runs in {time.monotonic() - started:.0f} s; written to {out}/replay.json and replay.md")
+    print(f"\n{len(rows)} policy runs in {time.monotonic() - started:.0f} s; written to {out}/replay.json and replay.md")
     return 0
 
 

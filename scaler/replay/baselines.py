@@ -150,6 +150,7 @@ class Oracle:
     startup_s: float
     window_s: float = 30.0
     name: str = "oracle"
+    headroom: float = 1.0  # capacity started per unit of need (references sized for an attainment)
 
     def initial_tick_s(self) -> float:
         return 1.0
@@ -165,8 +166,8 @@ class Oracle:
         t0 = obs.now_s + self.startup_s
         ks = [self._need_at(t0 + dt) for dt in (0.0, self.window_s)]
         now_need = self._need_at(obs.now_s)
-        p = max(1, max(k[0] for k in ks), now_need[0])
-        d = max(1, max(k[1] for k in ks), now_need[1])
+        p = max(1, ceil_replicas(self.headroom * max(max(k[0] for k in ks), now_need[0])))
+        d = max(1, ceil_replicas(self.headroom * max(max(k[1] for k in ks), now_need[1])))
         nxt = self.window_s - (obs.now_s % self.window_s) or self.window_s
         return Decision(p, d, min(nxt, 10.0), f"future need {p}P + {d}D")
 

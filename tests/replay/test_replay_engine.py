@@ -66,6 +66,25 @@ def test_warm_up_is_played_but_neither_scored_nor_billed():
     assert later["warmup_s"] == 30.0
 
 
+def test_references_sized_for_an_attainment():
+    from scaler.replay.metrics import feasible_keys
+    from scaler.replay.references import sized_for
+
+    reqs = [Request(i * 100.0, 6000 if i % 10 else 20000, 20) for i in range(600)]  # 10 req/s, some long prompts
+    setting = Setting("burst", reqs, bundled_profile(), startup_s=5.0, warmup_s=10.0)
+    rows, runs = compare(setting, ["oracle"])
+    feasible = feasible_keys(runs["ceiling"])
+    plain = rows[1]["feasible_attainment"]
+    assert plain < 0.999  # the plain oracle misses some: there is something to size for
+    ref = sized_for("oracle", setting, 0.999, feasible)
+    assert ref.reached and ref.headroom > 1.0 and ref.row["feasible_attainment"] >= 0.999
+    assert ref.row["gpu_hours"] > rows[1]["gpu_hours"]  # quality costs GPUs
+    fixed = sized_for("fixed", setting, plain, feasible)
+    assert fixed.reached and fixed.row["feasible_attainment"] >= plain
+    never = sized_for("fixed", setting, 1.01, feasible, max_headroom=2.0)
+    assert not never.reached and never.row["headroom"] == 2.0
+
+
 @pytest.fixture(scope="module")
 def slice_setting(traces_dir):
     reqs = scale_rate(window(read_trace(traces_dir / "mooncake_synthetic.jsonl"), 0, 240), 2.0, seed=3)
