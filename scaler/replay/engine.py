@@ -68,7 +68,8 @@ def _pool(snap: dict, pool: str, capacity_tokens: int) -> PoolObservation:
     )
 
 
-def snapshot_to_observation(snap: dict, capacity_tokens: int) -> Observation:
+def snapshot_to_observation(snap: dict, capacity_tokens: int, offset_s: float = 0.0) -> Observation:
+    """`offset_s`: trace time of the engine's zero (the engine starts its clock at the first request)."""
     t = snap.get("traffic") or {}
     n = int(t.get("num_req") or 0)
 
@@ -82,7 +83,7 @@ def snapshot_to_observation(snap: dict, capacity_tokens: int) -> Observation:
         avg_isl=avg("avg_isl"), avg_osl=avg("avg_osl"),
         avg_ttft_ms=avg("avg_ttft_ms", "ttft_count"), avg_itl_ms=avg("avg_itl_ms", "itl_count"),
     )
-    return Observation(now_s=float(snap["now_ms"]) / 1000.0, traffic=traffic,
+    return Observation(now_s=float(snap["now_ms"]) / 1000.0 + offset_s, traffic=traffic,
                        prefill=_pool(snap, "prefill", capacity_tokens),
                        decode=_pool(snap, "decode", capacity_tokens))
 
@@ -106,8 +107,8 @@ class PolicyBridge:
     """The object the engine calls: `initial_tick_ms()` and `on_tick(snapshot)`."""
 
     def __init__(self, policy: Policy, capacity_tokens: int,
-                 on_point: Callable[[TimelinePoint], None] | None = None) -> None:
-        self.policy, self.capacity = policy, capacity_tokens
+                 on_point: Callable[[TimelinePoint], None] | None = None, offset_s: float = 0.0) -> None:
+        self.policy, self.capacity, self.offset_s = policy, capacity_tokens, offset_s
         self.timeline: list[TimelinePoint] = []
         self.on_point = on_point
         self.errors: list[BaseException] = []
@@ -117,7 +118,7 @@ class PolicyBridge:
 
     def on_tick(self, snap: dict) -> dict:
         try:
-            obs = snapshot_to_observation(snap, self.capacity)
+            obs = snapshot_to_observation(snap, self.capacity, self.offset_s)
             decision: Decision = self.policy.decide(obs)
         except BaseException as exc:  # an exception inside the engine callback is hard to trace
             self.errors.append(exc)
@@ -150,13 +151,20 @@ class ReplayRun:
     wall_seconds: float
     config: EngineConfig
     extra: dict = field(default_factory=dict)
+    offset_s: float = 0.0  # trace time of the engine's zero; per-request and lifecycle times are in trace time
+
+    @property
+    def end_s(self) -> float:
+        return self.offset_s + float(self.summary.get("duration_ms", 0.0)) / 1000.0
 
 
 def run(requests: list[Request], policy: Policy, config: EngineConfig,
         on_point: Callable[[TimelinePoint], None] | None = None) -> ReplayRun:
     from dynamo import _core  # the engine is heavy to import; only replay needs it
 
-    bridge = PolicyBridge(policy, config.kv_capacity_tokens, on_point)
+    # the engine starts its clock at the first request; everything we hand out is in trace time
+    offset_s = min((r.timestamp_ms for r in requests), default=0.0) / 1000.0
+    bridge = PolicyBridge(policy, config.kv_capacity_tokens, on_point, offset_s)
     with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
         trace = write_mooncake(requests, Path(tmp) / "trace.jsonl")
         started = time.perf_counter()
@@ -173,5 +181,9 @@ def run(requests: list[Request], policy: Policy, config: EngineConfig,
         wall = time.perf_counter() - started
     if bridge.errors:
         raise RuntimeError(f"policy {policy.name!r} failed inside the replay") from bridge.errors[0]
-    return ReplayRun(policy.name, dict(result.summary), list(result.per_request),
-                     list(result.lifecycle_operations), bridge.timeline, wall, config)
+    per_request = [{**r, "arrival_time_ms": float(r["arrival_time_ms"]) + offset_s * 1000.0}
+                   for r in result.per_request]
+    lifecycle = [{**op, "at_ms": float(op.get("at_ms", 0.0)) + offset_s * 1000.0}
+                 for op in result.lifecycle_operations]
+    return ReplayRun(policy.name, dict(result.summary), per_request, lifecycle, bridge.timeline, wall, config,
+                     offset_s=offset_s)

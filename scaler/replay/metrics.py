@@ -36,7 +36,7 @@ def _billed(run: ReplayRun) -> list[tuple[float, int]]:
     per = {"prefill": int(summary.get("prefill_gpus_per_worker") or 1),
            "decode": int(summary.get("decode_gpus_per_worker") or 1)}
     workers = {"prefill": cfg.initial_prefill, "decode": cfg.initial_decode}
-    steps = [(0.0, sum(workers[k] * per[k] for k in workers))]
+    steps = [(run.offset_s, sum(workers[k] * per[k] for k in workers))]
     for op in sorted(run.lifecycle, key=lambda o: float(o.get("at_ms", 0.0))):
         state = op.get("state_after_batch") or {}
         pool = op.get("pool", "")
@@ -50,7 +50,7 @@ def _billed(run: ReplayRun) -> list[tuple[float, int]]:
 def max_gpus(run: ReplayRun, from_s: float = 0.0) -> int:
     """Most GPUs billed at once from `from_s` on."""
     steps = _billed(run)
-    billed_at_start = [g for t, g in steps if t <= from_s][-1]
+    billed_at_start = ([g for t, g in steps if t <= from_s] or [steps[0][1]])[-1]
     return max([billed_at_start] + [g for t, g in steps if t > from_s])
 
 
@@ -58,8 +58,7 @@ def gpu_hours(run: ReplayRun, from_s: float = 0.0) -> float:
     """GPU-hours billed from `from_s` to the end of the run (the engine's own total when 0)."""
     if from_s <= 0:
         return float(run.summary.get("gpu_hours", 0.0))
-    end = float(run.summary.get("duration_ms", 0.0)) / 1000.0
-    steps = _billed(run) + [(max(end, from_s), 0)]
+    steps = _billed(run) + [(max(run.end_s, from_s), 0)]
     total = 0.0
     for (t, g), (t_next, _) in zip(steps, steps[1:]):
         total += g * max(0.0, t_next - max(t, from_s))

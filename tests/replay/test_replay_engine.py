@@ -66,6 +66,26 @@ def test_warm_up_is_played_but_neither_scored_nor_billed():
     assert later["warmup_s"] == 30.0
 
 
+def test_times_are_trace_times_when_the_trace_starts_late():
+    from scaler.replay.metrics import gpu_hours
+
+    late = [Request(50_000.0 + r.timestamp_ms, r.input_length, r.output_length) for r in _steady(100)]
+    seen: list[float] = []
+
+    class Watch(StepUp):
+        def decide(self, obs):
+            seen.append(obs.now_s)
+            return Decision(3 if obs.now_s >= 60 else None, None, 10.0, "step")
+
+    r = run(late, Watch(), EngineConfig(startup_s=5.0))  # the engine's own clock starts at the first request
+    assert r.offset_s == 50.0 and seen[0] == pytest.approx(60.0)
+    assert min(x["arrival_time_ms"] for x in r.per_request) == pytest.approx(50_000.0)
+    step = [o for o in r.lifecycle if o["cause"] == "planner_scale"]
+    assert step and step[0]["at_ms"] == pytest.approx(60_000.0)
+    assert gpu_hours(r, 1e-9) == pytest.approx(r.summary["gpu_hours"], rel=1e-6)
+    assert gpu_hours(r, 60.0) == pytest.approx(4 * (r.end_s - 60.0) / 3600, rel=1e-6)
+
+
 def test_references_sized_for_an_attainment():
     from scaler.replay.metrics import feasible_keys
     from scaler.replay.references import sized_for
