@@ -162,12 +162,14 @@ class Oracle:
         return 0, 0
 
     def decide(self, obs: Observation) -> Decision:
-        # cover [now + startup, now + startup + tick + window): what is starting now serves that
-        t0 = obs.now_s + self.startup_s
-        ks = [self._need_at(t0 + dt) for dt in (0.0, self.window_s)]
-        now_need = self._need_at(obs.now_s)
-        p = max(1, ceil_replicas(self.headroom * max(max(k[0] for k in ks), now_need[0])))
-        d = max(1, ceil_replicas(self.headroom * max(max(k[1] for k in ks), now_need[1])))
+        # what is asked for now serves from now + startup on; hold the largest need of every window
+        # until then as well, so that workers started for a coming spike are never cancelled
+        # while they start
+        first = int(obs.now_s // self.window_s)
+        last = int((obs.now_s + self.startup_s + self.window_s) // self.window_s)
+        ks = [self._need_at(k * self.window_s) for k in range(first, last + 1)]
+        p = max(1, ceil_replicas(self.headroom * max(k[0] for k in ks)))
+        d = max(1, ceil_replicas(self.headroom * max(k[1] for k in ks)))
         nxt = self.window_s - (obs.now_s % self.window_s) or self.window_s
         return Decision(p, d, min(nxt, 10.0), f"future need {p}P + {d}D")
 

@@ -86,6 +86,26 @@ def test_times_are_trace_times_when_the_trace_starts_late():
     assert gpu_hours(r, 60.0) == pytest.approx(4 * (r.end_s - 60.0) / 3600, rel=1e-6)
 
 
+def test_oracle_starts_a_spike_one_start_up_ahead_and_never_cancels_it():
+    from scaler.policy import Observation, PoolObservation, TrafficWindow
+    from scaler.replay.baselines import Oracle
+    from scaler.replay.needs import WindowNeed
+
+    needs = [WindowNeed(k * 30.0, 1.0, 8 if k == 10 else 2, 1) for k in range(20)]  # spike in [300, 330)
+    oracle = Oracle(needs, startup_s=90.0)
+
+    def target(t: float) -> int:
+        return oracle.decide(Observation(t, TrafficWindow(), PoolObservation(), PoolObservation())).target_prefill
+
+    # asked for 90 s + one window ahead, then held through the spike, even though the windows
+    # right after "now" need less
+    assert target(170.0) == 2 and target(180.0) == 8
+    assert all(target(t) == 8 for t in range(180, 330, 5))
+    assert target(330.0) == 2
+    assert Oracle(needs, startup_s=90.0, headroom=1.5).decide(
+        Observation(300.0, TrafficWindow(), PoolObservation(), PoolObservation())).target_prefill == 12
+
+
 def test_references_sized_for_an_attainment():
     from scaler.replay.metrics import feasible_keys
     from scaler.replay.references import sized_for
