@@ -26,7 +26,7 @@ class PlannerConfig(BaseModel):
     gpu_budget: int | None = Field(None, ge=1, description="GPUs for both pools together")
     backlog_horizon_s: float = Field(30.0, gt=0, description="queued prompt tokens are planned to clear within this time")
     comfort: float = Field(0.5, gt=0, le=1, description="observed latency above this share of the target raises capacity")
-    max_correction: float = Field(2.5, ge=1, description="upper bound of the learned correction factors")
+    max_correction: float = Field(1.5, ge=1, description="upper bound of the learned correction factors")
     kv_headroom: float = Field(0.8, gt=0, le=1, description="decode KV usage planned for")
 
     @model_validator(mode="after")
