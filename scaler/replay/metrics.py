@@ -68,10 +68,11 @@ def gpu_hours(run: ReplayRun, from_s: float = 0.0) -> float:
 def score(run: ReplayRun, trace: str, feasible: Counter | None = None, from_s: float = 0.0) -> dict:
     cfg = run.config
     scored = [float(r["arrival_time_ms"]) >= from_s * 1000.0 for r in run.per_request]
+    met = [meets(r, cfg.ttft_ms, cfg.itl_ms) for r in run.per_request]
     reqs = [r for r, keep in zip(run.per_request, scored) if keep]
+    ok = [m for m, keep in zip(met, scored) if keep]
     ttft = np.array([r["ttft_ms"] for r in reqs if r.get("ttft_ms") is not None], float)
     itl = np.array([r["itl_ms"] for r in reqs if r.get("itl_ms") is not None], float)
-    ok = [meets(r, cfg.ttft_ms, cfg.itl_ms) for r in reqs]
     out = {
         "planner": run.policy,
         "trace": trace,
@@ -96,15 +97,13 @@ def score(run: ReplayRun, trace: str, feasible: Counter | None = None, from_s: f
     if feasible is not None:
         budget = Counter(feasible)
         hit = total = 0
-        good = iter(ok)
-        for r, keep in zip(run.per_request, scored):
+        for r, keep, good in zip(run.per_request, scored, met):
             k = _key(r)
-            met = next(good) if keep else False
             if budget[k] > 0:  # warm-up requests use up their keys too, unscored
                 budget[k] -= 1
                 if keep:
                     total += 1
-                    hit += met
+                    hit += good
         out["feasible_requests"] = total
         out["feasible_attainment"] = hit / total if total else 1.0
     return out

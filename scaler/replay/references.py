@@ -14,12 +14,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from scaler.planner.sizing import ceil_replicas
 from scaler.policy import Policy
 from scaler.replay import baselines
 from scaler.replay.engine import run
 from scaler.replay.metrics import score
 from scaler.replay.needs import peak_need
-from scaler.replay.runner import Setting
+from scaler.replay.runner import Setting, initial_fleet
 
 
 @dataclass(frozen=True)
@@ -39,17 +40,12 @@ def _policy(kind: str, setting: Setting, h: float) -> Policy:
     if kind == "oracle":
         return baselines.Oracle(ctx.needs(), ctx.startup_s, headroom=h, name=f"oracle x{h:.2f}")
     p, d = peak_need(ctx.needs())
-    return baselines.Static(max(1, math.ceil(p * h - 1e-9)), max(1, math.ceil(d * h - 1e-9)), name=f"fixed x{h:.2f}")
+    return baselines.Static(max(1, ceil_replicas(p * h)), max(1, ceil_replicas(d * h)), name=f"fixed x{h:.2f}")
 
 
 def _run(kind: str, setting: Setting, h: float, feasible: Counter) -> dict:
     policy = _policy(kind, setting, h)
-    if isinstance(policy, baselines.Static):
-        initial = (policy.prefill, policy.decode)
-    else:
-        first = setting.context().needs(60.0)[:1]
-        initial = (max(1, first[0].prefill), max(1, first[0].decode)) if first else (1, 1)
-    result = run(setting.requests, policy, setting.engine(initial))
+    result = run(setting.requests, policy, setting.engine(initial_fleet(setting, policy)))
     row = score(result, setting.trace_name, feasible, setting.warmup_s)
     row["headroom"] = h
     return row

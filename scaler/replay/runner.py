@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from scaler.policy import Policy
 from scaler.profile import PerformanceProfile
 from scaler.replay import policies
 from scaler.replay.baselines import Static
@@ -37,18 +38,19 @@ class Setting:
                             initial_prefill=initial[0], initial_decode=initial[1])
 
 
-def run_policy(setting: Setting, name: str,
-               on_point: Callable[[TimelinePoint], None] | None = None) -> ReplayRun:
+def initial_fleet(setting: Setting, policy: Policy) -> tuple[int, int]:
     """Every run starts with the fleet the first minute needs (a deployment already sized for
     the load when the trace begins); fixed fleets start at their size."""
-    ctx = setting.context()
-    policy = policies.make(name, ctx)
     if isinstance(policy, Static):
-        initial = (policy.prefill, policy.decode)
-    else:
-        first = ctx.needs(60.0)[:1]
-        initial = (max(1, first[0].prefill), max(1, first[0].decode)) if first else (1, 1)
-    return run(setting.requests, policy, setting.engine(initial), on_point)
+        return policy.prefill, policy.decode
+    first = setting.context().needs(60.0)[:1]
+    return (max(1, first[0].prefill), max(1, first[0].decode)) if first else (1, 1)
+
+
+def run_policy(setting: Setting, name: str,
+               on_point: Callable[[TimelinePoint], None] | None = None) -> ReplayRun:
+    policy = policies.make(name, setting.context())
+    return run(setting.requests, policy, setting.engine(initial_fleet(setting, policy)), on_point)
 
 
 def compare(setting: Setting, names: list[str], progress: Callable[[str], None] | None = None,
