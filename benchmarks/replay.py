@@ -1,4 +1,4 @@
-"""Every policy on both shared traces, start-up delays 0, 60 and 120 s, inside Dynamo's replay
+"""Every policy on both bundled traces (traces/), start-up delays 0, 60 and 120 s, inside Dynamo's replay
 engine. The scored windows are held out from the parts used while developing the planner (the
 first 10 minutes of each trace and the bundled demo slice).
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from scaler.replay.runner import Setting, compare
 from scaler.replay.traces import read_trace, scale_rate, window
 
 REPO = Path(__file__).resolve().parents[1]
-TRACES = Path(os.environ.get("DYNAMO_SCALING_TRACES", REPO.parent / "shared" / "traces"))
+TRACES = REPO / "traces"
 # (file, scored window start s, end s, rate scale): rate scales chosen so the peak needs 4-16 GPUs
 CASES = [
     ("mooncake_synthetic.jsonl", 600.0, 1030.0, 2.0),

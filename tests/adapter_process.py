@@ -11,7 +11,7 @@ from helpers import wait_for
 
 from devcluster.procs import free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 class AdapterProcess:

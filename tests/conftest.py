@@ -22,10 +22,7 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def traces_dir() -> Path:
-    path = Path(os.environ.get("DYNAMO_SCALING_TRACES", REPO.parent / "shared" / "traces"))
-    if not path.is_dir():
-        pytest.fail(f"traces not found at {path}; set DYNAMO_SCALING_TRACES")
-    return path
+    return REPO / "traces"
 
 
 @pytest.fixture(scope="session")
