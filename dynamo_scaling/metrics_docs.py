@@ -1,6 +1,6 @@
 """Generate the metrics reference (docs/metrics.md) from the code: the scaling signals the
-metrics server serves (their PromQL mapping) and the metrics each component exports on
-`/metrics`. `python -m dynamo_scaling.metrics_docs > docs/metrics.md`."""
+metrics server serves (their PromQL mapping), the Dynamo metrics they and the dashboard read, and
+the metrics each component exports on `/metrics`. `python -m dynamo_scaling.metrics_docs > docs/metrics.md`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from adapter.metrics import AdapterMetrics
 from external_metrics.cache import Cache
+from external_metrics.dynamo_names import DYNAMO_METRICS
 from external_metrics.metrics import ServerMetrics
 from external_metrics.signals import DEFAULT_SIGNALS, SignalMapping
 from scaler.live.metrics import PlannerMetrics
@@ -49,6 +50,13 @@ def render() -> str:
            "| signal | unit | meaning | PromQL (default mapping, every service) |", "| --- | --- | --- | --- |"]
     for name, sig in DEFAULT_SIGNALS.items():
         out.append(f"| `{name}` | {sig.unit or '-'} | {_cell(sig.description)} | `{_cell(mapping.render(name))}` |")
+    out += ["", "## Dynamo's metrics read by the signals and the dashboard", "",
+            "Exported by Dynamo's frontend and workers (names of the pinned `ai-dynamo` release). "
+            "*live*: exported by the local frontend and mocker workers, checked by a scrape in "
+            "`tests/dynamo/`; the others come from real vLLM/SGLang workers.", "",
+            "| metric | type | exported by | meaning | live |", "| --- | --- | --- | --- | --- |"]
+    for m in DYNAMO_METRICS:
+        out.append(f"| `{m.name}` | {m.type} | {m.exporter} | {_cell(m.meaning)} | {'yes' if m.live else '-'} |")
     components = [("Adapter controller (`dynamo-scaling adapter`, `--metrics-port`)", AdapterMetrics()),
                   ("Metrics server (`dynamo-scaling metrics-server`, `/metrics` on its ports)",
                    ServerMetrics(Cache(list(DEFAULT_SIGNALS), 30.0))),

@@ -1,15 +1,11 @@
-"""The Grafana dashboard only queries metrics that exist: Dynamo's own names (listed in the
-architecture notes) and the names our components define in their code."""
+"""The Grafana dashboard only queries metrics that exist: the names documented in docs/metrics.md
+(Dynamo's own names the project reads, and the metrics our components export)."""
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import re
-from pathlib import Path
 
-import pytest
 
 from helm_chart_helpers import CHART, REPO, one
 
@@ -18,6 +14,7 @@ NAME = re.compile(r"\b(?:dynamo_[a-z0-9_]+|vllm:[a-z0-9_]+)")
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
             "unless", "offset", "le"}
 SUFFIXES = ("_bucket", "_sum", "_count")
+LABELS = {"dynamo_namespace", "dynamo_component", "dynamo_endpoint"}
 
 
 def promql_metric_names(expr: str) -> set[str]:
@@ -44,27 +41,25 @@ def test_extractor():
     assert promql_metric_names("changes((count by (w) (z))[10m:30s])") == {"z"}
 
 
-def _architecture_names() -> set[str]:
-    path = Path(os.environ.get("DYNAMO_SCALING_ARCHITECTURE", REPO.parent / "shared" / "ARCHITECTURE.md"))
-    if not path.exists():
-        pytest.fail(f"architecture notes not found at {path}; set DYNAMO_SCALING_ARCHITECTURE")
-    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
-    names = set(NAME.findall(text))
-    for span in re.findall(r"`([^`]+)`", text):
-        span = span.replace("...", "dynamo_frontend")
-        parts = re.split(r"(\{[^}]*\})", span)
-        choices = [p[1:-1].split(",") if p.startswith("{") else [p] for p in parts]
-        for combo in itertools.product(*choices):
-            names |= set(NAME.findall("".join(combo)))
-    return names
+def _documented_names() -> set[str]:
+    """Every metric name in docs/metrics.md: the signals' PromQL, Dynamo's names the project reads
+    and each component's own metrics. That file is generated from the code and checked current
+    (tests/foundation/test_docs_current.py), and the live Dynamo names in it are checked against a
+    scrape of the real processes (tests/dynamo/test_live_metric_names.py)."""
+    return set(NAME.findall((REPO / "docs" / "metrics.md").read_text()))
 
 
-def _code_names() -> set[str]:
-    names = set()
-    for pkg in ("adapter", "external_metrics", "scaler"):
-        for py in (REPO / pkg).rglob("*.py"):
-            names |= set(NAME.findall(py.read_text(errors="replace")))
-    return names
+def test_documented_dynamo_names_cover_the_signal_mapping():
+    from external_metrics.dynamo_names import DYNAMO_METRICS
+    from external_metrics.signals import DEFAULT_SIGNALS, SignalMapping
+
+    listed = {m.name for m in DYNAMO_METRICS}
+    mapping = SignalMapping()
+    used = set()
+    for name in DEFAULT_SIGNALS:
+        used |= set(NAME.findall(mapping.render(name))) - LABELS
+    used = {n[: -len(s)] if (s := next((s for s in SUFFIXES if n.endswith(s)), "")) else n for n in used}
+    assert used - listed == set(), "names the mapping reads but external_metrics/dynamo_names.py lacks"
 
 
 def _queries(dashboard: dict):
@@ -79,7 +74,7 @@ def _queries(dashboard: dict):
 
 
 def test_dashboard_queries_use_only_existing_metrics():
-    known = _architecture_names() | _code_names()
+    known = _documented_names()
     dashboard = json.loads(DASHBOARD.read_text())
     unknown = []
     used = set()
