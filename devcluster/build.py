@@ -74,6 +74,10 @@ class Binaries:
         return all(os.access(self.path(b), os.X_OK) for b in BINARIES)
 
 
+# measured cold builds on 2 cores (the first one includes fetching the modules)
+_ROUGH_BUILD_S = {"etcd": 40, "kube-apiserver": 180, "kube-controller-manager": 70, "kubectl": 20}
+
+
 def _ldflags(version: str) -> str:
     major, minor = version.lstrip("v").split(".")[:2]
     flags = ["-s", "-w"]
@@ -98,11 +102,15 @@ def ensure_binaries(module_dir: Path = MODULE_DIR, *, only: tuple[str, ...] = BI
     version = kubernetes_version(module_dir)
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
     missing = [b for b in only if not os.access(out / b, os.X_OK)]
+    if missing:
+        minutes = sum(_ROUGH_BUILD_S.get(b, 60) for b in missing) / 60
+        log.info("building %s from the Go modules of Kubernetes %s: about %.0f minutes on 2 cores, "
+                 "once (cached in %s)", ", ".join(missing), version, max(1.0, minutes), out)
     for i, name in enumerate(missing, 1):
         log.info("building %s (%d/%d) for Kubernetes %s", name, i, len(missing), version,
                  extra={"binary": name, "dir": str(out)})
         started = time.monotonic()
-        tmp = out / f".{name}.tmp"
+        tmp = out / f".{name}.{os.getpid()}.tmp"  # two first runs at once must not share it
         cmd = ["go", "build", "-trimpath", "-ldflags", _ldflags(version), "-o", str(tmp), f"./cmd/{name}"]
         proc = subprocess.run(cmd, cwd=module_dir, env=env, capture_output=True, text=True)
         if proc.returncode != 0:

@@ -65,8 +65,9 @@ def ensure_helm(module_dir: Path = MODULE_DIR) -> Path:
     version = helm_version(module_dir)
     ldflags = _ldflags(module_dir)
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
-    tmp = out.parent / ".helm.tmp"
-    log.info("building helm %s", version, extra={"dir": str(out.parent)})
+    tmp = out.parent / f".helm.{os.getpid()}.tmp"  # two first runs at once must not share it
+    log.info("building helm %s from its Go module (about 2 minutes on 2 cores the first time, cached after)",
+             version, extra={"dir": str(out.parent)})
     started = time.monotonic()
     proc = subprocess.run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), PACKAGE],
                           cwd=module_dir, env=env, capture_output=True, text=True)

@@ -23,18 +23,21 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-12)
 if [[ ! -f $stamp ]]; then
-  step "installing the package and its dependencies into .venv"
+  step "installing the package and its dependencies into .venv (about 2 minutes the first time)"
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[test]'
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 
 if (( all )); then
-  if ! command -v prometheus >/dev/null 2>&1; then
-    step "installing prometheus (Debian package)"
+  # Debian packages the suite runs: Prometheus, and tmux for the demo's terminal test
+  debs=()
+  for tool in prometheus tmux; do command -v "$tool" >/dev/null 2>&1 || debs+=("$tool"); done
+  if (( ${#debs[@]} )); then
+    step "installing Debian packages: ${debs[*]} (about a minute)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
   fi
   step "installing Dynamo's frontend and mocker workers"
   PYTHON=.venv/bin/python devcluster/dynamo/install.sh
@@ -42,7 +45,7 @@ if (( all )); then
     echo "error: the Go toolchain (go >= 1.26) is needed to build the local control plane" >&2
     exit 1
   fi
-  step "building the local Kubernetes control plane (cached after the first time)"
+  step "building the local Kubernetes control plane (about 5 minutes the first time, cached after)"
   .venv/bin/dynamo-scaling devcluster build >/dev/null
-  step "building helm from its Go module (cached)" && .venv/bin/python -m devcluster.helm >/dev/null
+  step "building helm from its Go module (about 2 minutes the first time, cached after)" && .venv/bin/python -m devcluster.helm >/dev/null
 fi
