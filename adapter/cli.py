@@ -29,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--leader-election-namespace", default=os.environ.get(ENV + "LEADER_ELECTION_NAMESPACE", "default"))
     p.add_argument("--leader-election-lease", default=os.environ.get(ENV + "LEADER_ELECTION_LEASE",
                                                                      "dynamo-scaling-adapter"))
+    p.add_argument("--identity", default=os.environ.get(ENV + "IDENTITY") or f"{socket.gethostname()}-{os.getpid()}",
+                   help="this replica's name: the Lease holder, and the suffix of the field manager "
+                        "(dynamo-scaling-adapter/<identity>) on everything it writes; default <hostname>-<pid>")
     p.add_argument("--resync-period", type=float, default=float(os.environ.get(ENV + "RESYNC_PERIOD", "10")),
                    metavar="SECONDS", help="full re-list of DGDs and adapters (default 10)")
     p.set_defaults(func=run)
@@ -52,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         if not 0 < port < 65536:
             print(f"error: {flag} must be 1-65535", file=sys.stderr)
             return 2
+    if not args.identity or len(args.identity) > 100 or not args.identity.isprintable():
+        print("error: --identity must be 1-100 printable characters (it goes into the field manager)", file=sys.stderr)
+        return 2
     if args.resync_period <= 0:
         print("error: --resync-period must be > 0", file=sys.stderr)
         return 2
@@ -60,11 +66,10 @@ def run(args: argparse.Namespace) -> int:
     is_leader = lambda: True  # noqa: E731
     elector = None
     if args.leader_election:
-        identity = f"{socket.gethostname()}-{os.getpid()}"
-        elector = LeaseElector(api, args.leader_election_namespace, args.leader_election_lease, identity)
+        elector = LeaseElector(api, args.leader_election_namespace, args.leader_election_lease, args.identity)
         elector.start()
         is_leader = elector.is_leader
-    ctl = Controller(api, namespaces, metrics, is_leader, resync_s=args.resync_period)
+    ctl = Controller(api, namespaces, metrics, is_leader, resync_s=args.resync_period, identity=args.identity)
     stop = threading.Event()
     serve_metrics(args.bind_address, args.metrics_port, metrics.registry)
     serve_health(args.bind_address, args.health_port, ctl.ready.is_set)

@@ -33,9 +33,9 @@ def connection_info(api: client.ApiClient) -> kopf.ConnectionInfo | None:
 
 class Controller:
     def __init__(self, api: client.ApiClient, namespaces: list[str], metrics: AdapterMetrics,
-                 is_leader=lambda: True, resync_s: float = 10.0) -> None:
+                 is_leader=lambda: True, resync_s: float = 10.0, identity: str | None = None) -> None:
         self.api, self.namespaces = api, namespaces
-        self.kube = Kube(api)
+        self.kube = Kube(api, identity=identity)
         self.reconciler = Reconciler(self.kube, metrics=metrics, is_leader=is_leader)
         self.resync_s = resync_s
         self.ready = threading.Event()

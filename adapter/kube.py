@@ -21,10 +21,13 @@ def now_rfc3339() -> str:
 
 
 class Kube:
-    def __init__(self, api: client.ApiClient, component: str = "dynamo-scaling-adapter") -> None:
+    def __init__(self, api: client.ApiClient, component: str = "dynamo-scaling-adapter",
+                 identity: str | None = None) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
-        self.component = component
+        self.component, self.identity = component, identity
+        # every write carries the replica in its field manager, so managedFields tell which one wrote
+        self.field_manager = f"{component}/{identity}" if identity else component
 
     # -- DGD -------------------------------------------------------------------------------
     def get_dgd(self, ns: str, name: str) -> tuple[DGD, dict] | None:
@@ -52,7 +55,7 @@ class Kube:
                 {"op": "add" if "replicas" not in svc else "replace", "path": path, "value": replicas}]
             try:
                 raw2 = self.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, ns, DGD_PLURAL, dgd_name, ops, field_manager=self.component,
+                    GROUP, VERSION, ns, DGD_PLURAL, dgd_name, ops, field_manager=self.field_manager,
                     _content_type="application/json-patch+json")
                 return DGD.model_validate(raw2)
             except ApiException as exc:
@@ -74,7 +77,7 @@ class Kube:
             "spec": {"replicas": replicas, "dgdRef": {"name": dgd["metadata"]["name"], "serviceName": service}},
         }
         self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL, body,
-                                                    field_manager=self.component)
+                                                    field_manager=self.field_manager)
 
     def adopt_adapter(self, ns: str, adapter: dict, dgd: dict) -> None:
         refs = adapter["metadata"].get("ownerReferences") or []
@@ -83,7 +86,7 @@ class Kube:
         patch = {"metadata": {"ownerReferences": [*refs, self._owner(dgd)],
                               "resourceVersion": adapter["metadata"]["resourceVersion"]}}
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL,
-                                                   adapter["metadata"]["name"], patch)
+                                                   adapter["metadata"]["name"], patch, field_manager=self.field_manager)
 
     def delete_adapter(self, ns: str, name: str) -> None:
         try:
@@ -95,7 +98,7 @@ class Kube:
     def patch_adapter_status(self, ns: str, name: str, status: dict) -> None:
         try:
             self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, DGDSA_PLURAL, name,
-                                                              {"status": status})
+                                                              {"status": status}, field_manager=self.field_manager)
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -114,9 +117,9 @@ class Kube:
                                                      namespace=ns, uid=meta.get("uid")),
             reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
             first_timestamp=dt.datetime.now(dt.timezone.utc), last_timestamp=dt.datetime.now(dt.timezone.utc),
-            count=1, source=client.V1EventSource(component=self.component))
+            count=1, source=client.V1EventSource(component=self.component, host=self.identity))
         try:
-            self.core.create_namespaced_event(ns, body)
+            self.core.create_namespaced_event(ns, body, field_manager=self.field_manager)
         except ApiException as exc:
             log.warning("could not record event", extra={"reason": reason, "status": exc.status})
 

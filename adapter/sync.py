@@ -19,8 +19,13 @@ KNOWN_MANAGERS = {
 }
 
 
-# the controller's own writes (seeding an adapter at creation) are not scaling decisions
+# the controller's own writes (seeding an adapter at creation) are not scaling decisions; each
+# replica writes as "dynamo-scaling-adapter/<identity>"
 SELF_MANAGERS = {"dynamo-scaling-adapter"}
+
+
+def is_self_manager(manager: str) -> bool:
+    return manager in SELF_MANAGERS or any(manager.startswith(m + "/") for m in SELF_MANAGERS)
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,7 @@ class Scalers:
             actors = [a for a in actors if a not in keda_hpas]  # KEDA's own HPA is the ScaledObject
         if self.planner_claim:
             actors.append("planner")
-        if self.last_writer and self.last_writer not in SELF_MANAGERS:
+        if self.last_writer and not is_self_manager(self.last_writer):
             kind = KNOWN_MANAGERS.get(self.last_writer, self.last_writer)
             covered = (kind == "HorizontalPodAutoscaler" and any(a.startswith("HorizontalPodAutoscaler/") for a in actors)) \
                 or (kind == "KEDA" and any(a.startswith("ScaledObject/") for a in actors)) \

@@ -1,11 +1,15 @@
-"""Two controller replicas with leader election, and an API-server outage."""
+"""Two controller replicas with leader election: only the leader writes, a standby takes over."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
+import httpx
 import pytest
+from adapter_process import holds_for
 from helpers import wait_for
 
 from devcluster.procs import free_port
@@ -13,47 +17,110 @@ from devcluster.procs import free_port
 pytestmark = pytest.mark.cluster
 REPO_DGD = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
             "spec": {"services": {"decode": {"replicas": 1, "scalingAdapter": {"enabled": True}}}}}
+RESYNC_S = 1.0
+# the elector's defaults (adapter/leader.py): a holder that stops renewing keeps the lease this long
+LEASE_S, RENEW_S = 15.0, 5.0
+MANAGER = "dynamo-scaling-adapter/{}"
 
 
-def _replica(kubeconfig, namespace: str, log) -> tuple[subprocess.Popen, int]:
+def _replica(kubeconfig, namespace: str, identity: str, log) -> tuple[subprocess.Popen, int]:
     health = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "dynamo_scaling.cli", "adapter", "--namespace", namespace, "--kubeconfig", str(kubeconfig),
-         "--health-port", str(health), "--metrics-port", str(free_port()), "--resync-period", "1",
-         "--leader-election", "--leader-election-namespace", namespace, "--leader-election-lease", "adapter-leader"],
+         "--health-port", str(health), "--metrics-port", str(free_port()), "--resync-period", str(RESYNC_S),
+         "--leader-election", "--leader-election-namespace", namespace, "--leader-election-lease", "adapter-leader",
+         "--identity", identity],
         stdout=log, stderr=subprocess.STDOUT)
     return proc, health
 
 
+def _ready(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _managers(kubectl, namespace: str, *what: str) -> dict[str, list[dict]]:
+    """Field managers of the named objects (or of every object of a kind), with their entries."""
+    out: dict[str, list[dict]] = {}
+    got = kubectl.json("-n", namespace, "get", *what, "--show-managed-fields")
+    for obj in got.get("items", [got]):
+        for mf in obj["metadata"].get("managedFields") or []:
+            out.setdefault(mf["manager"], []).append(mf)
+    return out
+
+
+def _all_managers(kubectl, namespace: str) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for what in (("dgd", "llama"), ("dgdsa", "llama-decode"), ("events",)):
+        for m, entries in _managers(kubectl, namespace, *what).items():
+            found.setdefault(m, []).extend(entries)
+    return found
+
+
+def _decode_replicas_owner(kubectl, namespace: str) -> list[str]:
+    """Managers that own the DGD's spec.services.decode.replicas."""
+    return [m for m, entries in _managers(kubectl, namespace, "dgd", "llama").items()
+            for e in entries if "f:replicas" in (e.get("fieldsV1") or {}).get("f:spec", {})
+            .get("f:services", {}).get("f:decode", {})]
+
+
+def _decode(kubectl, namespace: str) -> int:
+    return kubectl.json("-n", namespace, "get", "dgd", "llama")["spec"]["services"]["decode"]["replicas"]
+
+
+def _status_replicas(kubectl, namespace: str) -> int | None:
+    return kubectl.json("-n", namespace, "get", "dgdsa", "llama-decode").get("status", {}).get("replicas")
+
+
 def test_only_the_leader_writes_and_a_standby_takes_over(cluster, kubectl, namespace, adapter_kubeconfig, tmp_path):
     log = open(tmp_path / "replicas.log", "ab")
-    a, _ = _replica(adapter_kubeconfig, namespace, log)
+    a, _ = _replica(adapter_kubeconfig, namespace, "replica-a", log)
     wait_for(lambda: kubectl.run("-n", namespace, "get", "lease", "adapter-leader", check=False).returncode == 0,
              what="lease taken")
-    b, _ = _replica(adapter_kubeconfig, namespace, log)
+    b, b_health = _replica(adapter_kubeconfig, namespace, "replica-b", log)
+    lead, standby = MANAGER.format("replica-a"), MANAGER.format("replica-b")
     try:
-        holder = kubectl.json("-n", namespace, "get", "lease", "adapter-leader")["spec"]["holderIdentity"]
-        assert holder.endswith(f"-{a.pid}")
+        assert kubectl.json("-n", namespace, "get", "lease", "adapter-leader")["spec"]["holderIdentity"] == "replica-a"
+        wait_for(lambda: _ready(b_health), what="standby watching")  # so it sees every change below
         kubectl.apply(REPO_DGD, namespace)
         wait_for(lambda: kubectl.run("-n", namespace, "get", "dgdsa", "llama-decode", check=False).returncode == 0,
                  what="adapter created by the leader")
         kubectl("-n", namespace, "scale", "dgdsa", "llama-decode", "--replicas=3")
-        wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama")["spec"]["services"]["decode"]["replicas"] == 3,
-                 what="leader applies the scale")
-        managers = {m["manager"] for m in kubectl.json("-n", namespace, "get", "dgd", "llama",
-                                                       "--show-managed-fields")["metadata"]["managedFields"]}
-        assert "dynamo-scaling-adapter" in managers
-        a.kill()
+        wait_for(lambda: _decode(kubectl, namespace) == 3 and _status_replicas(kubectl, namespace) == 3,
+                 what="leader applies the scale and reports it")
+        # a stalled leader keeps its lease until it expires: a change made now must wait for the
+        # takeover, not be carried by the standby, which sees it and has several resyncs to act
+        a.send_signal(signal.SIGSTOP)
+        kubectl("-n", namespace, "scale", "dgdsa", "llama-decode", "--replicas=4")
+        margin = 3 * RESYNC_S
+        assert margin < LEASE_S - RENEW_S  # the lease cannot expire within the margin
+        holds_for(lambda: _decode(kubectl, namespace) == 3, margin, what="standby leaves the DGD alone")
+        managers = _all_managers(kubectl, namespace)
+        assert standby not in managers, f"the standby wrote: {managers[standby]}"
+        assert lead in managers
+        assert _decode_replicas_owner(kubectl, namespace) == [lead]
+        assert any(e.get("subresource") == "status" for e in managers[lead])  # status, too, came from the leader
+
+        a.kill()  # works on a stopped process
         a.wait(10)
-        # the standby takes the lease once it expires (15 s) and carries on
         wait_for(lambda: kubectl.json("-n", namespace, "get", "lease", "adapter-leader")["spec"]["holderIdentity"]
-                 .endswith(f"-{b.pid}"), timeout=40, interval=1, what="standby becomes leader")
+                 == "replica-b", timeout=LEASE_S + 3 * RENEW_S, interval=1, what="standby becomes leader")
+        wait_for(lambda: _decode(kubectl, namespace) == 4, timeout=10 * RESYNC_S,
+                 what="new leader carries the change made during the stall")
         kubectl("-n", namespace, "scale", "dgdsa", "llama-decode", "--replicas=5")
-        wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama")["spec"]["services"]["decode"]["replicas"] == 5,
-                 what="new leader applies the scale")
+        wait_for(lambda: _decode(kubectl, namespace) == 5 and _status_replicas(kubectl, namespace) == 5,
+                 what="new leader applies the scale and reports it")
+        assert _decode_replicas_owner(kubectl, namespace) == [standby]
+        status_writers = [m for m, es in _managers(kubectl, namespace, "dgdsa", "llama-decode").items()
+                          for e in es if e.get("subresource") == "status"]
+        assert standby in status_writers
     finally:
         for p in (a, b):
             if p.poll() is None:
+                if p is a:
+                    os.kill(p.pid, signal.SIGCONT)
                 p.terminate()
                 p.wait(15)
         log.close()
