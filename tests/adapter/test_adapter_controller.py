@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
+from adapter_process import holds_for
 from helpers import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -58,17 +58,20 @@ def test_adapters_created_seeded_and_owned(kubectl, namespace, adapter):
     kubectl("-n", namespace, "patch", "dgd", "llama", "--type=merge", "-p", json.dumps(patch))
     wait_for(lambda: "llama-prefill" not in kubectl("-n", namespace, "get", "dgdsa", "-o", "name"),
              what="adapter removed when the flag is off")
+    patch = {"spec": {"services": {"prefill": {"replicas": 4}}}}
+    kubectl("-n", namespace, "patch", "dgd", "llama", "--type=merge", "-p", json.dumps(patch))
+    # the watch sees the edit at once; two resyncs cover a controller that would act on re-list only
+    holds_for(lambda: not adapter_exists(kubectl, namespace, "llama-prefill") and
+              svc_replicas(kubectl, namespace, "prefill") == 4,
+              2 * adapter.resync_period, what="no adapter re-created and the DGD keeps 4 replicas")
 
 
 def test_kubectl_scale_reaches_dgd_and_pods(kubectl, namespace, adapter, standin):
     kubectl.apply(dgd(), namespace)
     wait_for(lambda: adapter_exists(kubectl, namespace, "llama-vllmdecodeworker"), what="adapter")
-    t0 = time.monotonic()
     kubectl("-n", namespace, "scale", "dgdsa", "llama-vllmdecodeworker", "--replicas=4")
-    wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 4, timeout=10, interval=0.05,
-             what="DGD service at 4")
-    elapsed = time.monotonic() - t0
-    assert elapsed < 5, f"took {elapsed:.1f}s"  # generous bound; the benchmark measures latency
+    # latency is measured by benchmarks/adapter_latency.py, not asserted here
+    wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 4, what="DGD service at 4")
     out = wait_for(lambda: (o := kubectl("-n", namespace, "get", "dgdsa", "llama-vllmdecodeworker")) and
                    o.splitlines()[1].split()[3] == "4" and o, what="kubectl get shows 4")
     assert "VllmDecodeWorker" in out
@@ -95,8 +98,9 @@ def test_direct_dgd_edit_is_reverted_and_settles(kubectl, namespace, adapter):
             "-p", json.dumps({"spec": {"services": {"VllmDecodeWorker": {"replicas": 7}}}}))
     wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 1, what="edit reverted")
     gen = kubectl.json("-n", namespace, "get", "dgd", "llama")["metadata"]["generation"]
-    time.sleep(4)  # two resync periods: nothing may keep writing (no ping-pong)
-    assert kubectl.json("-n", namespace, "get", "dgd", "llama")["metadata"]["generation"] == gen
+    # two resync periods: nothing may keep writing (no ping-pong)
+    holds_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama")["metadata"]["generation"] == gen,
+              2 * adapter.resync_period, what="DGD generation unchanged")
     assert get_adapter(kubectl, namespace, "llama-vllmdecodeworker")["spec"]["replicas"] == 1
     assert any(e["reason"] == "DirectEditReverted" and e["type"] == "Warning" for e in events(kubectl, namespace))
 
@@ -202,8 +206,9 @@ def test_restart_loses_no_update(kubectl, namespace, adapter):
     adapter.kill()
     kubectl("-n", namespace, "scale", "dgdsa", "llama-vllmdecodeworker", "--replicas=5")
     kubectl("-n", namespace, "scale", "dgdsa", "llama-prefill", "--replicas=3")
-    time.sleep(1)
-    assert svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 1  # nobody carried it while down
+    # nobody carries it while down (a running adapter would within one resync period)
+    holds_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 1, adapter.resync_period,
+              what="DGD untouched while the adapter is down")
     adapter.start()
     wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 5 and
              svc_replicas(kubectl, namespace, "prefill") == 3, what="updates made while down applied")
