@@ -5,6 +5,7 @@ must not have; the planner's own code then runs with a token of its ServiceAccou
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from helm_chart_helpers import ensure_keda_crd
@@ -32,11 +33,33 @@ def chart_rbac(render, kubectl, namespace):
             kubectl.run("delete", d["kind"].lower(), d["metadata"]["name"], *ns, "--wait=false", check=False)
 
 
+def _served_subresources(kubectl, resource: str) -> set[str]:
+    """Subresources the API server serves for `plural.group` (discovery), e.g. {"scale", "status"}."""
+    plural, _, group = resource.partition(".")
+    def raw(path: str) -> dict:
+        return json.loads(kubectl("get", "--raw", path))
+
+    paths = [f"/apis/{v['groupVersion']}" for v in raw(f"/apis/{group}")["versions"]] if group else ["/api/v1"]
+    return {r["name"].split("/", 1)[1] for p in paths for r in raw(p)["resources"]
+            if r["name"].startswith(f"{plural}/")}
+
+
 def can(kubectl, user: str, verb: str, resource: str, ns: str | None, *extra: str) -> bool:
+    for flag in extra:
+        # the authorizer answers "no" for a subresource that does not exist, without a warning
+        if flag.startswith("--subresource="):
+            sub = flag.split("=", 1)[1]
+            assert sub in _served_subresources(kubectl, resource), f"{resource} has no subresource {sub!r}"
     args = ["auth", "can-i", verb, resource, f"--as={user}", *extra]
     args += ["-n", ns] if ns else []
     proc = kubectl.run(*args, check=False)
-    return proc.stdout.strip() == "yes"
+    answer, stderr = proc.stdout.strip(), proc.stderr.strip()
+    if ns is None and re.fullmatch(r"Warning: resource '[\w.-]+' is not namespace scoped in group '[\w.-]+'", stderr):
+        stderr = ""  # a cluster-scoped resource asked without a namespace: the answer stands
+    # "no" must mean denied: a misspelt resource or subresource also prints "no", with a warning
+    if answer not in ("yes", "no") or stderr:
+        raise AssertionError(f"kubectl {' '.join(args)}: unexpected answer {answer!r}, stderr: {proc.stderr.strip()}")
+    return answer == "yes"
 
 
 def test_each_component_gets_what_it_needs_and_nothing_more(kubectl, chart_rbac):
