@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -47,7 +46,6 @@ def test_bad_input_names_the_flag(tmp_path, args, message):
     assert not (tmp_path / "r").exists()
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 def test_live_view_in_a_terminal(tmp_path):
     session = f"demo-{tmp_path.name[-8:]}"
     cmd = f"{sys.executable} -m dynamo_scaling.cli demo --speed 400 --out {tmp_path}; echo DEMO-EXIT=$?; sleep 120"

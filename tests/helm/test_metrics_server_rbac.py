@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import shutil
 import ssl
 from pathlib import Path
 
@@ -21,8 +20,7 @@ from devcluster.kubectl import KubectlError
 from helm_chart_helpers import one
 from helpers import wait_for
 
-pytestmark = [pytest.mark.cluster,
-              pytest.mark.skipif(not shutil.which("prometheus"), reason="prometheus binary not installed")]
+pytestmark = pytest.mark.cluster
 
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 APISERVICE = "v1beta1.external.metrics.k8s.io"

@@ -3,22 +3,12 @@ processes serving Dynamo-named series with values the test chooses."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from support import Exporter
 
-HERE = Path(__file__).resolve().parent
-
-
-def pytest_collection_modifyitems(items):
-    for item in items:
-        if HERE in item.path.parents and not shutil.which("prometheus") \
-                and {"prometheus", "deployment"} & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.skip(reason="prometheus binary not installed"))
 
 
 @pytest.fixture()
