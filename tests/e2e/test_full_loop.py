@@ -9,10 +9,15 @@ from __future__ import annotations
 import pytest
 from helpers import wait_for
 
+from adapter.sync import replicas_writers
 from devcluster import scenario
 from devcluster.stack import LiveStack
 
 pytestmark = pytest.mark.cluster
+
+
+def managed_fields(kubectl, namespace: str, adapter: str) -> list[dict]:
+    return kubectl.json("-n", namespace, "get", "dgdsa", adapter, "--show-managed-fields")["metadata"]["managedFields"]
 
 
 def test_planner_hpa_and_kubectl_scale_their_own_services_through_restarts(cluster, kubectl, namespace, tmp_path):
@@ -31,6 +36,13 @@ def test_planner_hpa_and_kubectl_scale_their_own_services_through_restarts(clust
         # every service ends where its own scaler put it
         assert scenario.replicas(kubectl, namespace, "llm", "decode") == result.hpa["status"]["desiredReplicas"] == 1
         assert scenario.replicas(kubectl, namespace, "llm", "prefill") == result.planner_status["targets"]["prefill"]
+        # the planner really acted: prefill went up for the peak, comes back to its minimum once the
+        # load is gone, and every prefill write came from the planner, every decode write from the HPA
+        assert result.timeline.peak["llm/prefill"] >= 2, result.timeline.text()
+        wait_for(lambda: scenario.replicas(kubectl, namespace, "llm", "prefill") == 1, timeout=60, interval=1,
+                 what="prefill back to the planner's minimum")
+        assert replicas_writers(managed_fields(kubectl, namespace, "llm-prefill")) == ["dynamo-scaling-planner"]
+        assert replicas_writers(managed_fields(kubectl, namespace, "llm-decode")) == ["kube-controller-manager"]
         assert scenario.replicas(kubectl, namespace, "side", "worker") == 2
         # the planner plans decode as well, but reports the HPA instead of fighting it
         assert "decode not written: also scaled by" in result.planner_status["last_decision"]["reason"]
