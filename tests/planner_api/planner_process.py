@@ -1,0 +1,113 @@
+"""A real `dynamo-scaling planner` process for tests (import as `from planner_process import ...`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import yaml
+from helpers import wait_for
+
+from devcluster.procs import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class PlannerProcess:
+    """`dynamo-scaling planner --config ...` on a free port; `token_file` None means the production
+    path (Kubernetes TokenReview + SubjectAccessReview), never a static token from the environment."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, prometheus_url: str, workdir: Path,
+                 planner: dict | None = None, token_file: Path | None = None, name: str = "llama") -> None:
+        self.workdir, self.token_file = workdir, token_file
+        self.cfg = {"deployment": {"name": name, "namespace": namespace, "prefill_service": "prefill",
+                                   "decode_service": "decode"},
+                    "planner": {"interval_s": 1, "scale_down_hold_s": 0, "scale_down_step": 0.5, "startup_s": 1,
+                                "peak_window_s": 0, **(planner or {})}}
+        self.args = ["--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus_url]
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "PlannerProcess":
+        (self.workdir / "planner.yaml").write_text(yaml.safe_dump(self.cfg))
+        extra = ["--static-token-file", str(self.token_file)] if self.token_file else []
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMO_PLANNER_")}
+        with open(self.workdir / "planner.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dynamo_scaling.cli", "planner", "--config", str(self.workdir / "planner.yaml"),
+                 *self.args, "--api-port", str(self.port), *extra],
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        wait_for(self._up, timeout=30, what="planner API")
+        return self
+
+    def _up(self) -> bool:
+        assert self.proc and self.proc.poll() is None, (self.workdir / "planner.log").read_text()[-2000:]
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def decisions(self, headers: dict) -> list[dict]:
+        """Decision history, newest first."""
+        r = httpx.get(self.url + "/v1/decisions", params={"limit": 1000}, headers=headers, timeout=5)
+        r.raise_for_status()
+        return r.json()["items"]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class IdleSeries:
+    """An idle frontend and idle prefill/decode workers of DGD `dgd`, as series served by
+    tests/metrics/exporter.py and scraped by a real Prometheus: the request counter is present and
+    flat, running and waiting requests are zero. The planner reads that as idle; a missing series
+    it does not."""
+
+    def __init__(self, prometheus, workdir: Path, namespace: str, dgd: str = "llama") -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        ident = {"namespace": namespace, "dgd": dgd}
+        frontend = [{"name": "dynamo_frontend_requests", "type": "counter", "value": 7, "labels": {"model": "m"}},
+                    {"name": "dynamo_frontend_inflight_requests", "value": 0, "labels": {"model": "m"}}]
+        workers = [{"name": name, "value": 0, "labels": {"service": svc, "model_name": "m"}}
+                   for svc in ("prefill", "decode") for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")]
+        self.procs: list[subprocess.Popen] = []
+        for job, series, labels in (("frontend", frontend, {**ident, "service": "Frontend"}), ("workers", workers, ident)):
+            port = free_port()
+            state = workdir / f"{job}.json"
+            state.write_text(json.dumps({"series": series}))
+            self.procs.append(subprocess.Popen([sys.executable, str(REPO / "tests" / "metrics" / "exporter.py"),
+                                                str(port), str(state)], stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.STDOUT))
+            wait_for(lambda: self._serves(port), timeout=15, what=f"{job} exporter")
+            prometheus.set_targets(job, [(f"127.0.0.1:{port}", labels)])
+            prometheus.wait_for_targets(job, 1)
+        # a rate needs two scrapes of the counter
+        wait_for(lambda: prometheus.query(f'rate(dynamo_frontend_requests_total{{namespace="{namespace}"}}[5s])'),
+                 timeout=15, what="the frontend's request rate in Prometheus")
+
+    @staticmethod
+    def _serves(port: int) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
