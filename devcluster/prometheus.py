@@ -183,3 +183,9 @@ class Prometheus:
         """Instant query; returns Prometheus' `result` list."""
         body = self._json("/api/v1/query", {"query": promql})
         return body["data"]["result"]
+
+    def query_range(self, promql: str, start: float, end: float, step_s: float) -> list[dict]:
+        """Range query (Unix times); returns Prometheus' `result` list of series with `values`."""
+        body = self._json("/api/v1/query_range",
+                          {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step_s:g}"})
+        return body["data"]["result"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,8 +21,18 @@ from devcluster.scenario import dgd_ready
 from devcluster.dynamo.model import MODEL_NAME, prompt_of
 from devcluster.dynamo.processes import pids_using, registered_instances
 from devcluster.loadgen import run_load, synthetic
+from external_metrics.dynamo_names import DYNAMO_METRICS
 
 STARTUP_DELAY_S = 3
+
+
+def exported_names(exposition: str) -> set[str]:
+    """Metric names in a Prometheus text exposition, histogram suffixes folded into the family."""
+    names = set()
+    for m in re.finditer(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", exposition, re.M):
+        names.add(re.sub(r"_(bucket|sum|count)$", "", m.group(1)))
+        names.add(m.group(1))
+    return names
 
 
 def dgd(name: str) -> dict:
@@ -89,6 +100,13 @@ def test_dgd_runs_as_live_dynamo_processes_and_scales(kubectl, namespace, promet
     assert kv[0]["metric"]["pod"].startswith(f"{name}-decode-")
     wait_for(lambda: prometheus.query(f'dynamo_component_requests_total{{{sel},service="prefill"}} > 0'),
              what="prefill worker request metrics")
+
+    # every Dynamo name the signals and the dashboard read as live is exported by these processes
+    exported = set()
+    for target in prometheus.active_targets("dynamo"):
+        exported |= exported_names(httpx.get(target["scrapeUrl"], timeout=5).text)
+    missing = {m.name for m in DYNAMO_METRICS if m.live} - exported
+    assert not missing, f"documented as exported by the live frontend/mocker but absent: {sorted(missing)}"
 
     # kubectl scale dgdsa: three registered decode workers within the start-up delay + 5 s
     wait_for(lambda: kubectl.run("get", "dgdsa", f"{name}-decode", "-n", namespace, check=False).returncode == 0,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import urllib.parse
 
 import httpx
@@ -18,6 +19,7 @@ from devcluster import scenario
 from devcluster.loadgen import run_load, synthetic
 from devcluster.manifests import external_hpa
 from devcluster.stack import LiveStack
+from external_metrics.signals import DEFAULT_SIGNALS, SignalMapping
 
 pytestmark = pytest.mark.cluster
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
@@ -31,6 +33,36 @@ def read(kubectl, namespace: str, metric: str, selector: str) -> list[dict]:
 
 def value(item: dict) -> float:
     return float(parse_quantity(item["value"]))
+
+
+def held(prometheus, signal: str, namespace: str, labels: dict[str, str], seconds: float = 30.0) -> list[float]:
+    """What Prometheus computed for the signal's own PromQL for one series over the last
+    `seconds`, evaluated every 250 ms (finer than the 1 s scrape interval)."""
+    end = time.time()
+    series = prometheus.query_range(SignalMapping().render(signal), end - seconds, end, 0.25)
+    want = {"namespace": namespace, **labels}
+    return [float(v) for s in series if all(s["metric"].get(k) == x for k, x in want.items())
+            for _, v in s["values"]]
+
+
+def served_as_held(kubectl, prometheus, namespace: str, signal: str, labels: dict[str, str]) -> float:
+    """Read one series through the aggregation layer once it is above zero, and check it is a
+    value Prometheus computed for that series: exactly (to the quantity's nano precision) for
+    instant signals, within the range Prometheus computed for windowed ones (whose rate
+    extrapolation moves with the evaluation time)."""
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    items = wait_for(lambda: [i for i in read(kubectl, namespace, signal, selector) if value(i) > 0],
+                     timeout=40, what=f"{signal} above zero for {selector}")
+    assert len(items) == 1, items
+    got, seen = value(items[0]), held(prometheus, signal, namespace, labels)
+    assert seen, f"Prometheus holds no {signal} for {selector}"
+    if DEFAULT_SIGNALS[signal].windowed:
+        assert min(seen) - 1e-9 <= got <= max(seen) + 1e-9, f"{signal}: API {got}, Prometheus {min(seen)}..{max(seen)}"
+    else:
+        assert any(abs(got - h) <= 1e-9 + 1e-9 * abs(h) for h in seen), \
+            f"{signal}: API {got}, Prometheus held {sorted(set(seen))}"
+    print(f"{signal} {selector}: API {got}, Prometheus {min(seen):.4g}..{max(seen):.4g}")
+    return items[0]
 
 
 def test_live_dynamo_signals_through_the_aggregation_layer_drive_an_hpa(cluster, kubectl, namespace, tmp_path):
@@ -56,21 +88,15 @@ def test_live_dynamo_signals_through_the_aggregation_layer_drive_an_hpa(cluster,
             url, synthetic(rate_per_s=12, duration_s=35, input_length=4000, output_length=100)))))
         load.start()
         try:
-            # during the burst the API serves what Prometheus holds, per service, with Dynamo's labels
-            sel = "dgd=llm"
-            rate = wait_for(lambda: [i for i in read(kubectl, namespace, "dynamo_request_rate", sel) if value(i) > 0],
-                            timeout=30, what="request rate from the live frontend")
-            assert rate[0]["metricLabels"]["service"] == "Frontend"
-            assert rate[0]["metricLabels"]["dynamo_namespace"] == f"{namespace}-llm"
-            kv = wait_for(lambda: [i for i in read(kubectl, namespace, "dynamo_kv_cache_usage", f"{sel},service=decode")
-                                   if value(i) > 0], timeout=30, what="KV usage of the live decode workers")
-            assert 0 < value(kv[0]) <= 1 and kv[0]["metricLabels"]["model"] == "tiny-mocker"
-            promql = f'sum(vllm:num_requests_waiting{{namespace="{namespace}",dgd="llm",service="decode"}})'
-            queue = wait_for(lambda: [i for i in read(kubectl, namespace, "dynamo_queue_depth", f"{sel},service=decode")
-                                      if value(i) > 0], timeout=40, what="a decode queue")
-            held = [float(s["value"][1]) for s in stack.prometheus.query(promql)]
-            print(f"queue via the API {value(queue[0])}, Prometheus now {held}")
-            assert held and value(queue[0]) > 0
+            # during the burst the API serves what Prometheus computes, per service, with Dynamo's labels
+            rate = served_as_held(kubectl, stack.prometheus, namespace, "dynamo_request_rate",
+                                  {"dgd": "llm", "service": "Frontend"})
+            assert rate["metricLabels"]["dynamo_namespace"] == f"{namespace}-llm"
+            kv = served_as_held(kubectl, stack.prometheus, namespace, "dynamo_kv_cache_usage",
+                                {"dgd": "llm", "service": "decode"})
+            assert value(kv) <= 1 and kv["metricLabels"]["model"] == "tiny-mocker"
+            served_as_held(kubectl, stack.prometheus, namespace, "dynamo_queue_depth",
+                           {"dgd": "llm", "service": "decode"})
             # the real HPA scales the decode pool on it
             while load.is_alive():
                 peak["decode"] = max(peak["decode"], scenario.replicas(kubectl, namespace, "llm", "decode"))

@@ -45,7 +45,7 @@ def _documented_names() -> set[str]:
     """Every metric name in docs/metrics.md: the signals' PromQL, Dynamo's names the project reads
     and each component's own metrics. That file is generated from the code and checked current
     (tests/foundation/test_docs_current.py), and the live Dynamo names in it are checked against a
-    scrape of the real processes (tests/dynamo/test_live_metric_names.py)."""
+    scrape of the real processes (tests/dynamo/test_live_dynamo.py)."""
     return set(NAME.findall((REPO / "docs" / "metrics.md").read_text()))
 
 
