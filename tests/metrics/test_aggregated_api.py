@@ -8,9 +8,10 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import time
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devcluster import certs
 from devcluster.kubectl import KubectlError
@@ -117,8 +118,8 @@ def test_kubectl_reads_the_value_through_the_aggregation_layer(aggregated, kubec
 
 
 def test_hpa_scales_a_dgdsa_on_queue_depth_and_holds_when_metrics_fail(
-        aggregated, kubectl, namespace, standin, adapter):
-    prom, exp, _ = aggregated
+        aggregated, cluster, kubectl, namespace, standin, adapter):
+    prom, exp, server = aggregated
     _publish(prom, exp, namespace, 0)
     kubectl.apply({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llm"},
                    "spec": {"services": {
@@ -133,6 +134,14 @@ def test_hpa_scales_a_dgdsa_on_queue_depth_and_holds_when_metrics_fail(
 
     def hpa() -> dict:
         return kubectl.json("-n", namespace, "get", "hpa", "prefill")
+
+    def failed_reads() -> int:
+        # reads the metrics server answered 503 (the HPA's, through the aggregation layer)
+        text = httpx.get(f"{server.http_url}/metrics", timeout=5).text
+        return int(sum(sample.value for family in text_string_to_metric_families(text)
+                       for sample in family.samples
+                       if sample.name == "dynamo_metrics_server_request_duration_seconds_count"
+                       and sample.labels.get("code") == "503"))
 
     def dgd_replicas() -> int:
         return kubectl.json("-n", namespace, "get", "dgd", "llm")["spec"]["services"]["prefill"].get("replicas", 1)
@@ -155,7 +164,10 @@ def test_hpa_scales_a_dgdsa_on_queue_depth_and_holds_when_metrics_fail(
         h = wait_for(lambda: (h := hpa()) and condition(h, "ScalingActive").get("status") == "False" and h,
                      timeout=60, interval=1, what="ScalingActive=False")
         assert condition(h, "ScalingActive")["reason"] == "FailedGetExternalMetric"
-        time.sleep(3)
+        # two more HPA syncs, each failing to read the metric, must leave the replicas alone
+        seen = failed_reads()
+        wait_for(lambda: failed_reads() >= seen + 2, timeout=30 * cluster.hpa_sync_period_s, interval=0.5,
+                 what="two more HPA syncs without the metric")
         assert dgd_replicas() == 3
         assert kubectl.json("-n", namespace, "get", "dgdsa", "llm-prefill")["spec"]["replicas"] == 3
     finally:
