@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 from helpers import wait_for
@@ -37,18 +36,6 @@ def exported_names(exposition: str) -> set[str]:
 
 def dgd(name: str) -> dict:
     return manifests.dgd(name, manifests.disaggregated(), STARTUP_DELAY_S)
-
-
-def _rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            for line in open(f"/proc/{pid}/status"):
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
 
 
 class BackgroundLoad:
@@ -108,31 +95,25 @@ def test_dgd_runs_as_live_dynamo_processes_and_scales(kubectl, namespace, promet
     missing = {m.name for m in DYNAMO_METRICS if m.live} - exported
     assert not missing, f"documented as exported by the live frontend/mocker but absent: {sorted(missing)}"
 
-    # kubectl scale dgdsa: three registered decode workers within the start-up delay + 5 s
+    # kubectl scale dgdsa starts real workers that register (how fast, and their memory, is
+    # measured by benchmarks/live_dynamo.py)
     wait_for(lambda: kubectl.run("get", "dgdsa", f"{name}-decode", "-n", namespace, check=False).returncode == 0,
              what="decode adapter")
-    t0 = time.monotonic()
     kubectl("scale", "dgdsa", f"{name}-decode", "--replicas=3", "-n", namespace)
     wait_for(lambda: registered_instances(live_dynamo.discovery_dir, dns, "decode") == 3,
-             timeout=STARTUP_DELAY_S + 5, interval=0.1, what="3 registered decode workers")
-    scale_up_s = time.monotonic() - t0
-    print(f"decode 1 -> 3 registered in {scale_up_s:.2f} s (start-up delay {STARTUP_DELAY_S} s)")
-
-    # 1 frontend + 8 workers stay under 2 GiB
+             timeout=60, what="3 registered decode workers")
     kubectl("scale", "dgdsa", f"{name}-decode", "--replicas=4", "-n", namespace)
     kubectl("scale", "dgdsa", f"{name}-prefill", "--replicas=4", "-n", namespace)
     wait_for(lambda: registered_instances(live_dynamo.discovery_dir, dns, "decode") == 4
              and registered_instances(live_dynamo.discovery_dir, dns, "prefill") == 4,
-             timeout=STARTUP_DELAY_S + 15, what="4 prefill + 4 decode workers")
-    pids = pids_using(live_dynamo.discovery_dir)
-    assert len(pids) == 9, pids
-    rss = _rss_mib(pids)
-    print(f"RSS of 1 frontend + 8 workers: {rss:.0f} MiB")
-    assert rss < 2048
+             timeout=60, what="4 prefill + 4 decode workers")
+    assert len(pids_using(live_dynamo.discovery_dir)) == 9  # one process per pod
 
     # back to 1 decode and 1 prefill under load: the removed workers drain, no request fails
     with BackgroundLoad(url, synthetic(rate_per_s=6, duration_s=20, input_length=800, output_length=150)) as load:
-        time.sleep(6)
+        # scale down only once requests are in flight on the workers about to go
+        wait_for(lambda: prometheus.query(f'sum(vllm:num_requests_running{{{sel},service="decode"}}) >= 2'),
+                 timeout=60, what="requests running on the decode workers")
         kubectl("scale", "dgdsa", f"{name}-decode", "--replicas=1", "-n", namespace)
         kubectl("scale", "dgdsa", f"{name}-prefill", "--replicas=1", "-n", namespace)
         wait_for(lambda: registered_instances(live_dynamo.discovery_dir, dns, "decode") == 1
