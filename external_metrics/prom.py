@@ -40,15 +40,23 @@ def _parse(response: httpx.Response) -> list[Sample]:
     except ValueError:
         raise PrometheusError(f"Prometheus answered {response.status_code} with non-JSON: "
                               f"{response.text[:200]!r}") from None
+    if not isinstance(body, dict):
+        raise PrometheusError(f"Prometheus answered {response.status_code} with malformed JSON: "
+                              f"{response.text[:200]!r}")
     if response.status_code != 200 or body.get("status") != "success":
         raise PrometheusError(f"Prometheus answered {response.status_code}: "
                               f"{body.get('errorType', '')} {body.get('error', response.text[:200])}".strip())
-    data = body.get("data", {})
-    kind, result = data.get("resultType"), data.get("result", [])
-    if kind == "vector":
-        return [Sample(r.get("metric", {}), float(r["value"][1]), float(r["value"][0])) for r in result]
-    if kind == "scalar":
-        return [Sample({}, float(result[1]), float(result[0]))]
+    # a proxy or a broken upstream can answer "success" with any shape: that is an error, not data
+    try:
+        data = body.get("data") or {}
+        kind, result = data.get("resultType"), data.get("result", [])
+        if kind == "vector":
+            return [Sample(dict(r.get("metric") or {}), float(r["value"][1]), float(r["value"][0])) for r in result]
+        if kind == "scalar":
+            return [Sample({}, float(result[1]), float(result[0]))]
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+        raise PrometheusError(f"Prometheus answered malformed data ({type(exc).__name__}: {exc}): "
+                              f"{response.text[:200]!r}") from None
     raise PrometheusError(f"unsupported result type {kind!r} (use an instant vector)")
 
 

@@ -7,6 +7,7 @@ engine. Connectors turn the outside world into an `Observation` and carry a `Dec
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol, runtime_checkable
 
 
@@ -54,6 +55,13 @@ class Observation:
     decode: PoolObservation
     gpus_per_prefill_worker: int = 1
     gpus_per_decode_worker: int = 1
+
+
+class Outcome(str, Enum):
+    """What became of one decision, as recorded and exported (`dynamo_planner_decisions`)."""
+
+    PLANNED = "planned"  # the policy decided on observed data
+    HELD_MISSING_DATA = "held_missing_data"  # an input was missing: at least one pool kept its replicas
 
 
 @dataclass(frozen=True)

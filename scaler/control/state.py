@@ -69,10 +69,11 @@ class DecisionRecord:
     applied: bool
     reason: str
     details: dict[str, float] = field(default_factory=dict)
+    outcome: str = "planned"  # a scaler.policy.Outcome value
 
     def as_dict(self) -> dict[str, object]:
         return {"at": self.at.isoformat(), "targets": self.targets, "planned": self.planned,
-                "applied": self.applied, "reason": self.reason, "details": self.details}
+                "applied": self.applied, "outcome": self.outcome, "reason": self.reason, "details": self.details}
 
 
 @dataclass

@@ -43,6 +43,9 @@ class ServiceConfig(BaseModel):
     profile_file: Path | None = Field(None, description="performance profile (JSON or Dynamo profiler npz)")
     state_configmap: str | None = Field(None, pattern=NAME, description="ConfigMap holding overrides")
     labels: MetricLabels = Field(default_factory=MetricLabels)
+    liveness_intervals: int = Field(3, ge=1, le=1000, description=(
+        "/healthz fails when the planning loop has completed no tick, successful or not, for this "
+        "many planning intervals (plus any back-off after failed ticks)"))
 
     @property
     def configmap(self) -> str:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from scaler.control.api import ControlService
 from scaler.control.state import DecisionRecord, utcnow
-from scaler.policy import Decision, Observation, Policy
+from scaler.policy import Decision, Observation, Outcome, Policy
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ class Snapshot:
     ready: bool  # the DGD is Ready: the planner does not act on a deployment in transition
     current: dict[str, int]  # replicas in effect per service (DGDSA spec)
     blocked: dict[str, str] = field(default_factory=dict)  # service -> why the planner must not write it
+    # service -> which input the decision needs is missing; such a pool keeps its replicas
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 class Observer(Protocol):
@@ -51,6 +53,7 @@ class TickResult:
     record: DecisionRecord
     decision: Decision | None
     written: dict[str, int]
+    held: dict[str, str] = field(default_factory=dict)  # pools held for missing data, and why
 
 
 class PlannerLoop:
@@ -59,23 +62,34 @@ class PlannerLoop:
         self.policy, self.observer, self.actuator = policy, observer, actuator
         self.control, self.pools = control, pools
         self.last: TickResult | None = None
+        self.held: dict[str, str] = {}
 
     def tick(self) -> TickResult:
         now = utcnow()
         snap = self.observer.observe()
+        held = {svc: why for svc, why in snap.missing.items() if svc in self.pools.names()}
         with self.control.lock:
             for svc in self.control.state.expire(now):
                 log.info("override expired", extra={"service": svc})
-            decision = self.policy.decide(snap.observation)
-            planned = {
-                self.pools.prefill: decision.target_prefill if decision.target_prefill is not None
-                else snap.current.get(self.pools.prefill, 0),
-                self.pools.decode: decision.target_decode if decision.target_decode is not None
-                else snap.current.get(self.pools.decode, 0),
-            }
+            keep = {svc: snap.current.get(svc, 0) for svc in self.pools.names()}
+            if len(held) == len(keep):
+                # nothing to decide on: the forecast must not learn a made-up idle window either
+                decision, planned, reasons = None, dict(keep), []
+            else:
+                decision = self.policy.decide(snap.observation)
+                planned = {
+                    self.pools.prefill: decision.target_prefill if decision.target_prefill is not None
+                    else keep[self.pools.prefill],
+                    self.pools.decode: decision.target_decode if decision.target_decode is not None
+                    else keep[self.pools.decode],
+                }
+                reasons = [decision.reason or "no reason given"]
+            for svc, why in held.items():
+                planned[svc] = keep[svc]
+                reasons.append(f"{Outcome.HELD_MISSING_DATA.value}: {svc} kept at {keep[svc]}: {why}")
             targets, notes = self.control.state.bend(planned, now)
             may_write, mode = self.control.state.should_write()
-            reasons = [decision.reason or "no reason given", *notes]
+            reasons += notes
             written: dict[str, int] = {}
             if not snap.ready:
                 may_write, mode = False, "deployment not ready"
@@ -89,10 +103,30 @@ class PlannerLoop:
                         written[svc] = n
             else:
                 reasons.append(f"not written: {mode}")
+            outcome = Outcome.HELD_MISSING_DATA if held else Outcome.PLANNED
             record = DecisionRecord(at=now, targets=targets, planned=planned, applied=bool(written),
-                                    reason="; ".join(reasons), details=dict(decision.details))
+                                    reason="; ".join(reasons), details=dict(decision.details) if decision else {},
+                                    outcome=outcome.value)
             self.control.state.history.append(record)
         log.info("planner tick", extra={"targets": targets, "written": written, "mode": mode,
-                                        "reason": record.reason})
-        self.last = TickResult(record, decision, written)
+                                        "outcome": outcome.value, "reason": record.reason})
+        self._announce(held, keep)
+        self.last = TickResult(record, decision, written, held)
         return self.last
+
+    def _announce(self, held: dict[str, str], keep: dict[str, int]) -> None:
+        """A Kubernetes Event when a pool starts being held for missing data and when it resumes;
+        not one per tick."""
+        before, self.held = self.held, dict(held)
+        for svc in self.pools.names():
+            try:
+                if svc in held and svc not in before:
+                    log.warning("pool held: missing data", extra={"service": svc, "why": held[svc]})
+                    self.control.audit.record("planner", "HeldMissingData",
+                                              f"{svc} held at {keep[svc]} replicas: {held[svc]}", ok=False)
+                elif svc in before and svc not in held:
+                    log.info("pool planned again: data is back", extra={"service": svc})
+                    self.control.audit.record("planner", "ResumedWithData",
+                                              f"{svc}: the inputs are back, planning resumes")
+            except Exception:  # an Event is a report; it must never fail the decision
+                log.warning("could not record the event", exc_info=True, extra={"service": svc})

@@ -18,7 +18,19 @@ class PlannerMetrics:
         self.correction = Gauge("dynamo_planner_correction_factor", "learned latency correction", ["pool"], registry=r)
         self.startup = Gauge("dynamo_planner_startup_estimate_seconds", "measured worker start-up time", registry=r)
         self.decisions = Counter("dynamo_planner_decisions", "decisions by outcome", ["outcome"], registry=r)
-        self.errors = Counter("dynamo_planner_observation_errors", "failed observations", registry=r)
+        self.errors = Counter("dynamo_planner_observation_errors", "failed planning ticks", registry=r)
+        self.tick_errors = Counter("dynamo_planner_tick_errors", "failed planning ticks by exception type",
+                                   ["error"], registry=r)
+        self.held = Gauge("dynamo_planner_held_missing_data",
+                          "1 while the pool keeps its replicas because an input the decision needs is missing",
+                          ["service"], registry=r)
+        self.holds = Counter("dynamo_planner_missing_data_holds", "decisions that held the pool for missing data",
+                             ["service"], registry=r)
+        self.last_tick = Gauge("dynamo_planner_last_tick_timestamp_seconds",
+                               "Unix time of the last completed planning decision", registry=r)
+        self.dependency_up = Gauge("dynamo_planner_dependency_up",
+                                   "1 when the last tick reached the dependency (prometheus, kubernetes)",
+                                   ["dependency"], registry=r)
 
     def record(self, res: TickResult) -> None:
         d = res.decision.details if res.decision else {}
@@ -35,5 +47,10 @@ class PlannerMetrics:
             self.target.labels(svc).set(n)
         for svc, n in res.record.planned.items():
             self.planned.labels(svc).set(n)
+        for svc in res.record.targets:
+            self.held.labels(svc).set(1 if svc in res.held else 0)
+            if svc in res.held:
+                self.holds.labels(svc).inc()
+        self.last_tick.set(res.record.at.timestamp())
         held = "not written" in res.record.reason
         self.decisions.labels("written" if res.written else "held" if held else "unchanged").inc()

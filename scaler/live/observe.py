@@ -37,6 +37,11 @@ def signal_mapping(cfg: ServiceConfig) -> SignalMapping:
 
 
 class LiveObserver:
+    """Reads one observation per tick. An input the decision needs that Prometheus does not have
+    (no series, only NaN samples, an error or a malformed answer) is reported in
+    `Snapshot.missing` for the pools it concerns, never read as zero: idle is a request counter
+    that is present and flat, not one that is absent."""
+
     def __init__(self, cfg: ServiceConfig, api: client.ApiClient, prom: PrometheusClient,
                  mapping: SignalMapping | None = None) -> None:
         self.cfg, self.prom = cfg, prom
@@ -45,43 +50,61 @@ class LiveObserver:
         self.custom = client.CustomObjectsApi(api)
         self.scale = ScaleClient(api, d.namespace)
         self.adapters = {svc: adapter_name(d.name, svc) for svc in (d.prefill_service, d.decode_service)}
+        # the Prometheus error of the latest observation, None when every query was answered
+        self.prom_error: str | None = "not queried yet"
 
     def _signal(self, name: str, service: str | None = None, combine=sum) -> float | None:
         """One signal for the deployment (or one of its services); None when Prometheus has no
-        data for it, never a made-up zero."""
+        data for it, never a made-up zero. After one failed query the rest of the observation
+        does not query again, so an unreachable Prometheus costs one timeout per tick."""
+        if self.prom_error is not None:
+            return None
         d = self.cfg.deployment
         where = {"namespace": d.namespace, "dgd": d.name, **({"service": service} if service else {})}
         try:
             values = [v.value for v in read_signal(self.prom, self.mapping, name, where)]
         except PrometheusError as exc:
-            raise ObservationError(str(exc)) from exc
+            self.prom_error = str(exc)[:300]
+            return None
         return combine(values) if values else None
 
-    def _pool(self, svc: str, dgd: DGD, requested: int, isl: float | None) -> PoolObservation:
+    def _why(self, what: str) -> str:
+        return f"Prometheus error: {self.prom_error}" if self.prom_error else f"no data for {what}"
+
+    def _pool(self, svc: str, dgd: DGD, requested: int, isl: float | None) -> tuple[PoolObservation, str | None]:
         """Ready pods up to what the adapter asks for are active; the rest of the request is
-        starting; ready pods beyond it are on their way out."""
+        starting; ready pods beyond it are on their way out. The second value says why the
+        pool's own series are missing, if they are."""
         st = (dgd.status.services.get(svc) if dgd.status else None)
         ready = (st.ready_replicas if st and st.ready_replicas is not None else 0)
-        queued = int(self._signal("dynamo_queue_depth", svc) or 0)
-        inflight = int(self._signal("dynamo_inflight_requests", svc) or 0)
+        queued_v = self._signal("dynamo_queue_depth", svc)
+        inflight_v = self._signal("dynamo_inflight_requests", svc)
         kv = self._signal("dynamo_kv_cache_usage", svc, combine=_mean)
+        missing = None
+        if queued_v is None and inflight_v is None:
+            missing = self._why(f"{svc} (dynamo_queue_depth, dynamo_inflight_requests)")
+        # one of the two present proves the workers are scraped; the other may not be exported
+        queued, inflight = int(queued_v or 0), int(inflight_v or 0)
         if kv is not None and kv > 1.0:  # some exporters report percent
             kv /= 100.0
         return PoolObservation(active=min(ready, requested), starting=max(0, requested - ready),
                                draining=max(0, ready - requested),
                                running_requests=max(0, inflight - queued),
-                               queued_requests=queued, queued_tokens=int(queued * (isl or 0)), kv_usage=kv)
+                               queued_requests=queued, queued_tokens=int(queued * (isl or 0)), kv_usage=kv), missing
 
     def observe(self) -> Snapshot:
         d = self.cfg.deployment
         raw = self.custom.get_namespaced_custom_object(GROUP, VERSION, d.namespace, DGD_PLURAL, d.name)
         dgd = DGD.model_validate(raw)
+        self.prom_error = None
         window = self.mapping.window_seconds()
-        n = (self._signal("dynamo_request_rate") or 0.0) * window
+        rate = self._signal("dynamo_request_rate")
+        traffic_missing = (None if rate is not None else
+                           self._why("the frontend's request rate (dynamo_request_rate)"))
         isl = self._signal("dynamo_input_sequence_tokens", combine=_mean)
         ttft = self._signal("dynamo_ttft_seconds", combine=_mean)
         itl = self._signal("dynamo_itl_seconds", combine=_mean)
-        traffic = TrafficWindow(duration_s=window, num_requests=int(round(n)), avg_isl=isl,
+        traffic = TrafficWindow(duration_s=window, num_requests=int(round((rate or 0.0) * window)), avg_isl=isl,
                                 avg_osl=self._signal("dynamo_output_sequence_tokens", combine=_mean),
                                 avg_ttft_ms=ttft * 1000 if ttft is not None else None,
                                 avg_itl_ms=itl * 1000 if itl is not None else None)
@@ -91,8 +114,11 @@ class LiveObserver:
             others = self.scale.other_scalers(name)
             if others:
                 blocked[svc] = f"also scaled by {', '.join(others)}"
-        obs = Observation(now_s=time.monotonic(), traffic=traffic,
-                          prefill=self._pool(d.prefill_service, dgd, current[d.prefill_service], isl),
-                          decode=self._pool(d.decode_service, dgd, current[d.decode_service], isl))
+        prefill, prefill_missing = self._pool(d.prefill_service, dgd, current[d.prefill_service], isl)
+        decode, decode_missing = self._pool(d.decode_service, dgd, current[d.decode_service], isl)
+        missing = {svc: traffic_missing or why
+                   for svc, why in ((d.prefill_service, prefill_missing), (d.decode_service, decode_missing))
+                   if traffic_missing or why}
+        obs = Observation(now_s=time.monotonic(), traffic=traffic, prefill=prefill, decode=decode)
         ready = bool(dgd.status and dgd.status.ready)
-        return Snapshot(obs, ready, current, blocked)
+        return Snapshot(obs, ready, current, blocked, missing)

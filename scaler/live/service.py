@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import urllib3
 import uvicorn
 from fastapi import HTTPException
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from kubernetes import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -26,11 +28,27 @@ from scaler.live.loop import PlannerLoop, PoolServices
 from scaler.live import sla_request
 from scaler.live.metrics import PlannerMetrics
 from external_metrics.prom import PrometheusClient
-from scaler.live.observe import LiveObserver, ObservationError
+from scaler.live.observe import LiveObserver
 from scaler.planner.predictive import PredictivePlanner
 from scaler.profile import PerformanceProfile, bundled_profile
 
 log = logging.getLogger(__name__)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """The API server could not be reached or failed, as opposed to answering with an error."""
+    if isinstance(exc, client.exceptions.ApiException):
+        return not exc.status or exc.status >= 500
+    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError))
+
+
+def backoff_s(interval_s: float, failures: int) -> float:
+    """Wait after `failures` failed ticks in a row: doubling from the interval, at most 8 of them
+    (a minute at most) so planning resumes soon after an outage ends."""
+    if failures <= 0:
+        return interval_s
+    cap = max(interval_s, min(60.0, 8 * interval_s))
+    return min(cap, interval_s * 2 ** (failures - 1))
 
 
 @dataclass
@@ -57,15 +75,43 @@ class PlannerService:
         audit = Audit(api, d.namespace, {"api_version": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
                                          "name": d.name})
         self.control = ControlService(state, self.store.save, audit, self.status, services=self.pools.names)
-        self.loop = PlannerLoop(self.policy, LiveObserver(cfg, api, PrometheusClient(opts.prometheus_url)),
+        self.observer = LiveObserver(cfg, api, PrometheusClient(opts.prometheus_url))
+        self.loop = PlannerLoop(self.policy, self.observer,
                                 ScaleActuator(ScaleClient(api, d.namespace), d.name), self.control, self.pools)
         self.app = create_app(self.control, authorizer)
+        # this process's own liveness replaces the control API's constant /healthz
+        self.app.router.routes = [r for r in self.app.router.routes if getattr(r, "path", None) != "/healthz"]
+        self.app.add_api_route("/healthz", self._healthz, methods=["GET"], include_in_schema=False)
+        self.app.add_api_route("/readyz", self._readyz, methods=["GET"], include_in_schema=False)
         self.app.add_api_route("/metrics", self._metrics, methods=["GET"], include_in_schema=False)
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.last_error: str | None = None
+        self.failures = 0  # failed ticks in a row
+        # the loop must complete its next tick (successful or not) before this monotonic time;
+        # the first tick may also wait for start-up
+        self._due = time.monotonic() + (cfg.liveness_intervals + 1) * cfg.planner.interval_s
+        self.dependencies: dict[str, str | None] = {"prometheus": "not queried yet", "kubernetes": "not reached yet"}
 
     def _metrics(self) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def _healthz(self) -> JSONResponse:
+        """Liveness: the planning loop is alive and completes ticks; failing ones count, since
+        a failing dependency is what /readyz reports."""
+        late = time.monotonic() - self._due
+        if self._thread is not None and not self._thread.is_alive() and not self._stop.is_set():
+            return JSONResponse({"ok": False, "error": "the planning loop is not running"}, 503)
+        if late > 0:
+            return JSONResponse({"ok": False, "error": f"no planning tick completed for "
+                                 f"{self.cfg.liveness_intervals} intervals (+{late:.1f} s)"}, 503)
+        return JSONResponse({"ok": True})
+
+    def _readyz(self) -> JSONResponse:
+        """Readiness: the last tick reached both Prometheus and the Kubernetes API."""
+        deps = {k: v or "ok" for k, v in self.dependencies.items()}
+        ready = all(v is None for v in self.dependencies.values())
+        return JSONResponse({"ready": ready, **deps}, 200 if ready else 503)
 
     def status(self) -> dict:
         last = self.loop.last
@@ -74,7 +120,9 @@ class PlannerService:
             "last_decision": last.record.as_dict() if last else None,
             "forecast": (last.decision.details if last and last.decision else {}),
             "targets": last.record.targets if last else {},
+            "held": last.held if last else {},
             "last_error": self.last_error,
+            "dependencies": {k: v or "ok" for k, v in self.dependencies.items()},
         }
 
     def _sync_request_sla(self) -> None:
@@ -111,21 +159,42 @@ class PlannerService:
         sla = self.control.state.sla
         self.policy.config = self.policy.config.model_copy(update={"ttft_ms": sla.ttft_ms, "itl_ms": sla.itl_ms})
 
+    def run_once(self) -> None:
+        """One isolated tick: whatever fails is logged, counted and retried after a back-off;
+        nothing a tick raises ends the loop."""
+        try:
+            self._sync_request_sla()
+            self._apply_sla()
+            self.metrics.record(self.loop.tick())
+            self.last_error, self.failures = None, 0
+            self.dependencies["kubernetes"] = None
+        except Exception as exc:
+            self.failures += 1
+            kind = type(exc).__name__
+            self.metrics.errors.inc()
+            self.metrics.tick_errors.labels(kind).inc()
+            self.last_error = f"{kind}: {exc}"[:500]
+            if _unreachable(exc):
+                self.dependencies["kubernetes"] = self.last_error
+            else:
+                self.dependencies["kubernetes"] = None
+            log.warning("planning tick failed", exc_info=True,
+                        extra={"error": self.last_error, "failures_in_a_row": self.failures})
+        self.dependencies["prometheus"] = self.observer.prom_error if self.observer.prom_error is None \
+            else f"Prometheus error: {self.observer.prom_error}"
+        for dep, err in self.dependencies.items():
+            self.metrics.dependency_up.labels(dep).set(0 if err else 1)
+
     def run_loop(self) -> None:
+        interval = self.cfg.planner.interval_s
         while not self._stop.is_set():
-            try:
-                self._sync_request_sla()
-                self._apply_sla()
-                self.metrics.record(self.loop.tick())
-                self.last_error = None
-            except (ObservationError, client.exceptions.ApiException, OSError) as exc:
-                self.metrics.errors.inc()
-                self.last_error = str(exc)[:500]
-                log.warning("planning tick skipped", extra={"error": self.last_error})
-            self._stop.wait(self.cfg.planner.interval_s)
+            self.run_once()
+            wait = backoff_s(interval, self.failures)
+            self._due = time.monotonic() + wait + self.cfg.liveness_intervals * interval
+            self._stop.wait(wait)
 
     def serve(self) -> None:
-        thread = threading.Thread(target=self.run_loop, name="planner-loop", daemon=True)
+        thread = self._thread = threading.Thread(target=self.run_loop, name="planner-loop", daemon=True)
         thread.start()
         server = uvicorn.Server(uvicorn.Config(self.app, host=self.opts.bind_address, port=self.opts.api_port,
                                                log_level="warning"))

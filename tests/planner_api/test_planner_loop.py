@@ -18,24 +18,28 @@ class FixedPolicy:
 
     def __init__(self, prefill: int | None, decode: int | None) -> None:
         self.targets = (prefill, decode)
+        self.calls = 0
 
     def initial_tick_s(self) -> float:
         return 1.0
 
     def decide(self, obs: Observation) -> Decision:
+        self.calls += 1
         return Decision(*self.targets, reason="fixed targets", details={"x": 1.0})
 
 
 class World:
     """Records what the loop writes; observing returns what was written so far."""
 
-    def __init__(self, current: dict[str, int], ready: bool = True, blocked: dict[str, str] | None = None) -> None:
+    def __init__(self, current: dict[str, int], ready: bool = True, blocked: dict[str, str] | None = None,
+                 missing: dict[str, str] | None = None) -> None:
         self.current, self.ready, self.blocked, self.writes = dict(current), ready, blocked or {}, []
+        self.missing = missing or {}
 
     def observe(self) -> Snapshot:
         obs = Observation(0.0, TrafficWindow(), PoolObservation(active=self.current["prefill"]),
                           PoolObservation(active=self.current["decode"]))
-        return Snapshot(obs, self.ready, dict(self.current), dict(self.blocked))
+        return Snapshot(obs, self.ready, dict(self.current), dict(self.blocked), dict(self.missing))
 
     def scale(self, service: str, replicas: int) -> None:
         self.writes.append((service, replicas))
@@ -100,3 +104,35 @@ def test_history_is_kept_newest_last():
     loop.tick()
     hist = list(loop.control.state.history)
     assert len(hist) == 2 and hist[0].applied and not hist[1].applied
+
+
+def test_missing_traffic_holds_both_pools_and_planning_resumes_when_data_returns():
+    why = "no frontend request series (dynamo_request_rate)"
+    world = World({"prefill": 4, "decode": 3}, missing={"prefill": why, "decode": why})
+    policy = FixedPolicy(1, 1)
+    loop = _loop(world, policy)
+    res = loop.tick()
+    # nothing written, and the policy's forecast is not fed a made-up idle window
+    assert world.writes == [] and policy.calls == 0
+    assert res.record.outcome == "held_missing_data" and res.record.targets == {"prefill": 4, "decode": 3}
+    assert f"held_missing_data: prefill kept at 4: {why}" in res.record.reason
+    assert res.held == {"prefill": why, "decode": why}
+    world.missing = {}
+    res = loop.tick()
+    assert sorted(world.writes) == [("decode", 1), ("prefill", 1)]
+    assert res.record.outcome == "planned" and res.held == {}
+
+
+def test_a_pool_without_data_is_held_while_the_other_is_planned():
+    world = World({"prefill": 4, "decode": 3}, missing={"decode": "no series for decode"})
+    res = _loop(world, FixedPolicy(1, 1)).tick()
+    assert world.writes == [("prefill", 1)]
+    assert res.record.outcome == "held_missing_data" and res.record.planned == {"prefill": 1, "decode": 3}
+    assert "decode kept at 3: no series for decode" in res.record.reason
+
+
+def test_an_override_still_applies_to_a_held_pool():
+    # a pin is the operator's decision, not an inference from data
+    world = World({"prefill": 4, "decode": 3}, missing={"decode": "no series for decode"})
+    res = _loop(world, FixedPolicy(1, 1), overrides={"decode": Override(replicas=5)}).tick()
+    assert sorted(world.writes) == [("decode", 5), ("prefill", 1)] and res.record.outcome == "held_missing_data"

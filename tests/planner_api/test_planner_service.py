@@ -1,5 +1,6 @@
 """`dynamo-scaling planner` as a real process against the real control plane and a real
-Prometheus: writes through DGDSA /scale, honours overrides, pause, advisory and other scalers."""
+Prometheus: writes through DGDSA /scale, honours overrides, pause, advisory and other scalers, and
+holds a pool whose data is missing instead of reading the absence as idle."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import httpx
 import pytest
 import yaml
 from helpers import wait_for
+from planner_support import IdleDeployment, decisions, metric, worker_series
 
 from devcluster.procs import free_port
 from devcluster.prometheus import Prometheus
@@ -39,6 +41,14 @@ def _adapter(svc: str, replicas: int) -> dict:
 def prometheus(tmp_path):
     with Prometheus(tmp_path / "prom") as p:
         yield p
+
+
+@pytest.fixture()
+def idle(prometheus, namespace, tmp_path):
+    """The deployment's frontend and workers, idle: their series are present and flat."""
+    dep = IdleDeployment(prometheus, tmp_path / "exporters", namespace)
+    yield dep
+    dep.stop()
 
 
 def _start(cluster, namespace, tmp_path, prom_url, *extra, deployment: dict | None = None
@@ -79,7 +89,8 @@ def _spec(kubectl, ns: str, svc: str) -> int:
     return kubectl.json("-n", ns, "get", "dgdsa", f"llama-{svc}")["spec"]["replicas"]
 
 
-def test_idle_deployment_scales_to_minimum_and_overrides_win(cluster, kubectl, namespace, standin, prometheus, tmp_path):
+def test_idle_deployment_scales_to_minimum_and_overrides_win(cluster, kubectl, namespace, standin, prometheus, idle,
+                                                             tmp_path):
     kubectl.apply(DGD, namespace)
     kubectl.apply([_adapter("prefill", 3), _adapter("decode", 2)], namespace)
     wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama").get("status", {}).get("state") == "successful",
@@ -87,7 +98,7 @@ def test_idle_deployment_scales_to_minimum_and_overrides_win(cluster, kubectl, n
     proc, url = _start(cluster, namespace, tmp_path, prometheus.url)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
-        # no traffic at all: both pools go to their minimum, one step at a time
+        # a present and flat request counter: both pools go to their minimum, one step at a time
         wait_for(lambda: _spec(kubectl, namespace, "prefill") == 1 and _spec(kubectl, namespace, "decode") == 1,
                  timeout=30, what="pools at minimum")
         managers = {m["manager"] for m in kubectl.json("-n", namespace, "get", "dgdsa", "llama-prefill",
@@ -95,6 +106,7 @@ def test_idle_deployment_scales_to_minimum_and_overrides_win(cluster, kubectl, n
         assert "dynamo-scaling-planner" in managers
         st = httpx.get(url + "/v1/status", headers=auth).json()
         assert st["targets"] == {"prefill": 1, "decode": 1} and st["last_error"] is None
+        assert st["last_decision"]["outcome"] == "planned"
 
         r = httpx.put(url + "/v1/overrides/prefill", json={"replicas": 2, "reason": "test"}, headers=auth)
         assert r.status_code == 200
@@ -123,7 +135,7 @@ def test_idle_deployment_scales_to_minimum_and_overrides_win(cluster, kubectl, n
         _stop(proc)
 
 
-def test_advisory_and_other_scalers_are_left_alone(cluster, kubectl, namespace, standin, prometheus, tmp_path):
+def test_advisory_and_other_scalers_are_left_alone(cluster, kubectl, namespace, standin, prometheus, idle, tmp_path):
     kubectl.apply(DGD, namespace)
     kubectl.apply([_adapter("prefill", 3), _adapter("decode", 2)], namespace)
     hpa = {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "decode-hpa"},
@@ -148,6 +160,68 @@ def test_advisory_and_other_scalers_are_left_alone(cluster, kubectl, namespace, 
         reasons = [d["reason"] for d in httpx.get(url + "/v1/decisions", headers=auth).json()["items"]]
         assert any("decode not written: also scaled by HorizontalPodAutoscaler/decode-hpa" in r for r in reasons)
         assert _spec(kubectl, namespace, "decode") == 2  # the HPA's adapter is not touched
+    finally:
+        _stop(proc)
+
+
+def _held_since(url: str, svc: str, n: int) -> list[dict]:
+    """Decisions of the last `n` that held `svc` for missing data, if all of them did."""
+    items = decisions(url)[-n:]
+    return items if len(items) == n and all(svc in d["reason"] and d["outcome"] == "held_missing_data"
+                                            for d in items) else []
+
+
+def _events(kubectl, ns: str, reason: str) -> list[dict]:
+    return kubectl.json("-n", ns, "get", "events", "--field-selector", f"reason={reason}")["items"]
+
+
+def test_missing_data_holds_the_pool_and_planning_resumes(cluster, kubectl, namespace, standin, prometheus, idle,
+                                                          tmp_path):
+    kubectl.apply(DGD, namespace)
+    kubectl.apply([_adapter("prefill", 3), _adapter("decode", 2)], namespace)
+    wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama").get("status", {}).get("state") == "successful",
+             what="DGD ready")
+    proc, url = _start(cluster, namespace, tmp_path, prometheus.url)
+    try:
+        wait_for(lambda: _spec(kubectl, namespace, "prefill") == 1 and _spec(kubectl, namespace, "decode") == 1,
+                 timeout=30, what="idle pools at minimum")
+
+        # the decode workers' series go away: decode is held, prefill is still planned
+        idle.workers.set(worker_series("prefill"))
+        wait_for(lambda: _held_since(url, "decode", 1), timeout=30, what="decode held")
+        kubectl("-n", namespace, "scale", "dgdsa", "llama-decode", "--replicas=3")
+        kubectl("-n", namespace, "scale", "dgdsa", "llama-prefill", "--replicas=2")
+        wait_for(lambda: _spec(kubectl, namespace, "prefill") == 1, timeout=30, what="prefill still planned")
+        # three further decisions, all holding decode, and decode was never shrunk
+        n = len(decisions(url))
+        wait_for(lambda: len(decisions(url)) >= n + 3, timeout=30, what="three more decisions")
+        assert _held_since(url, "decode", 3) and _spec(kubectl, namespace, "decode") == 3
+        assert metric(url, 'dynamo_planner_held_missing_data{service="decode"}') == 1
+        assert metric(url, 'dynamo_planner_held_missing_data{service="prefill"}') == 0
+        ev = wait_for(lambda: _events(kubectl, namespace, "PlannerHeldMissingData"), timeout=15, what="event")
+        assert ev[0]["involvedObject"]["name"] == "llama" and ev[0]["type"] == "Warning"
+        assert "decode held at" in ev[0]["message"]
+
+        # the frontend's scrape target goes away too: no traffic data, both pools are held
+        idle.frontend_up(False)
+        wait_for(lambda: _held_since(url, "dynamo_request_rate", 1), timeout=30, what="traffic missing")
+        kubectl("-n", namespace, "scale", "dgdsa", "llama-prefill", "--replicas=3")
+        n = len(decisions(url))
+        wait_for(lambda: len(decisions(url)) >= n + 3, timeout=30, what="three more decisions")
+        assert _held_since(url, "prefill kept at 3", 3)
+        assert _spec(kubectl, namespace, "prefill") == 3 and _spec(kubectl, namespace, "decode") == 3
+        assert metric(url, "dynamo_planner_missing_data_holds_total") >= 6
+        st = httpx.get(url + "/v1/status", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+        assert set(st["held"]) == {"prefill", "decode"}
+
+        # data is back: planning resumes and the idle pools go to their minimum again
+        idle.frontend_up(True)
+        idle.workers.set(worker_series("prefill", "decode"))
+        wait_for(lambda: _spec(kubectl, namespace, "prefill") == 1 and _spec(kubectl, namespace, "decode") == 1,
+                 timeout=30, what="planning resumed")
+        assert decisions(url)[-1]["outcome"] == "planned"
+        assert metric(url, 'dynamo_planner_held_missing_data{service="decode"}') == 0
+        wait_for(lambda: _events(kubectl, namespace, "PlannerResumedWithData"), timeout=15, what="resumed event")
     finally:
         _stop(proc)
 

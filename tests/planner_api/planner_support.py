@@ -1,0 +1,209 @@
+"""Processes for the planner's fault tests: exporters serving a deployment's Dynamo series to a
+real Prometheus, a deliberately broken Prometheus upstream, and the planner process itself.
+Import as `from planner_support import ...` from tests in this directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import yaml
+
+from devcluster.procs import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+TOKEN = "planner-test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Exporter:
+    """tests/metrics/exporter.py as a process on 127.0.0.1: serves the series last `set()`."""
+
+    def __init__(self, workdir: Path, series: list[dict]) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.state = workdir / f"exporter-{self.port}.json"
+        self.set(series)
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "metrics" / "exporter.py"),
+                                      str(self.port), str(self.state)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://{self.address}/metrics", timeout=1).read()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("exporter exited")
+                time.sleep(0.1)
+        raise TimeoutError("exporter did not start")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def set(self, series: list[dict]) -> None:
+        tmp = self.state.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"series": series}))
+        os.replace(tmp, self.state)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def frontend_series() -> list[dict]:
+    """An idle frontend: its request counter is present and flat."""
+    return [{"name": "dynamo_frontend_requests", "type": "counter", "value": 7, "labels": {"model": "m"}},
+            {"name": "dynamo_frontend_inflight_requests", "value": 0, "labels": {"model": "m"}}]
+
+
+def worker_series(*services: str) -> list[dict]:
+    """Idle workers of the given pools: running and waiting requests present and zero."""
+    return [{"name": name, "value": 0, "labels": {"service": svc, "model_name": "m"}}
+            for svc in services for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")]
+
+
+class IdleDeployment:
+    """A frontend and the worker pools of DGD `dgd` in `namespace`, scraped by `prometheus`."""
+
+    def __init__(self, prometheus, workdir: Path, namespace: str, dgd: str = "llama") -> None:
+        self.prom, self.ident = prometheus, {"namespace": namespace, "dgd": dgd}
+        self.frontend = Exporter(workdir / "frontend", frontend_series())
+        self.workers = Exporter(workdir / "workers", worker_series("prefill", "decode"))
+        self.frontend_up(True)
+        prometheus.set_targets("workers", [(self.workers.address, self.ident)])
+        prometheus.wait_for_targets("frontend", 1)
+        prometheus.wait_for_targets("workers", 1)
+
+    def frontend_up(self, up: bool) -> None:
+        """Publish or withdraw the frontend's scrape target (file_sd), as a target that goes away."""
+        self.prom.set_targets("frontend", [(self.frontend.address, {**self.ident, "service": "Frontend"})]
+                              if up else [])
+
+    def stop(self) -> None:
+        self.frontend.stop()
+        self.workers.stop()
+
+
+class BrokenPrometheus:
+    """A Prometheus upstream on 127.0.0.1 that forwards /api/v1/query to a real Prometheus, or
+    answers it with malformed or partial bodies (cycled, one per request) while `broken`."""
+
+    BODIES = [
+        b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{}}]}}',  # no value
+        b'{"status":"success","data":{"resultType":"vector","result":[{"value":[1]}]}}',  # half a value
+        b'{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"abc"]}]}}',
+        b'{"status":"success","data":null}',
+        b'["status","success"]',
+        b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"val',  # cut off
+        b'{"status":"success","data":{"resultType":"scalar","result":[]}}',
+    ]
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream, self.broken, self.served = upstream.rstrip("/"), False, 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _answer(self, body: bytes) -> None:
+                if owner.broken:
+                    status, data = 200, owner.BODIES[owner.served % len(owner.BODIES)]
+                    owner.served += 1
+                else:
+                    req = urllib.request.Request(owner.upstream + self.path, data=body or None,
+                                                 headers={"Content-Type": self.headers.get("Content-Type", "")})
+                    try:
+                        with urllib.request.urlopen(req, timeout=5) as r:
+                            status, data = r.status, r.read()
+                    except urllib.error.HTTPError as exc:
+                        status, data = exc.code, exc.read()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._answer(b"")
+
+            def do_POST(self) -> None:
+                self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_planner(kubeconfig, namespace: str, workdir: Path, prom_url: str, *extra: str,
+                  planner: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`dynamo-scaling planner` for DGD llama (pools prefill and decode) planning every second."""
+    cfg = {"deployment": {"name": "llama", "namespace": namespace, "prefill_service": "prefill",
+                          "decode_service": "decode"},
+           "planner": {"interval_s": 1, "scale_down_hold_s": 0, "scale_down_step": 0.5, "startup_s": 1,
+                       "peak_window_s": 0, **(planner or {})}}
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "planner.yaml").write_text(yaml.safe_dump(cfg))
+    (workdir / "token").write_text(TOKEN)
+    port = free_port()
+    log = open(workdir / "planner.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dynamo_scaling.cli", "planner", "--config", str(workdir / "planner.yaml"),
+         "--kubeconfig", str(kubeconfig), "--prometheus-url", prom_url, "--api-port", str(port),
+         "--static-token-file", str(workdir / "token"), *extra], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/v1/status", headers=AUTH, timeout=1)
+            return proc, url
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"planner exited: {(workdir / 'planner.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+    stop(proc)
+    raise TimeoutError("planner API did not answer")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def decisions(url: str) -> list[dict]:
+    """Decision history, oldest first."""
+    return httpx.get(url + "/v1/decisions", params={"limit": 1000}, headers=AUTH, timeout=5).json()["items"][::-1]
+
+
+def metric(url: str, line_prefix: str) -> float:
+    """Sum of the samples on /metrics whose line starts with `line_prefix`."""
+    text = httpx.get(url + "/metrics", timeout=5).text
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(line_prefix))
