@@ -186,6 +186,12 @@ def test_missing_data_holds_the_pool_and_planning_resumes(cluster, kubectl, name
         wait_for(lambda: _spec(kubectl, namespace, "prefill") == 1 and _spec(kubectl, namespace, "decode") == 1,
                  timeout=30, what="idle pools at minimum")
 
+        # the decode workers report NaN: not a number is no data, decode is held until it is a number
+        idle.workers.set(worker_series("prefill") + [{**s, "value": "NaN"} for s in worker_series("decode")])
+        wait_for(lambda: _held_since(url, "decode", 1), timeout=30, what="decode held on NaN")
+        idle.workers.set(worker_series("prefill", "decode"))
+        wait_for(lambda: decisions(url)[-1]["outcome"] == "planned", timeout=30, what="decode planned again")
+
         # the decode workers' series go away: decode is held, prefill is still planned
         idle.workers.set(worker_series("prefill"))
         wait_for(lambda: _held_since(url, "decode", 1), timeout=30, what="decode held")
