@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,6 +23,7 @@ from external_metrics.auth import (ALWAYS_ALLOWED, AuthError, Authenticator, Sub
 from external_metrics.metrics import ServerMetrics
 from external_metrics.quantity import format_quantity
 from external_metrics.reader import ReadError, Reader
+from external_metrics.selectors import SelectorError, parse
 
 GROUP, VERSION = "external.metrics.k8s.io", "v1beta1"
 GROUP_VERSION = f"{GROUP}/{VERSION}"
@@ -136,17 +137,38 @@ class Guard:
 
 class MetricReads:
     """The hot path, `GET /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}`,
-    as plain ASGI in front of the FastAPI app (everything else). Encoded answers are kept per
-    request target (path and query string) until the signal's next collection, so a repeated
-    read is one dictionary lookup; freshness is still checked on every request."""
+    as plain ASGI in front of the FastAPI app (everything else). Encoded answers are remembered
+    per normalised request (path and canonical selector) until the signal's next collection, so
+    a repeated read is one dictionary lookup; freshness is still checked on every request. The
+    memory they take is bounded in bytes (oldest first out), and a request spelt differently
+    (selector order, spaces, escaping) neither misses its answer for long nor adds an entry."""
 
     PREFIX = BASE + "/namespaces/"
-    MEMO_LIMIT = 20000
+    PARAMETERS = frozenset({"labelSelector"})
+    ENTRY_OVERHEAD = 256  # dict slot, tuple, headers: a rough per-entry cost beside the bytes held
 
-    def __init__(self, reader: Reader, inner) -> None:
+    def __init__(self, reader: Reader, inner, memo_bytes: int = 16 << 20) -> None:
         self.reader, self.inner = reader, inner
-        # (path, query string) -> (signal, collected_at, response headers, body)
-        self._memo: dict[tuple[str, bytes], tuple[str, float, list, bytes]] = {}
+        self.memo_bytes = memo_bytes
+        # (path, canonical query string) -> (signal, collected_at, response headers, body, size)
+        self._memo: dict[tuple[str, bytes], tuple[str, float, list, bytes, int]] = {}
+        self._memo_used = 0
+
+    def memo_size(self) -> tuple[int, int]:
+        """Entries and bytes (as counted against the bound) of the remembered answers."""
+        return len(self._memo), self._memo_used
+
+    def _remember(self, key: tuple[str, bytes], signal: str, collected_at: float, headers: list, body: bytes) -> None:
+        size = len(key[0]) + len(key[1]) + len(body) + self.ENTRY_OVERHEAD
+        if size > self.memo_bytes:
+            return
+        old = self._memo.pop(key, None)
+        if old is not None:
+            self._memo_used -= old[4]
+        while self._memo and self._memo_used + size > self.memo_bytes:
+            self._memo_used -= self._memo.pop(next(iter(self._memo)))[4]
+        self._memo[key] = (signal, collected_at, headers, body, size)
+        self._memo_used += size
 
     def answer(self, namespace: str, metric: str, selector: str | None,
                memo_key: tuple[str, bytes] | None = None) -> tuple[int, list, bytes]:
@@ -154,8 +176,7 @@ class MetricReads:
         try:
             reading = self.reader.read(namespace, metric, selector)
         except ReadError as exc:
-            body = json.dumps(status_body(exc.code, exc.message, exc.reason, metric)).encode()
-            return exc.code, _headers(body), body
+            return _error(exc.code, exc.message, exc.reason, metric)
         ts = rfc3339(reading.collected_at)
         items = []
         for v in reading.values:
@@ -168,9 +189,7 @@ class MetricReads:
                            "items": items}, separators=(",", ":")).encode()
         headers = _headers(body)
         if memo_key is not None:
-            if len(self._memo) >= self.MEMO_LIMIT:
-                self._memo.clear()
-            self._memo[memo_key] = (reading.signal, reading.collected_at, headers, body)
+            self._remember(memo_key, reading.signal, reading.collected_at, headers, body)
         return 200, headers, body
 
     def _remembered(self, key: tuple[str, bytes]) -> tuple[list, bytes] | None:
@@ -182,24 +201,51 @@ class MetricReads:
             return None
         return hit[2], hit[3]
 
+    def _normalise(self, path: str, qs: bytes, metric: str) -> tuple[tuple[str, bytes] | None, str | None, tuple | None]:
+        """(canonical memo key or None, selector text, or an error answer) for one request."""
+        params = parse_qsl(qs.decode("latin-1"), keep_blank_values=True)
+        names = [k for k, _ in params]
+        unknown = sorted(set(names) - self.PARAMETERS)
+        if unknown:
+            return None, None, _error(400, f'unknown query parameter "{unknown[0]}"; '
+                                           f"only labelSelector is accepted", "BadRequest", metric)
+        if len(names) > len(set(names)):
+            return None, None, _error(400, "labelSelector given more than once", "BadRequest", metric)
+        selector = params[0][1] if params else None
+        try:
+            parsed = parse(selector)
+        except SelectorError:
+            return None, selector, None  # the read answers 400 with the parser's reason
+        canonical = ",".join(sorted(str(r) for r in parsed.requirements))
+        return (path, urlencode({"labelSelector": canonical}).encode() if canonical else b""), selector, None
+
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and path.startswith(self.PREFIX):
             qs = scope.get("query_string", b"")
-            key = (path, qs)
-            hit = self._remembered(key)
+            hit = self._remembered((path, qs))  # a request already in canonical form: one lookup
             if hit is not None:
                 code, (headers, body) = 200, hit
             else:
                 parts = path[len(self.PREFIX):].split("/")
                 if len(parts) != 2 or not all(parts):
                     return await self.inner(scope, receive, send)
-                selector = parse_qs(qs.decode("latin-1")).get("labelSelector", [None])[0] if qs else None
-                code, headers, body = self.answer(parts[0], parts[1], selector, key)
+                key, selector, error = self._normalise(path, qs, parts[1])
+                if error is not None:
+                    code, headers, body = error
+                elif key is not None and (hit := self._remembered(key)) is not None:
+                    code, (headers, body) = 200, hit
+                else:
+                    code, headers, body = self.answer(parts[0], parts[1], selector, key)
             await send({"type": "http.response.start", "status": code, "headers": headers})
             await send({"type": "http.response.body", "body": body if scope["method"] == "GET" else b""})
             return
         await self.inner(scope, receive, send)
+
+
+def _error(code: int, message: str, reason: str, metric: str) -> tuple[int, list, bytes]:
+    body = json.dumps(status_body(code, message, reason, metric)).encode()
+    return code, _headers(body), body
 
 
 def _headers(body: bytes) -> list[tuple[bytes, bytes]]:

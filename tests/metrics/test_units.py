@@ -234,6 +234,72 @@ def test_remembered_answers_follow_each_collection_and_staleness():
     assert code == 400 and body["reason"] == "BadRequest"
 
 
+def _memo_app(memo_bytes: int | None = None):
+    from external_metrics.api import create_app
+    from external_metrics.metrics import ServerMetrics
+    from external_metrics.reader import Reader
+
+    mapping = SignalMapping()
+    cache = Cache(list(mapping.signals), staleness_s=10, clock=lambda: 1000.0)
+    cache.update("dynamo_queue_depth", [
+        SignalValue("dynamo_queue_depth", "ns", {"dgd": "a", "service": f"s{i}"}, float(i), 1000.0) for i in range(50)])
+    app = create_app(Reader(mapping, cache), ServerMetrics(cache))
+    reads = app.app  # the hot path behind the guard
+    if memo_bytes is not None:
+        reads.memo_bytes = memo_bytes
+    return app, reads
+
+
+def _get(app, qs: bytes) -> tuple[int, dict]:
+    import asyncio
+    import json
+
+    from external_metrics.api import BASE
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request"}
+
+    scope = {"type": "http", "method": "GET", "path": f"{BASE}/namespaces/ns/dynamo_queue_depth",
+             "query_string": qs, "headers": []}
+    asyncio.run(app(scope, receive, send))
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_unknown_or_repeated_query_parameters_are_refused():
+    app, reads = _memo_app()
+    for qs, name in ((b"labelSelector=dgd%3Da&x=1", '"x"'), (b"foo", '"foo"'),
+                     (b"labelSelector=dgd%3Da&labelSelector=dgd%3Db", "labelSelector")):
+        code, body = _get(app, qs)
+        assert code == 400 and body["reason"] == "BadRequest" and name in body["message"], (qs, body)
+    assert reads.memo_size() == (0, 0)
+    assert _get(app, b"")[0] == 200 and _get(app, b"labelSelector=dgd%3Da")[0] == 200
+
+
+def test_remembered_answers_are_keyed_by_the_normalised_request():
+    app, reads = _memo_app()
+    forms = [b"labelSelector=dgd%3Da%2Cservice%3Ds1", b"labelSelector=service%3Ds1%2Cdgd%3Da",
+             b"labelSelector=service%3Ds1,dgd%3Da", b"labelSelector=dgd+%3D+a%2C+service%3Ds1"]
+    answers = [_get(app, qs) for qs in forms * 3]
+    assert all(a == answers[0] for a in answers) and [i["value"] for i in answers[0][1]["items"]] == ["1"]
+    assert reads.memo_size()[0] == 1  # one request, however it is spelt
+
+
+def test_remembered_answers_are_bounded_in_bytes():
+    app, reads = _memo_app(memo_bytes=4096)
+    for i in range(50):
+        assert _get(app, f"labelSelector=service%3Ds{i}".encode())[0] == 200
+        assert reads.memo_size()[1] <= 4096
+    entries, size = reads.memo_size()
+    assert 0 < entries < 50 and size <= 4096
+    # the newest answers stay remembered, and an evicted one is simply computed again
+    assert _get(app, b"labelSelector=service%3Ds0")[1]["items"][0]["value"] == "0"
+
+
 # -- packaging ------------------------------------------------------------------------------
 
 def test_committed_proto_module_is_reproducible():
