@@ -301,7 +301,7 @@ def main() -> int:
             server = subprocess.Popen(
                 [sys.executable, "-m", "dynamo_scaling.cli", "--log-level", "WARNING", "metrics-server",
                  f"--prometheus-url={prom.url}", "--secure-port=0", "--grpc-port=0", f"--http-port={http_port}",
-                 "--interval=5", "--staleness=30"], cwd=REPO)  # the defaults
+                 "--http-serves-api", "--interval=5", "--staleness=30"], cwd=REPO)  # the defaults
             procs.append(server)
             wait_http(f"http://127.0.0.1:{http_port}/readyz")
             body_size = len(urllib.request.urlopen(

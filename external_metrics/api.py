@@ -71,13 +71,18 @@ def _route(path: str) -> str:
     return "other"
 
 
+# what the plain-HTTP port answers unless it is opened to the API (probes and scrapes)
+OPEN_PATHS = ALWAYS_ALLOWED | {"/metrics"}
+
+
 class Guard:
-    """ASGI middleware: request latency for every call and, on the TLS port, authentication
-    and authorization before the app sees the request."""
+    """ASGI middleware: request latency for every call; on the TLS port, authentication and
+    authorization before the app sees the request; on the plain-HTTP port, nothing but probes and
+    `/metrics` unless `serve_api` opens it (it authenticates nobody)."""
 
     def __init__(self, app, metrics: ServerMetrics, interface: str, authenticator: Authenticator | None,
-                 authorizer: SubjectAccessReviewer | None, keda_token: str | None) -> None:
-        self.app, self.metrics, self.interface = app, metrics, interface
+                 authorizer: SubjectAccessReviewer | None, keda_token: str | None, serve_api: bool = False) -> None:
+        self.app, self.metrics, self.interface, self.serve_api = app, metrics, interface, serve_api
         self.authenticator, self.authorizer, self.keda_token = authenticator, authorizer, keda_token
         self._timers: dict[tuple[str, int], object] = {}  # histogram children, looked up once each
 
@@ -110,6 +115,10 @@ class Guard:
         try:
             if len(scope.get("query_string", b"")) > MAX_QUERY_STRING:
                 await self._reject(send_wrapper, 414, f"query string longer than {MAX_QUERY_STRING} bytes", "oversized")
+                return
+            if self.interface == "http" and not self.serve_api and path not in OPEN_PATHS:
+                await self._reject(send_wrapper, 403, "the plain-HTTP port serves only /metrics and health checks: "
+                                   "read metrics on the TLS port, or start with --http-serves-api", "plain-http")
                 return
             if path.startswith("/keda/") and self.keda_token:
                 if not check_token(self.keda_token, scope["headers"]):
@@ -271,8 +280,10 @@ def discovery_documents(signals: list[str]) -> dict[str, bytes]:
 
 def create_app(reader: Reader, metrics: ServerMetrics, *, interface: str = "http",
                authenticator: Authenticator | None = None, authorizer: SubjectAccessReviewer | None = None,
-               keda_token: str | None = None, ready: Callable[[], tuple[bool, str]] = lambda: (True, "ok")):
-    """The ASGI app of one listener (`interface` "https" authenticates callers)."""
+               keda_token: str | None = None, ready: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
+               serve_api: bool = False):
+    """The ASGI app of one listener (`interface` "https" authenticates callers; "http" serves
+    only probes and `/metrics` unless `serve_api`)."""
     app = FastAPI(title="dynamo-scaling metrics server", docs_url=None, redoc_url=None, openapi_url=None)
     docs = discovery_documents(reader.signals)
 
@@ -323,4 +334,4 @@ def create_app(reader: Reader, metrics: ServerMetrics, *, interface: str = "http
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     keda_http.add_routes(app, reader)
-    return Guard(MetricReads(reader, app), metrics, interface, authenticator, authorizer, keda_token)
+    return Guard(MetricReads(reader, app), metrics, interface, authenticator, authorizer, keda_token, serve_api)

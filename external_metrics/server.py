@@ -197,7 +197,8 @@ class MetricsServer:
                 tasks.append(asyncio.create_task(self._refresh_requestheader(api_client, authn, ctx, stop),
                                                  name="requestheader-refresh"))
             if s.http_port:
-                app = create_app(self.reader, self.metrics, interface="http", keda_token=s.token(), ready=self.ready)
+                app = create_app(self.reader, self.metrics, interface="http", keda_token=s.token(), ready=self.ready,
+                                 serve_api=s.http_serves_api)
                 servers.append(self._uvicorn(app, s.http_port, None))
             for srv in servers:
                 tasks.append(asyncio.create_task(srv.serve(), name=f"uvicorn:{srv.config.port}"))

@@ -25,7 +25,10 @@ class Settings(BaseSettings):
 
     bind_address: str = Field("127.0.0.1", description="address of every listener; set it to listen elsewhere")
     secure_port: int = Field(6443, ge=0, le=65535, description="TLS port of the aggregated API (0: off)")
-    http_port: int = Field(0, ge=0, le=65535, description="plain-HTTP port without client authentication (0: off)")
+    http_port: int = Field(0, ge=0, le=65535, description="plain-HTTP port for probes and /metrics (0: off)")
+    http_serves_api: bool = Field(False, description="also serve the external-metrics API and KEDA metrics-api on "
+                                                     "the plain-HTTP port, to anyone who reaches it (only behind a "
+                                                     "network boundary you trust)")
     grpc_port: int = Field(6000, ge=0, le=65535, description="KEDA external-scaler gRPC port (0: off)")
 
     tls_cert_file: Path | None = Field(None, description="serving certificate (PEM); default: self-signed at start")

@@ -50,8 +50,10 @@ def kubectl_dry_run(kubectl, manifest: str) -> subprocess.CompletedProcess:
 
 
 def ensure_keda_crd(kubectl) -> None:
-    """Apply the ScaledObject CRD stand-in (tests/helm/data) unless a KEDA CRD is already there."""
-    if kubectl.run("get", "crd", "scaledobjects.keda.sh", check=False).returncode != 0:
+    """Apply the ScaledObject and TriggerAuthentication CRD stand-ins (tests/helm/data) unless
+    KEDA's CRDs are already there."""
+    if kubectl.run("get", "crd", "scaledobjects.keda.sh", "triggerauthentications.keda.sh", check=False).returncode:
         kubectl("apply", "--server-side", "--field-manager=dynamo-scaling-tests",
                 "-f", str(DATA / "keda-scaledobject-crd.yaml"))
-    kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/scaledobjects.keda.sh")
+    kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/scaledobjects.keda.sh",
+            "crd/triggerauthentications.keda.sh")

@@ -59,7 +59,8 @@ def test_every_example_applies_and_round_trips(kubectl, namespace):
 def test_the_scaledobject_schema_rejects_a_misspelt_field(kubectl, namespace):
     """The CRD stand-in really validates: HPA-style names are not ScaledObject fields."""
     ensure_keda_crd(kubectl)
-    doc = yaml.safe_load((EXAMPLES / "keda" / "scaledobject-metrics-api.yaml").read_text())
+    doc = next(d for d in yaml.safe_load_all((EXAMPLES / "keda" / "scaledobject-metrics-api.yaml").read_text())
+               if d["kind"] == "ScaledObject")
     doc["spec"]["minReplicas"] = doc["spec"].pop("minReplicaCount")
     proc = kubectl.run("apply", "--server-side", "--validate=strict", "-n", namespace, "-f", "-",
                        input=json.dumps(doc), check=False)

@@ -79,7 +79,7 @@ def deployment(tmp_path_factory):
         for job, n in (("frontend", 2), ("decode", 2), ("prefill", 1)):
             prom.wait_for_targets(job, n)
         server = MetricsServerProcess(work / "server", prom.url, "--interval=0.5", "--staleness=5", "--window=30s",
-                                      "--authorization=none", secure=False)
+                                      "--authorization=none", "--http-serves-api", secure=False)
         procs.append(server)
 
         def value(metric: str, selector: str, ns: str = "ns1"):
@@ -240,3 +240,19 @@ def test_planner_reads_signals_with_the_same_mapping(deployment):
         vals = read_signal(client, SignalMapping(), "dynamo_kv_cache_usage", {"namespace": "ns1", "dgd": "llm"})
     by_service = {v.labels["service"]: v.value for v in vals}
     assert by_service == {"decode": pytest.approx(0.5), "prefill": pytest.approx(0.3)}
+
+
+def test_plain_http_serves_only_probes_and_metrics_unless_opened(tmp_path):
+    # the port authenticates nobody: the API stays on the TLS port unless --http-serves-api
+    server = MetricsServerProcess(tmp_path / "server", "http://127.0.0.1:9", "--authorization=none",
+                                  secure=False, grpc=False)
+    try:
+        for path in (f"{BASE}/namespaces/ns1/dynamo_queue_depth", BASE, "/apis", "/openapi/v2",
+                     "/keda/v1/ns1/dynamo_queue_depth", "/anything"):
+            code, body = get(server.http_url + path)
+            assert code == 403 and "--http-serves-api" in body["message"], (path, code, body)
+        for path in ("/metrics", "/healthz", "/livez"):
+            with urllib.request.urlopen(server.http_url + path, timeout=5) as r:
+                assert r.status == 200, path
+    finally:
+        server.stop()

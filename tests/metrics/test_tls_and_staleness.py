@@ -168,7 +168,7 @@ def test_prometheus_down_gives_503_then_recovers(prometheus, exporters, tmp_path
     prometheus.set_targets("decode", [(exp.address, TARGET)])
     prometheus.wait_for_targets("decode", 1)
     server = MetricsServerProcess(tmp_path / "server", prometheus.url, "--interval=0.5", "--staleness=2",
-                                  "--prometheus-timeout=0.5", secure=False)
+                                  "--prometheus-timeout=0.5", "--http-serves-api", secure=False)
     url = f"{server.http_url}{BASE}/namespaces/ns1/dynamo_queue_depth?labelSelector=service%3Ddecode"
     ref = pb.ScaledObjectRef(namespace="ns1", scalerMetadata={"metric": "dynamo_queue_depth", "service": "decode"})
     try:

@@ -198,7 +198,7 @@ def test_remembered_answers_follow_each_collection_and_staleness():
     mapping = SignalMapping()
     now = [1000.0]
     cache = Cache(list(mapping.signals), staleness_s=10, clock=lambda: now[0])
-    app = create_app(Reader(mapping, cache), ServerMetrics(cache))
+    app = create_app(Reader(mapping, cache), ServerMetrics(cache), serve_api=True)
 
     def get(qs: bytes = b"labelSelector=dgd%3Da") -> tuple[int, dict]:
         sent: list[dict] = []
@@ -243,7 +243,7 @@ def _memo_app(memo_bytes: int | None = None):
     cache = Cache(list(mapping.signals), staleness_s=10, clock=lambda: 1000.0)
     cache.update("dynamo_queue_depth", [
         SignalValue("dynamo_queue_depth", "ns", {"dgd": "a", "service": f"s{i}"}, float(i), 1000.0) for i in range(50)])
-    app = create_app(Reader(mapping, cache), ServerMetrics(cache))
+    app = create_app(Reader(mapping, cache), ServerMetrics(cache), serve_api=True)
     reads = app.app  # the hot path behind the guard
     if memo_bytes is not None:
         reads.memo_bytes = memo_bytes
