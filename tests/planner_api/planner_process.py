@@ -1,4 +1,5 @@
-"""A real `dynamo-scaling planner` process for tests (import as `from planner_process import ...`)."""
+"""A real `dynamo-scaling planner` process, and idle Dynamo series for it to plan on, for tests
+(import as `from planner_process import ...`)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class PlannerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "PlannerProcess":
+    def start(self) -> PlannerProcess:
         (self.workdir / "planner.yaml").write_text(yaml.safe_dump(self.cfg))
         extra = ["--static-token-file", str(self.token_file)] if self.token_file else []
         env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMO_PLANNER_")}
@@ -80,9 +81,11 @@ class IdleSeries:
         frontend = [{"name": "dynamo_frontend_requests", "type": "counter", "value": 7, "labels": {"model": "m"}},
                     {"name": "dynamo_frontend_inflight_requests", "value": 0, "labels": {"model": "m"}}]
         workers = [{"name": name, "value": 0, "labels": {"service": svc, "model_name": "m"}}
-                   for svc in ("prefill", "decode") for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")]
+                   for svc in ("prefill", "decode")
+                   for name in ("vllm:num_requests_running", "vllm:num_requests_waiting")]
         self.procs: list[subprocess.Popen] = []
-        for job, series, labels in (("frontend", frontend, {**ident, "service": "Frontend"}), ("workers", workers, ident)):
+        jobs = (("frontend", frontend, {**ident, "service": "Frontend"}), ("workers", workers, ident))
+        for job, series, labels in jobs:
             port = free_port()
             state = workdir / f"{job}.json"
             state.write_text(json.dumps({"series": series}))
