@@ -29,6 +29,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--leader-election-namespace", default=os.environ.get(ENV + "LEADER_ELECTION_NAMESPACE", "default"))
     p.add_argument("--leader-election-lease", default=os.environ.get(ENV + "LEADER_ELECTION_LEASE",
                                                                      "dynamo-scaling-adapter"))
+    p.add_argument("--leader-election-lease-duration", type=float, metavar="SECONDS",
+                   default=float(os.environ.get(ENV + "LEADER_ELECTION_LEASE_DURATION", "15")),
+                   help="a standby takes the lease after seeing it unrenewed this long (default 15)")
+    p.add_argument("--leader-election-renew-deadline", type=float, metavar="SECONDS",
+                   default=float(os.environ.get(ENV + "LEADER_ELECTION_RENEW_DEADLINE", "10")),
+                   help="a leader that has not renewed for this long stops writing; must be below the "
+                        "lease duration (default 10)")
+    p.add_argument("--leader-election-retry-period", type=float, metavar="SECONDS",
+                   default=float(os.environ.get(ENV + "LEADER_ELECTION_RETRY_PERIOD", "2")),
+                   help="between tries to take or renew the lease; must be below the renew deadline (default 2)")
     p.add_argument("--identity", default=os.environ.get(ENV + "IDENTITY") or f"{socket.gethostname()}-{os.getpid()}",
                    help="this replica's name: the Lease holder, and the suffix of the field manager "
                         "(dynamo-scaling-adapter/<identity>) on everything it writes; default <hostname>-<pid>")
@@ -42,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from adapter.controller import Controller
     from adapter.health import serve_health, serve_metrics
-    from adapter.leader import LeaseElector
+    from adapter.leader import LeaseElector, validate_periods
     from adapter.metrics import AdapterMetrics
 
     import logging
@@ -61,15 +71,26 @@ def run(args: argparse.Namespace) -> int:
     if args.resync_period <= 0:
         print("error: --resync-period must be > 0", file=sys.stderr)
         return 2
+    try:
+        validate_periods(args.leader_election_lease_duration, args.leader_election_renew_deadline,
+                         args.leader_election_retry_period)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     api = api_client(args.kubeconfig)
     metrics = AdapterMetrics()
     is_leader = lambda: True  # noqa: E731
     elector = None
     if args.leader_election:
-        elector = LeaseElector(api, args.leader_election_namespace, args.leader_election_lease, args.identity)
+        elector = LeaseElector(api, args.leader_election_namespace, args.leader_election_lease, args.identity,
+                               lease_s=args.leader_election_lease_duration,
+                               renew_deadline_s=args.leader_election_renew_deadline,
+                               retry_s=args.leader_election_retry_period)
         elector.start()
         is_leader = elector.is_leader
     ctl = Controller(api, namespaces, metrics, is_leader, resync_s=args.resync_period, identity=args.identity)
+    if elector:
+        ctl.kube.write_guard = elector.write_timeout  # leadership re-checked right before each write
     stop = threading.Event()
     serve_metrics(args.bind_address, args.metrics_port, metrics.registry)
     serve_health(args.bind_address, args.health_port, ctl.ready.is_set)

@@ -7,13 +7,16 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Callable
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from adapter.leader import NotLeader
 from adapter.models import API_VERSION, DGD, DGD_KIND, DGD_PLURAL, DGDSA_KIND, DGDSA_PLURAL, GROUP, VERSION
 
 log = logging.getLogger(__name__)
+WRITE_TIMEOUT = (5.0, 15.0)  # (connect, read) seconds of a write when no leader election bounds it
 
 
 def now_rfc3339() -> str:
@@ -28,6 +31,16 @@ class Kube:
         self.component, self.identity = component, identity
         # every write carries the replica in its field manager, so managedFields tell which one wrote
         self.field_manager = f"{component}/{identity}" if identity else component
+        # asked right before every write (LeaseElector.write_timeout): raises NotLeader, or returns
+        # the seconds the write may take before another replica could hold the lease
+        self.write_guard: Callable[[], float] | None = None
+
+    def _write_timeout(self) -> tuple[float, float]:
+        """Raises NotLeader when this replica may not write now; else the write's timeout."""
+        if self.write_guard is None:
+            return WRITE_TIMEOUT
+        budget = self.write_guard()
+        return (min(WRITE_TIMEOUT[0], budget), min(WRITE_TIMEOUT[1], budget))
 
     # -- DGD -------------------------------------------------------------------------------
     def get_dgd(self, ns: str, name: str) -> tuple[DGD, dict] | None:
@@ -53,10 +66,11 @@ class Kube:
             path = f"/spec/services/{service.replace('~', '~0').replace('/', '~1')}/replicas"
             ops = ([{"op": "test", "path": path, "value": svc["replicas"]}] if "replicas" in svc else []) + [
                 {"op": "add" if "replicas" not in svc else "replace", "path": path, "value": replicas}]
+            timeout = self._write_timeout()  # leadership re-checked after the read, right before the patch
             try:
                 raw2 = self.custom.patch_namespaced_custom_object(
                     GROUP, VERSION, ns, DGD_PLURAL, dgd_name, ops, field_manager=self.field_manager,
-                    _content_type="application/json-patch+json")
+                    _content_type="application/json-patch+json", _request_timeout=timeout)
                 return DGD.model_validate(raw2)
             except ApiException as exc:
                 # 409: changed since read; 422 (or 500 on older servers): the `test` op failed
@@ -77,7 +91,8 @@ class Kube:
             "spec": {"replicas": replicas, "dgdRef": {"name": dgd["metadata"]["name"], "serviceName": service}},
         }
         self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL, body,
-                                                    field_manager=self.field_manager)
+                                                    field_manager=self.field_manager,
+                                                    _request_timeout=self._write_timeout())
 
     def adopt_adapter(self, ns: str, adapter: dict, dgd: dict) -> None:
         refs = adapter["metadata"].get("ownerReferences") or []
@@ -86,11 +101,13 @@ class Kube:
         patch = {"metadata": {"ownerReferences": [*refs, self._owner(dgd)],
                               "resourceVersion": adapter["metadata"]["resourceVersion"]}}
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL,
-                                                   adapter["metadata"]["name"], patch, field_manager=self.field_manager)
+                                                   adapter["metadata"]["name"], patch, field_manager=self.field_manager,
+                                                   _request_timeout=self._write_timeout())
 
     def delete_adapter(self, ns: str, name: str) -> None:
         try:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL, name)
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL, name,
+                                                        _request_timeout=self._write_timeout())
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -98,7 +115,8 @@ class Kube:
     def patch_adapter_status(self, ns: str, name: str, status: dict) -> None:
         try:
             self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, DGDSA_PLURAL, name,
-                                                              {"status": status}, field_manager=self.field_manager)
+                                                              {"status": status}, field_manager=self.field_manager,
+                                                              _request_timeout=self._write_timeout())
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -119,7 +137,10 @@ class Kube:
             first_timestamp=dt.datetime.now(dt.timezone.utc), last_timestamp=dt.datetime.now(dt.timezone.utc),
             count=1, source=client.V1EventSource(component=self.component, host=self.identity))
         try:
-            self.core.create_namespaced_event(ns, body, field_manager=self.field_manager)
+            self.core.create_namespaced_event(ns, body, field_manager=self.field_manager,
+                                              _request_timeout=self._write_timeout())
+        except NotLeader:
+            log.info("event not recorded: not the leader", extra={"reason": reason})
         except ApiException as exc:
             log.warning("could not record event", extra={"reason": reason, "status": exc.status})
 

@@ -18,18 +18,19 @@ pytestmark = pytest.mark.cluster
 REPO_DGD = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
             "spec": {"services": {"decode": {"replicas": 1, "scalingAdapter": {"enabled": True}}}}}
 RESYNC_S = 1.0
-# the elector's defaults (adapter/leader.py): a holder that stops renewing keeps the lease this long
-LEASE_S, RENEW_S = 15.0, 5.0
+# the elector's defaults (adapter/leader.py): a holder that stops renewing keeps the lease this
+# long; it renews every RETRY_S
+LEASE_S, RETRY_S = 15.0, 2.0
 MANAGER = "dynamo-scaling-adapter/{}"
 
 
-def _replica(kubeconfig, namespace: str, identity: str, log) -> tuple[subprocess.Popen, int]:
+def _replica(kubeconfig, namespace: str, identity: str, log, *extra: str) -> tuple[subprocess.Popen, int]:
     health = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "dynamo_scaling.cli", "adapter", "--namespace", namespace, "--kubeconfig", str(kubeconfig),
          "--health-port", str(health), "--metrics-port", str(free_port()), "--resync-period", str(RESYNC_S),
          "--leader-election", "--leader-election-namespace", namespace, "--leader-election-lease", "adapter-leader",
-         "--identity", identity],
+         "--identity", identity, *extra],
         stdout=log, stderr=subprocess.STDOUT)
     return proc, health
 
@@ -95,7 +96,7 @@ def test_only_the_leader_writes_and_a_standby_takes_over(cluster, kubectl, names
         a.send_signal(signal.SIGSTOP)
         kubectl("-n", namespace, "scale", "dgdsa", "llama-decode", "--replicas=4")
         margin = 3 * RESYNC_S
-        assert margin < LEASE_S - RENEW_S  # the lease cannot expire within the margin
+        assert margin < LEASE_S - RETRY_S  # the lease cannot expire within the margin
         holds_for(lambda: _decode(kubectl, namespace) == 3, margin, what="standby leaves the DGD alone")
         managers = _all_managers(kubectl, namespace)
         assert standby not in managers, f"the standby wrote: {managers[standby]}"
@@ -106,7 +107,7 @@ def test_only_the_leader_writes_and_a_standby_takes_over(cluster, kubectl, names
         a.kill()  # works on a stopped process
         a.wait(10)
         wait_for(lambda: kubectl.json("-n", namespace, "get", "lease", "adapter-leader")["spec"]["holderIdentity"]
-                 == "replica-b", timeout=LEASE_S + 3 * RENEW_S, interval=1, what="standby becomes leader")
+                 == "replica-b", timeout=LEASE_S + 3 * RETRY_S, interval=1, what="standby becomes leader")
         wait_for(lambda: _decode(kubectl, namespace) == 4, timeout=10 * RESYNC_S,
                  what="new leader carries the change made during the stall")
         kubectl("-n", namespace, "scale", "dgdsa", "llama-decode", "--replicas=5")
