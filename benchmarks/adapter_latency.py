@@ -22,7 +22,7 @@ from kubernetes import client, config
 
 from devcluster import controlplane
 from devcluster.kubectl import Kubectl
-from devcluster.procs import free_port
+from devcluster.procs import free_port, poll_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,16 +38,6 @@ def dgd(name: str, services: int) -> dict:
     return {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": name},
             "spec": {"services": {f"w{i}": {"replicas": 1, "scalingAdapter": {"enabled": True}}
                                   for i in range(services)}}}
-
-
-def poll(cond, timeout_s: float, what: str, interval: float = 0.005):
-    """Poll until `cond()` is truthy; a benchmark that hangs is a failed benchmark."""
-    deadline = time.perf_counter() + timeout_s
-    while not (value := cond()):
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"{what}: not done after {timeout_s:.0f} s")
-        time.sleep(interval)
-    return value
 
 
 def _pct(values: list[float]) -> dict[str, float]:
@@ -82,9 +72,9 @@ def main() -> int:
             direct["spec"]["services"]["w0"]["scalingAdapter"] = {"enabled": False}
             k.apply(direct, "lat")
             proc = start_adapter(state.kubeconfig, "lat", Path(tmp) / "a1.log")
-            poll(lambda: k.run("-n", "lat", "get", "dgdsa", "llama-w0", check=False).returncode == 0,
+            poll_until(lambda: k.run("-n", "lat", "get", "dgdsa", "llama-w0", check=False).returncode == 0,
                  args.timeout, "adapter created", 0.2)
-            poll(lambda: replicas("llama") == 1, args.timeout, "adapter in sync", 0.2)
+            poll_until(lambda: replicas("llama") == 1, args.timeout, "adapter in sync", 0.2)
             paths = {
                 "kubectl scale dgdsa": lambda n: k("-n", "lat", "scale", "dgdsa", "llama-w0", f"--replicas={n}"),
                 "kubectl patch dgd": lambda n: k("-n", "lat", "patch", "dgd", "direct", "--type=merge", "-p",
@@ -104,7 +94,7 @@ def main() -> int:
                 for name, write in paths.items():
                     t0 = time.perf_counter()
                     write(want)
-                    poll(lambda: replicas(target[name]) == want, args.timeout, f"{name} -> {want}")
+                    poll_until(lambda: replicas(target[name]) == want, args.timeout, f"{name} -> {want}")
                     lat[name].append(time.perf_counter() - t0)
                     time.sleep(0.1)  # latency of one change, not of a queue of them
                 print(f"\rscale latency sample {i + 1}/{args.samples}", end="", flush=True)
@@ -128,7 +118,7 @@ def main() -> int:
                 print(f"\rreconciled {n}/{args.adapters} adapters", end="", flush=True)
                 return n >= args.adapters
 
-            poll(reconciled, max(args.timeout, args.adapters * 0.5), "cold reconcile", 0.5)
+            poll_until(reconciled, max(args.timeout, args.adapters * 0.5), "cold reconcile", 0.5)
             cold = time.perf_counter() - t0
             print()
             proc.terminate()

@@ -20,20 +20,12 @@ import numpy as np
 from devcluster import controlplane, manifests
 from devcluster.dynamo.processes import pids_using, registered_instances
 from devcluster.kubectl import Kubectl
+from devcluster.procs import poll_until
 from devcluster.scenario import dgd_ready
 from devcluster.stack import LiveStack
 
 REPO = Path(__file__).resolve().parents[1]
 NS = "bench"
-
-
-def poll(cond, timeout_s: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while not (value := cond()):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not done after {timeout_s:.0f} s")
-        time.sleep(interval)
-    return value
 
 
 def rss_mib(pids: list[int]) -> dict[int, float]:
@@ -72,22 +64,22 @@ def main() -> int:
                       json.dumps({"spec": {"services": {svc: {"replicas": n}}}}))
 
                 k.apply([manifests.dgd("llm", manifests.disaggregated(), args.startup_delay)], NS)
-                poll(lambda: dgd_ready(k, NS, "llm"), args.timeout, "DGD Ready", 0.2)
+                poll_until(lambda: dgd_ready(k, NS, "llm"), args.timeout, "DGD Ready", 0.2)
                 seconds = []
                 for i in range(args.samples):
                     t0 = time.monotonic()
                     scale("decode", 3)
-                    poll(lambda: registered_instances(discovery, dns, "decode") == 3, args.timeout, "3 decode")
+                    poll_until(lambda: registered_instances(discovery, dns, "decode") == 3, args.timeout, "3 decode")
                     seconds.append(time.monotonic() - t0)
                     scale("decode", 1)
-                    poll(lambda: registered_instances(discovery, dns, "decode") == 1, args.timeout, "1 decode")
-                    poll(lambda: dgd_ready(k, NS, "llm"), args.timeout, "DGD Ready", 0.2)
+                    poll_until(lambda: registered_instances(discovery, dns, "decode") == 1, args.timeout, "1 decode")
+                    poll_until(lambda: dgd_ready(k, NS, "llm"), args.timeout, "DGD Ready", 0.2)
                     print(f"\rscale-up sample {i + 1}/{args.samples}: {seconds[-1]:.2f} s", end="", flush=True)
                 print()
                 half = max(1, args.workers // 2)
                 scale("decode", half)
                 scale("prefill", half)
-                poll(lambda: registered_instances(discovery, dns, "decode") == half
+                poll_until(lambda: registered_instances(discovery, dns, "decode") == half
                      and registered_instances(discovery, dns, "prefill") == half, args.timeout, "all workers")
                 time.sleep(2)  # let the newest processes finish their start-up allocations
                 rss = rss_mib(pids_using(discovery))

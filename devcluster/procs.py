@@ -101,3 +101,14 @@ def stop_child(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         except ProcessLookupError:
             pass
         proc.wait(5)
+
+
+def poll_until(predicate, timeout_s: float, what: str, interval: float = 0.05):
+    """Call `predicate` until it returns something truthy and return that; TimeoutError naming
+    `what` after `timeout_s` (a wait that never ends is a failure, not a hang)."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not done after {timeout_s:.0f} s")
+        time.sleep(interval)
+    return value

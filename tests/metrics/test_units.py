@@ -187,53 +187,6 @@ def test_cache_staleness_is_unavailable_never_zero():
         cache.lookup("q", "ns")
 
 
-def test_remembered_answers_follow_each_collection_and_staleness():
-    import asyncio
-    import json
-
-    from external_metrics.api import BASE, create_app
-    from external_metrics.metrics import ServerMetrics
-    from external_metrics.reader import Reader
-
-    mapping = SignalMapping()
-    now = [1000.0]
-    cache = Cache(list(mapping.signals), staleness_s=10, clock=lambda: now[0])
-    app = create_app(Reader(mapping, cache), ServerMetrics(cache), serve_api=True)
-
-    def get(qs: bytes = b"labelSelector=dgd%3Da") -> tuple[int, dict]:
-        sent: list[dict] = []
-
-        async def send(message):
-            sent.append(message)
-
-        async def receive():
-            return {"type": "http.request"}
-
-        scope = {"type": "http", "method": "GET", "path": f"{BASE}/namespaces/ns/dynamo_queue_depth",
-                 "query_string": qs, "headers": []}
-        asyncio.run(app(scope, receive, send))
-        return sent[0]["status"], json.loads(sent[1]["body"])
-
-    def collect(value: float) -> None:
-        cache.update("dynamo_queue_depth", [
-            SignalValue("dynamo_queue_depth", "ns", {"dgd": "a", "service": "s"}, value, now[0]),
-            SignalValue("dynamo_queue_depth", "ns", {"dgd": "b", "service": "s"}, 7.0, now[0])])
-
-    assert get()[0] == 503
-    collect(3.0)
-    assert [i["value"] for i in get()[1]["items"]] == ["3"]
-    assert [i["value"] for i in get()[1]["items"]] == ["3"]  # the remembered answer
-    assert [i["value"] for i in get(b"labelSelector=dgd%3Db")[1]["items"]] == ["7"]
-    now[0] += 5
-    collect(4.0)
-    assert [i["value"] for i in get()[1]["items"]] == ["4"]  # a new collection replaces it
-    now[0] += 11
-    code, body = get()
-    assert code == 503 and "staleness bound" in body["message"]  # never a stale remembered value
-    code, body = get(b"labelSelector=dgd+in+%28a")
-    assert code == 400 and body["reason"] == "BadRequest"
-
-
 def _memo_app(memo_bytes: int | None = None):
     from external_metrics.api import create_app
     from external_metrics.metrics import ServerMetrics
@@ -268,6 +221,39 @@ def _get(app, qs: bytes) -> tuple[int, dict]:
              "query_string": qs, "headers": []}
     asyncio.run(app(scope, receive, send))
     return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_remembered_answers_follow_each_collection_and_staleness():
+    from external_metrics.api import create_app
+    from external_metrics.metrics import ServerMetrics
+    from external_metrics.reader import Reader
+
+    mapping = SignalMapping()
+    now = [1000.0]
+    cache = Cache(list(mapping.signals), staleness_s=10, clock=lambda: now[0])
+    app = create_app(Reader(mapping, cache), ServerMetrics(cache), serve_api=True)
+
+    def get(qs: bytes = b"labelSelector=dgd%3Da") -> tuple[int, dict]:
+        return _get(app, qs)
+
+    def collect(value: float) -> None:
+        cache.update("dynamo_queue_depth", [
+            SignalValue("dynamo_queue_depth", "ns", {"dgd": "a", "service": "s"}, value, now[0]),
+            SignalValue("dynamo_queue_depth", "ns", {"dgd": "b", "service": "s"}, 7.0, now[0])])
+
+    assert get()[0] == 503
+    collect(3.0)
+    assert [i["value"] for i in get()[1]["items"]] == ["3"]
+    assert [i["value"] for i in get()[1]["items"]] == ["3"]  # the remembered answer
+    assert [i["value"] for i in get(b"labelSelector=dgd%3Db")[1]["items"]] == ["7"]
+    now[0] += 5
+    collect(4.0)
+    assert [i["value"] for i in get()[1]["items"]] == ["4"]  # a new collection replaces it
+    now[0] += 11
+    code, body = get()
+    assert code == 503 and "staleness bound" in body["message"]  # never a stale remembered value
+    code, body = get(b"labelSelector=dgd+in+%28a")
+    assert code == 400 and body["reason"] == "BadRequest"
 
 
 def test_unknown_or_repeated_query_parameters_are_refused():
