@@ -38,6 +38,8 @@ DYNAMO_METRICS: tuple[DynamoMetric, ...] = (
                  "prompt tokens in prefill per worker, as the KV router sees them", True),
     DynamoMetric("dynamo_frontend_router_queue_pending_requests", "gauge", _F,
                  "requests held in the KV router's queue", True),
+    DynamoMetric("dynamo_component_inflight_requests", "gauge", "worker (any engine, and the mocker)",
+                 "requests an endpoint of the worker holds", True),
     DynamoMetric("vllm:kv_cache_usage_perc", "gauge", _M, "KV-cache usage in [0, 1]", True),
     DynamoMetric("vllm:num_requests_running", "gauge", _M, "requests running on the worker", True),
     DynamoMetric("vllm:num_requests_waiting", "gauge", _M, "requests waiting on the worker", True),

@@ -125,13 +125,17 @@ DEFAULT_SIGNALS: dict[str, Signal] = {
                    'sglang:num_queue_reqs",{sel}}') + ")"),
     ),
     "dynamo_inflight_requests": Signal(
-        description="Requests in flight (frontend), or running plus waiting (workers), summed.",
+        description="Requests in flight (frontend), or running plus waiting (workers), summed; for "
+                    "workers that export neither (the mocker's prefill workers), the requests their "
+                    "generate endpoint holds.",
         unit="requests",
         query=("sum by ({by}) (dynamo_frontend_inflight_requests{{sel}})"
                " or sum by ({by}) (" + _model(
                    '{__name__=~"vllm:num_requests_running|vllm:num_requests_waiting|'
                    'dynamo_component_num_requests_running|dynamo_component_num_requests_waiting",{sel}}')
-               + ")"),
+               + ")"
+               # carries no model label: only where the engine gauges above found nothing
+               ' or ignoring(model) sum by ({by}) (dynamo_component_inflight_requests{dynamo_endpoint="generate",{sel}})'),
     ),
     "dynamo_kv_cache_usage": Signal(
         description="KV-cache load in [0, 1] (active / total blocks), mean over the service's workers.",
