@@ -17,6 +17,9 @@ class AdapterMetrics:
         self.desired = Gauge("dynamo_adapter_desired_replicas", "adapter spec.replicas", ["namespace", "adapter"], registry=r)
         self.actual = Gauge("dynamo_adapter_applied_replicas", "replicas in effect on the DGD service",
                             ["namespace", "adapter"], registry=r)
+        self.owns = Gauge("dynamo_adapter_owns_service",
+                          "1 if the adapter drives its DGD service, 0 if refused (duplicate, misnamed, flag off)",
+                          ["namespace", "adapter"], registry=r)
 
     def observe(self, ns: str, name: str, desired: int, actual: int | None, seconds: float) -> None:
         self.reconciles.inc()

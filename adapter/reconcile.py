@@ -1,7 +1,10 @@
 """Level-triggered reconciliation: every call moves one DGD or one adapter toward the rules.
 
 Rules: an adapter's spec.replicas is the single source of truth for its service; the DGD only
-follows (a direct DGD edit is reverted with a Warning); the DGD decides which adapters exist.
+follows (a direct DGD edit is reverted with a Warning); the DGD decides which adapters exist;
+exactly one adapter owns a flagged service (sync.service_owners) and every other adapter that
+refers to it, is named for another service, or refers to an unflagged service writes nothing
+and reports why (sync.judge).
 """
 
 from __future__ import annotations
@@ -50,39 +53,39 @@ class Reconciler:
             return
         ns, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
         dgd = DGD.model_validate(raw)
-        wanted = sync.wanted_adapters(dgd)
-        existing = {a["metadata"]["name"]: a for a in self.kube.list_adapters(ns)
-                    if a["spec"]["dgdRef"]["name"] == name}
-        for aname, w in wanted.items():
-            have = existing.get(aname)
-            if have is None:
-                try:
-                    self.kube.create_adapter(ns, aname, raw, w.service, w.seed_replicas)
-                    log.info("adapter created", extra={"adapter": f"{ns}/{aname}", "replicas": w.seed_replicas})
-                except ApiException as exc:
-                    if exc.status != 409:
-                        raise
-                continue
-            self.kube.adopt_adapter(ns, have, raw)
+        adapters = self.kube.list_adapters(ns)
+        raws = {a["metadata"]["name"]: a for a in adapters}
+        actions = sync.plan_adapters(dgd, [sync.AdapterInfo.from_raw(a, raw["metadata"]["uid"]) for a in adapters])
+        for w in actions.create:
+            try:
+                self.kube.create_adapter(ns, w.name, raw, w.service, w.seed_replicas)
+                log.info("adapter created", extra={"adapter": f"{ns}/{w.name}", "replicas": w.seed_replicas})
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        for aname in actions.adopt:
+            self.kube.adopt_adapter(ns, raws[aname], raw)
+            log.info("adapter adopted", extra={"adapter": f"{ns}/{aname}"})
+        # only the owner of a service speaks for it: a duplicate or misnamed adapter never does
+        for service, aname in actions.owners.items():
+            have = raws[aname]
             desired = int(have["spec"]["replicas"])
-            svc = dgd.spec.services[w.service]
-            plan = sync.plan_sync(dgd, w.service, desired, have["metadata"].get("annotations") or {})
+            svc = dgd.spec.services[service]
+            plan = sync.plan_sync(dgd, service, desired, have["metadata"].get("annotations") or {})
             if plan.write_replicas is not None and svc.replicas is not None and have.get("status", {}).get(
                     "replicas") == svc.replicas:
                 pass  # adapter changed since its last sync: the adapter side handles it
             elif plan.write_replicas is not None and have.get("status", {}).get("replicas") is not None:
                 # the DGD moved away from what the adapter applied: a direct edit
-                self.kube.set_service_replicas(ns, name, w.service, desired)
+                self.kube.set_service_replicas(ns, name, service, desired)
                 self.kube.event(ns, raw, DGD_KIND, "DirectEditReverted",
-                                f"spec.services.{w.service}.replicas is managed by adapter {aname}: "
+                                f"spec.services.{service}.replicas is managed by adapter {aname}: "
                                 f"reverted {svc.effective_replicas} -> {desired}; scale the adapter instead",
                                 warning=True)
                 self.metrics.reverts.inc()
-        for aname, a in existing.items():
-            owned = any(r.get("uid") == raw["metadata"]["uid"] for r in a["metadata"].get("ownerReferences") or [])
-            if aname not in wanted and owned:
-                self.kube.delete_adapter(ns, aname)
-                log.info("adapter removed", extra={"adapter": f"{ns}/{aname}"})
+        for aname in actions.delete:
+            self.kube.delete_adapter(ns, aname)
+            log.info("adapter removed", extra={"adapter": f"{ns}/{aname}"})
 
     # -- adapter side: copy spec.replicas to the DGD, report status ------------------------
     def reconcile_adapter(self, raw: dict) -> float | None:
@@ -97,6 +100,17 @@ class Reconciler:
         got = self.kube.get_dgd(ns, dgd_name)
         dgd, dgd_raw = got if got else (None, None)
         plan = sync.plan_sync(dgd, service, desired, meta.get("annotations") or {})
+        if dgd is not None:
+            uid = dgd.metadata.get("uid")
+            me = sync.AdapterInfo.from_raw(raw, uid)
+            # the common case (the adapter the DGD's flag created) needs no list of the others
+            others = [] if sync.owns_outright(dgd, me) else [
+                sync.AdapterInfo.from_raw(a, uid) for a in self.kube.list_adapters(ns)
+                if a["spec"]["dgdRef"]["name"] == dgd_name and a["metadata"]["name"] != name]
+            verdict = sync.judge(dgd, me, [me, *others])
+            self.metrics.owns.labels(ns, name).set(1 if verdict.owns else 0)
+            if not verdict.owns:
+                plan = sync.SyncPlan(None, plan.applied, verdict.reason, verdict.message, False)
         status = dict(raw.get("status") or {})
         ok = plan.ok
         message, reason = plan.message, plan.reason
@@ -137,8 +151,9 @@ class Reconciler:
         all_ready = ok and svc_spec is not None and ready_pods == svc_spec.effective_replicas
         status["conditions"] = _conditions(raw.get("status", {}).get("conditions", []), {
             "Synced": ("True" if ok else "False", reason if not ok else "InSync", message),
+            # a refused adapter says why on Ready too: that is the condition people read first
             "Ready": ("True" if all_ready else "False", "ReplicasReady" if all_ready else (
-                reason if not ok else "ReplicasNotReady"),
+                reason if not ok else "ReplicasNotReady"), message if not ok else
                 f"{ready_pods if ready_pods is not None else 0}/{svc_spec.effective_replicas if svc_spec else desired}"
                 " pods ready"),
             "ScalingActive": ("False" if conflict or not ok else "True",
@@ -148,4 +163,4 @@ class Reconciler:
         if status != (raw.get("status") or {}):  # an unchanged status would only cause another event
             self.kube.patch_adapter_status(ns, name, status)
         self.metrics.observe(ns, name, desired, status.get("replicas"), time.perf_counter() - started)
-        return None if ok or reason in ("ScaleToZeroRefused",) else 5.0
+        return None if ok or reason in sync.SETTLED_REFUSALS else 5.0

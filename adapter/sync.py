@@ -1,5 +1,6 @@
-"""Pure decisions of the adapter controller: which adapters a DGD should have, what to write
-to the DGD, who else is scaling an adapter, and the resulting conditions."""
+"""Pure decisions of the adapter controller: which adapters a DGD should have, which adapter owns
+each service, what to write to the DGD, who else is scaling an adapter, and the resulting
+conditions."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ KNOWN_MANAGERS = {
 # the controller's own writes (seeding an adapter at creation) are not scaling decisions; each
 # replica writes as "dynamo-scaling-adapter/<identity>"
 SELF_MANAGERS = {"dynamo-scaling-adapter"}
+# refusals that only a person's change clears (that change is a watch event), so no retry is asked
+SETTLED_REFUSALS = ("ScaleToZeroRefused", "DuplicateAdapter", "ServiceMismatch", "AdapterNotEnabled")
 
 
 def is_self_manager(manager: str) -> bool:
@@ -42,6 +45,118 @@ def wanted_adapters(dgd: DGD) -> dict[str, WantedAdapter]:
         adapter_name(name, svc): WantedAdapter(adapter_name(name, svc), svc, spec.effective_replicas)
         for svc, spec in dgd.spec.services.items() if spec.adapter_enabled
     }
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """What the ownership rules need to know of one adapter."""
+
+    name: str
+    dgd: str  # spec.dgdRef.name
+    service: str  # spec.dgdRef.serviceName
+    created: str = ""  # metadata.creationTimestamp (RFC 3339 in UTC sorts as text)
+    owned: bool = False  # carries an ownerReference to the DGD it names
+    deleting: bool = False
+
+    @classmethod
+    def from_raw(cls, raw: dict, dgd_uid: str | None = None) -> AdapterInfo:
+        meta, ref = raw["metadata"], raw["spec"]["dgdRef"]
+        owned = dgd_uid is not None and any(r.get("uid") == dgd_uid for r in meta.get("ownerReferences") or [])
+        return cls(meta["name"], ref["name"], ref["serviceName"], meta.get("creationTimestamp") or "", owned,
+                   bool(meta.get("deletionTimestamp")))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """May this adapter write its service? If not, the reason its conditions carry and why."""
+
+    owns: bool
+    reason: str | None = None  # DuplicateAdapter, ServiceMismatch or AdapterNotEnabled
+    message: str = ""
+    owner: str | None = None  # the adapter that does drive the service, if any
+
+
+def _squats(dgd: DGD, a: AdapterInfo) -> str | None:
+    """The service of `dgd` whose adapter name `a` has although it refers to another service."""
+    if a.dgd != dgd.metadata.get("name"):
+        return None
+    mine = adapter_name(a.dgd, a.service)
+    return next((svc for svc in sorted(dgd.spec.services)
+                 if adapter_name(a.dgd, svc) == a.name and a.name != mine), None)
+
+
+def service_owners(dgd: DGD, adapters: list[AdapterInfo]) -> dict[str, str]:
+    """The one adapter that drives each flagged service, by service. Candidates refer to the
+    service by dgdRef and are not named for another service; of those, an adapter the DGD owns
+    (created by its flag, or adopted earlier) comes first, then the one named `<dgd>-<service>`,
+    then the oldest (name breaks a tie), so that the choice stays put while the adapters do."""
+    name = dgd.metadata.get("name")
+    out = {}
+    for svc, spec in dgd.spec.services.items():
+        if not spec.adapter_enabled:
+            continue
+        cands = [a for a in adapters if a.dgd == name and a.service == svc and not a.deleting
+                 and _squats(dgd, a) is None]
+        if cands:
+            best = min(cands, key=lambda a: (not a.owned, a.name != adapter_name(name, svc), a.created, a.name))
+            out[svc] = best.name
+    return out
+
+
+def owns_outright(dgd: DGD, a: AdapterInfo) -> bool:
+    """An adapter the DGD owns, named `<dgd>-<service>` for its flagged service, comes first in
+    `service_owners` whatever else exists: no need to list the others to judge it."""
+    spec = dgd.spec.services.get(a.service)
+    return (a.owned and not a.deleting and a.dgd == dgd.metadata.get("name")
+            and a.name == adapter_name(a.dgd, a.service) and spec is not None and spec.adapter_enabled)
+
+
+def judge(dgd: DGD, adapter: AdapterInfo, adapters: list[AdapterInfo]) -> Verdict:
+    """Whether `adapter` (one of `adapters`, which refers to `dgd`) may write its service."""
+    if (svc := _squats(dgd, adapter)) is not None:
+        return Verdict(False, "ServiceMismatch",
+                       f"the name {adapter.name} belongs to the adapter of service {svc!r} but spec.dgdRef.serviceName "
+                       f"is {adapter.service!r}; this adapter scales nothing: delete it and name the adapter of "
+                       f"{adapter.service!r} {adapter_name(adapter.dgd, adapter.service)} or anything not taken")
+    spec = dgd.spec.services.get(adapter.service)
+    if spec is None:
+        return Verdict(True)  # nothing to own: plan_sync reports ServiceNotFound
+    if not spec.adapter_enabled:
+        return Verdict(False, "AdapterNotEnabled",
+                       f"service {adapter.service!r} of {adapter.dgd} does not set scalingAdapter.enabled: true, so no "
+                       "adapter may scale it; set the flag on the DynamoGraphDeployment to have this adapter adopted")
+    owner = service_owners(dgd, adapters).get(adapter.service)
+    if owner is None or owner == adapter.name:
+        return Verdict(True, owner=owner or adapter.name)
+    return Verdict(False, "DuplicateAdapter",
+                   f"service {adapter.service!r} of {adapter.dgd} is scaled by adapter {owner}; this adapter is "
+                   f"ignored: scale {owner} instead and delete this one", owner)
+
+
+@dataclass(frozen=True)
+class AdapterActions:
+    """What the DGD side does about its adapters."""
+
+    create: list[WantedAdapter]
+    adopt: list[str]
+    delete: list[str]
+    owners: dict[str, str]  # service -> owning adapter
+
+
+def plan_adapters(dgd: DGD, adapters: list[AdapterInfo]) -> AdapterActions:
+    """Each flagged service gets its owner adopted, or a new `<dgd>-<service>` adapter when none
+    refers to it (unless another object already has that name); adapters the DGD owns are
+    deleted once neither their service nor their name is wanted any more."""
+    name = dgd.metadata.get("name")
+    wanted = wanted_adapters(dgd)
+    owners = service_owners(dgd, adapters)
+    by_name = {a.name: a for a in adapters}
+    create = [w for w in wanted.values() if w.service not in owners and w.name not in by_name]
+    adopt = sorted(o for o in owners.values() if not by_name[o].owned)
+    wanted_services = {w.service for w in wanted.values()}
+    delete = sorted(a.name for a in adapters if a.owned and a.dgd == name and not a.deleting
+                    and a.name not in wanted and a.service not in wanted_services)
+    return AdapterActions(create, adopt, delete, owners)
 
 
 @dataclass(frozen=True)

@@ -143,12 +143,18 @@ def test_bad_references_report_and_recover(kubectl, namespace, adapter):
     kubectl.apply(later, namespace)
     wait_for(lambda: cond(get_adapter(kubectl, namespace, "orphan"), "Synced").get("reason") == "ServiceNotFound",
              what="ServiceNotFound condition")
+    # the service exists but does not ask for an adapter: still refused
     kubectl("-n", namespace, "patch", "dgd", "later", "--type=merge",
             "-p", json.dumps({"spec": {"services": {"decode": {"replicas": 1}}}}))
+    wait_for(lambda: cond(get_adapter(kubectl, namespace, "orphan"), "Synced").get("reason") == "AdapterNotEnabled",
+             what="AdapterNotEnabled condition")
+    assert kubectl.json("-n", namespace, "get", "dgd", "later")["spec"]["services"]["decode"]["replicas"] == 1
+    kubectl("-n", namespace, "patch", "dgd", "later", "--type=merge",
+            "-p", json.dumps({"spec": {"services": {"decode": {"scalingAdapter": {"enabled": True}}}}}))
     wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "later")["spec"]["services"]["decode"]["replicas"] == 3,
              what="recovered: DGD follows the adapter")
     reasons = {e["reason"] for e in events(kubectl, namespace)}
-    assert {"DGDNotFound", "ServiceNotFound", "Scaled"} <= reasons
+    assert {"DGDNotFound", "ServiceNotFound", "AdapterNotEnabled", "Scaled"} <= reasons
 
 
 def test_multinode_scale_to_zero_needs_opt_in(kubectl, namespace, adapter):
