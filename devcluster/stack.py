@@ -210,7 +210,7 @@ class LiveStack:
         return self._add("planner", self._cli(
             "planner", "--config", str(cfg_path), "--kubeconfig", str(self.kubeconfig),
             "--prometheus-url", self.prometheus.url, "--api-port", str(self.planner_port),
-            "--static-token-file", str(token_path)),
+            "--static-token-file", str(token_path), "--insecure-http"),  # loopback only
             ready=lambda: http_ok(f"http://127.0.0.1:{self.planner_port}/healthz"))
 
     # -- control ---------------------------------------------------------------------------

@@ -196,6 +196,8 @@ class MetricsServer:
                 servers.append(self._uvicorn(app, s.secure_port, ctx))
                 tasks.append(asyncio.create_task(self._refresh_requestheader(api_client, authn, ctx, stop),
                                                  name="requestheader-refresh"))
+                if not self.cert.generated:  # follow renewals of the given files (cert-manager)
+                    tasks.append(asyncio.create_task(self.cert.follow(stop), name="serving-cert-reload"))
             if s.http_port:
                 app = create_app(self.reader, self.metrics, interface="http", keda_token=s.token(), ready=self.ready,
                                  serve_api=s.http_serves_api)

@@ -1,24 +1,118 @@
 """The planner's REST API for operators: status, decision history, overrides, SLA, pause,
-resume and advisory mode. Authenticated and authorized on every call except /healthz."""
+resume and advisory mode. Authenticated and authorized on every call except /healthz.
+Request bodies are capped before anything reads them, and the OpenAPI documents are off unless
+asked for (then behind the same authentication as the API)."""
 
 
+import json
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 
 from scaler.control.audit import Audit
-from scaler.control.auth import READ, WRITE, AuthError, Authorizer, Caller
+from scaler.control.auth import API_GROUP, READ, RESOURCE, WRITE, AuthError, Authorizer, Caller
 from scaler.control.state import ControlState, Override, SLATargets, utcnow
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+MAX_BODY_BYTES = 64 * 1024
+# the RBAC verb on planners.scaling.dynamo-scaling.io that lets an override go past the
+# planner's max_* and GPU budget (update alone keeps overrides within them)
+OVERRIDE_LIMITS = "override-limits"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The planner's own bounds: most replicas per service, and GPUs for all services together
+    (one GPU per replica, as the planner counts them)."""
+
+    max_replicas: dict[str, int] = field(default_factory=dict)
+    gpu_budget: int | None = None
+    min_replicas: dict[str, int] = field(default_factory=dict)
+
+    def exceeded(self, svc: str, new: Override, overrides: dict[str, Override]) -> list[str]:
+        """How setting `new` on `svc` would take the planner past its limits (empty: it would not)."""
+        def floor(name: str, o: Override | None) -> int:
+            if o is not None and o.replicas is not None:
+                return o.replicas
+            if o is not None and o.min_replicas is not None:
+                return o.min_replicas
+            return self.min_replicas.get(name, 0)
+
+        out = []
+        most = self.max_replicas.get(svc)
+        if most is not None:
+            # only what forces replicas up: a max_replicas above the planner's own max changes nothing
+            for key in ("replicas", "min_replicas"):
+                value = getattr(new, key)
+                if value is not None and value > most:
+                    out.append(f"{key} {value} is above the planner's maximum of {most} for {svc}")
+        if self.gpu_budget is not None:
+            names = set(self.min_replicas) | set(self.max_replicas) | set(overrides) | {svc}
+            total = sum(floor(n, new if n == svc else overrides.get(n)) for n in names)
+            if total > self.gpu_budget:
+                out.append(f"the overrides hold {total} GPUs, above the planner's GPU budget of {self.gpu_budget}")
+        return out
+
+
+class BodyLimit:
+    """ASGI middleware: refuses a request body larger than `limit` bytes with 413 before the app
+    (authentication, JSON parsing) sees any of it. A declared Content-Length over the limit is
+    refused at once; otherwise the bytes are counted as they arrive and the body is handed on
+    only once it is complete and within the limit."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def _too_large(self, send) -> None:
+        body = json.dumps({"error": f"request body larger than {self.limit} bytes", "status": 413}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit:
+                    return await self._too_large(send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await self._too_large(send)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 class AdvisoryBody(BaseModel):
@@ -30,9 +124,10 @@ class ControlService:
     """The control state plus persistence and audit; every change is saved before it is used."""
 
     def __init__(self, state: ControlState, save: Callable[[ControlState], None] | None,
-                 audit: Audit, status: Callable[[], dict], services: Callable[[], list[str]] | None = None) -> None:
+                 audit: Audit, status: Callable[[], dict], services: Callable[[], list[str]] | None = None,
+                 limits: Callable[[], Limits] | None = None) -> None:
         self.state, self._save, self.audit = state, save, audit
-        self.status_provider, self.services = status, services
+        self.status_provider, self.services, self.limits = status, services, limits
         self.lock = threading.RLock()
 
     def change(self, caller: Caller, action: str, detail: str, fn: Callable[[ControlState], None]) -> None:
@@ -52,9 +147,13 @@ class ControlService:
         self.audit.record(caller.username, action, detail)
 
 
-def create_app(service: ControlService, authorizer: Authorizer) -> FastAPI:
+def create_app(service: ControlService, authorizer: Authorizer, api_docs: bool = False,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The API; `api_docs` serves /docs, /redoc and /openapi.json to callers who may read."""
     app = FastAPI(title="dynamo-scaling planner", version="v1",
-                  description="Operator control of the predictive SLA planner.")
+                  description="Operator control of the predictive SLA planner.",
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     bearer = HTTPBearer(auto_error=False)
 
     def caller_for(verb: str):
@@ -69,6 +168,21 @@ def create_app(service: ControlService, authorizer: Authorizer) -> FastAPI:
                 raise HTTPException(exc.status, str(exc), headers=headers) from exc
             return caller
         return dep
+
+    def within_limits(caller: Caller, svc: str, body: Override) -> None:
+        """Past the planner's limits only with the override-limits verb (a second review, asked
+        only then)."""
+        limits = service.limits() if service.limits else None
+        over = limits.exceeded(svc, body, service.state.overrides) if limits else []
+        if not over:
+            return
+        try:
+            authorizer.authorize(caller, OVERRIDE_LIMITS)
+        except AuthError as exc:
+            if exc.status != 403:
+                raise HTTPException(exc.status, str(exc)) from exc
+            raise HTTPException(403, f"{'; '.join(over)}: going past the planner's limits needs the verb "
+                                     f"{OVERRIDE_LIMITS!r} on {RESOURCE}.{API_GROUP} ({exc})") from exc
 
     reader = Annotated[Caller, Depends(caller_for(READ))]
     writer = Annotated[Caller, Depends(caller_for(WRITE))]
@@ -112,6 +226,7 @@ def create_app(service: ControlService, authorizer: Authorizer) -> FastAPI:
         known(svc)
         if body.expires_at is not None and body.expires_at <= utcnow():
             raise HTTPException(422, "expires_at is in the past")
+        within_limits(caller, svc, body)
         stored = body.model_copy(update={"set_by": caller.username, "set_at": utcnow()})
         service.change(caller, "OverrideSet", f"override on {svc}: {stored.model_dump(exclude_none=True, mode='json')}",
                        lambda st: st.overrides.__setitem__(svc, stored))
@@ -146,5 +261,18 @@ def create_app(service: ControlService, authorizer: Authorizer) -> FastAPI:
         service.change(caller, "Advisory", f"advisory mode {'on' if body.enabled else 'off'}",
                        lambda st: setattr(st, "advisory", body.enabled))
         return snapshot()
+
+    if api_docs:
+        @app.get("/openapi.json", include_in_schema=False)
+        def openapi(caller: reader) -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+        @app.get("/docs", include_in_schema=False)
+        def docs(caller: reader) -> HTMLResponse:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} API")
+
+        @app.get("/redoc", include_in_schema=False)
+        def redoc(caller: reader) -> HTMLResponse:
+            return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} API")
 
     return app

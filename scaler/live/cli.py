@@ -28,6 +28,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="compute and publish decisions without writing them")
     p.add_argument("--static-token-file", type=Path, default=_env("STATIC_TOKEN_FILE"),
                    help="accept this one bearer token with full access instead of Kubernetes tokens (local use)")
+    p.add_argument("--tls-cert-file", type=Path, default=_env("TLS_CERT_FILE"),
+                   help="serving certificate of the API (PEM), re-read when it changes; "
+                        "default: self-signed at start")
+    p.add_argument("--tls-private-key-file", type=Path, default=_env("TLS_PRIVATE_KEY_FILE"),
+                   help="key of --tls-cert-file")
+    p.add_argument("--tls-san", action="append", default=[], metavar="NAME",
+                   help="extra DNS name or IP of the self-signed certificate (repeatable)")
+    p.add_argument("--insecure-http", action="store_true", default=_env("INSECURE_HTTP", "") in ("1", "true"),
+                   help="serve the API over plain HTTP instead of HTTPS (bearer tokens travel in the clear)")
+    p.add_argument("--api-docs", action="store_true", default=_env("API_DOCS", "") in ("1", "true"),
+                   help="serve /docs, /redoc and /openapi.json (to callers who may read the planner)")
+    p.add_argument("--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", "65536")),
+                   help="largest request body accepted; larger ones get 413 before authentication")
     p.set_defaults(func=run)
 
 
@@ -35,13 +48,22 @@ def run(args: argparse.Namespace) -> int:
     from dynamo_scaling.kube import api_client
     from scaler.control.auth import KubernetesAuthorizer, StaticTokenAuthorizer
     from scaler.live import config as cfgmod
-    from scaler.live.service import Options, PlannerService, read_token_file
+    from scaler.live.service import LOOPBACK, Options, PlannerService, read_token_file
 
     if args.config is None:
         print("error: --config is required", file=sys.stderr)
         return 2
     if not 0 < args.api_port < 65536:
         print("error: --api-port must be 1-65535", file=sys.stderr)
+        return 2
+    if bool(args.tls_cert_file) != bool(args.tls_private_key_file):
+        print("error: --tls-cert-file and --tls-private-key-file go together", file=sys.stderr)
+        return 2
+    if args.insecure_http and args.tls_cert_file:
+        print("error: --insecure-http and --tls-cert-file contradict each other", file=sys.stderr)
+        return 2
+    if args.max_body_bytes < 1024:
+        print("error: --max-body-bytes must be at least 1024", file=sys.stderr)
         return 2
     try:
         cfg = cfgmod.load(Path(args.config))
@@ -55,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
                                            else static.strip())
     else:
         authorizer = KubernetesAuthorizer(api, cfg.deployment.namespace, f"{cfg.deployment.name}")
-    if args.bind_address not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: the control API listens on {args.bind_address}; terminate TLS in front of it",
-              file=sys.stderr)
-    svc = PlannerService(cfg, api, Options(args.prometheus_url, args.api_port, args.bind_address, args.advisory),
-                         authorizer)
+    if args.insecure_http and args.bind_address not in LOOPBACK:
+        print(f"warning: the control API serves plain HTTP on {args.bind_address} (--insecure-http): "
+              "bearer tokens cross the network unencrypted", file=sys.stderr)
+    opts = Options(args.prometheus_url, args.api_port, args.bind_address, args.advisory,
+                   tls_cert_file=args.tls_cert_file, tls_key_file=args.tls_private_key_file,
+                   tls_sans=tuple(args.tls_san), insecure_http=args.insecure_http, api_docs=args.api_docs,
+                   max_body_bytes=args.max_body_bytes)
+    svc = PlannerService(cfg, api, opts, authorizer)
     svc.serve()
     return 0

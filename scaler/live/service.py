@@ -1,5 +1,6 @@
 """The planner as a process: the planning loop in a thread, the control API and /metrics over
-HTTP (127.0.0.1 unless told otherwise), overrides restored from the cluster at start."""
+HTTPS (127.0.0.1 unless told otherwise; plain HTTP only when asked for), overrides restored from
+the cluster at start."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from kubernetes import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapter.scale_client import ScaleClient
-from scaler.control.api import ControlService, create_app
+from scaler.control.api import MAX_BODY_BYTES, ControlService, Limits, create_app
 from scaler.control.audit import Audit
 from scaler.control.auth import Authorizer, Caller
 from scaler.control.state import SLATargets
@@ -28,6 +29,7 @@ from scaler.live.loop import PlannerLoop, PoolServices
 from scaler.live import sla_request
 from scaler.live.metrics import PlannerMetrics
 from external_metrics.prom import PrometheusClient
+from external_metrics.tls import ServingCert
 from scaler.live.observe import LiveObserver
 from scaler.planner.predictive import PredictivePlanner
 from scaler.profile import PerformanceProfile, bundled_profile
@@ -51,12 +53,21 @@ def backoff_s(interval_s: float, failures: int) -> float:
     return min(cap, interval_s * 2 ** (failures - 1))
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 @dataclass
 class Options:
     prometheus_url: str
     api_port: int = 8085
     bind_address: str = "127.0.0.1"
     advisory: bool = False
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_sans: tuple[str, ...] = ()
+    insecure_http: bool = False  # plain HTTP: only when the operator asks for it
+    api_docs: bool = False
+    max_body_bytes: int = MAX_BODY_BYTES
 
 
 class PlannerService:
@@ -74,11 +85,12 @@ class PlannerService:
         self.metrics = PlannerMetrics()
         audit = Audit(api, d.namespace, {"api_version": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
                                          "name": d.name})
-        self.control = ControlService(state, self.store.save, audit, self.status, services=self.pools.names)
+        self.control = ControlService(state, self.store.save, audit, self.status, services=self.pools.names,
+                                      limits=self.limits)
         self.observer = LiveObserver(cfg, api, PrometheusClient(opts.prometheus_url))
         self.loop = PlannerLoop(self.policy, self.observer,
                                 ScaleActuator(ScaleClient(api, d.namespace), d.name), self.control, self.pools)
-        self.app = create_app(self.control, authorizer)
+        self.app = create_app(self.control, authorizer, api_docs=opts.api_docs, max_body_bytes=opts.max_body_bytes)
         # this process's own liveness replaces the control API's constant /healthz
         self.app.router.routes = [r for r in self.app.router.routes if getattr(r, "path", None) != "/healthz"]
         self.app.add_api_route("/healthz", self._healthz, methods=["GET"], include_in_schema=False)
@@ -92,6 +104,12 @@ class PlannerService:
         # the first tick may also wait for start-up
         self._due = time.monotonic() + (cfg.liveness_intervals + 1) * cfg.planner.interval_s
         self.dependencies: dict[str, str | None] = {"prometheus": "not queried yet", "kubernetes": "not reached yet"}
+
+    def limits(self) -> Limits:
+        p, pools = self.policy.config, self.pools
+        return Limits(max_replicas={pools.prefill: p.max_prefill, pools.decode: p.max_decode},
+                      min_replicas={pools.prefill: p.min_prefill, pools.decode: p.min_decode},
+                      gpu_budget=p.gpu_budget)
 
     def _metrics(self) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -194,15 +212,27 @@ class PlannerService:
             self._stop.wait(wait)
 
     def serve(self) -> None:
+        o = self.opts
+        cert = None if o.insecure_http else ServingCert(o.tls_cert_file, o.tls_key_file, list(o.tls_sans),
+                                                        cn="dynamo-scaling-planner")
+        config = uvicorn.Config(self.app, host=o.bind_address, port=o.api_port, log_level="warning")
+        config.load()
+        if cert is not None:
+            config.ssl = cert.server_context(None)
+            if not cert.generated:  # follow renewals of the given files (cert-manager)
+                cert.follow_in_thread(self._stop)
         thread = self._thread = threading.Thread(target=self.run_loop, name="planner-loop", daemon=True)
         thread.start()
-        server = uvicorn.Server(uvicorn.Config(self.app, host=self.opts.bind_address, port=self.opts.api_port,
-                                               log_level="warning"))
+        log.info("planner API listening", extra={"bind": o.bind_address, "port": o.api_port,
+                                                  "scheme": "http" if cert is None else "https",
+                                                  "self_signed": bool(cert and cert.generated)})
         try:
-            server.run()
+            uvicorn.Server(config).run()
         finally:
             self._stop.set()
             thread.join(5)
+            if cert is not None:
+                cert.close()
 
 
 def read_token_file(path: Path) -> str:

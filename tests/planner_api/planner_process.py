@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import httpx
 import yaml
 from helpers import wait_for
 
+from devcluster.certs import issue, make_ca
 from devcluster.procs import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,18 +22,35 @@ REPO = Path(__file__).resolve().parents[2]
 
 class PlannerProcess:
     """`dynamo-scaling planner --config ...` on a free port; `token_file` None means the production
-    path (Kubernetes TokenReview + SubjectAccessReview), never a static token from the environment."""
+    path (Kubernetes TokenReview + SubjectAccessReview), never a static token from the environment.
+    `tls`: "files" serves HTTPS with a certificate from a CA of the test's own (`verify` for
+    clients), as in production; "self-signed" gives no certificate (the planner makes one, not
+    verified); "off" is plain HTTP through --insecure-http."""
 
     def __init__(self, kubeconfig: Path, namespace: str, prometheus_url: str, workdir: Path,
-                 planner: dict | None = None, token_file: Path | None = None, name: str = "llama") -> None:
-        self.workdir, self.token_file = workdir, token_file
+                 planner: dict | None = None, token_file: Path | None = None, name: str = "llama",
+                 tls: str = "files", extra: tuple[str, ...] = ()) -> None:
+        self.workdir, self.token_file, self.extra = workdir, token_file, extra
         self.cfg = {"deployment": {"name": name, "namespace": namespace, "prefill_service": "prefill",
                                    "decode_service": "decode"},
                     "planner": {"interval_s": 1, "scale_down_hold_s": 0, "scale_down_step": 0.5, "startup_s": 1,
                                 "peak_window_s": 0, **(planner or {})}}
         self.args = ["--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus_url]
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.verify: ssl.SSLContext | bool = True
+        if tls == "files":
+            pki = workdir / "pki"
+            pki.mkdir(parents=True, exist_ok=True)
+            ca = make_ca(pki, "ca", "planner-test-ca")
+            self.serving = issue(ca, pki, "planner", "planner", dns=("localhost",), ips=("127.0.0.1",), server=True)
+            self.args += ["--tls-cert-file", str(self.serving.cert), "--tls-private-key-file", str(self.serving.key)]
+            self.ca, self.url = ca, f"https://127.0.0.1:{self.port}"
+            self.verify = ssl.create_default_context(cafile=str(ca.cert))
+        elif tls == "self-signed":
+            self.verify, self.url = False, f"https://127.0.0.1:{self.port}"
+        else:
+            self.args += ["--insecure-http"]
+            self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> PlannerProcess:
@@ -41,7 +60,7 @@ class PlannerProcess:
         with open(self.workdir / "planner.log", "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dynamo_scaling.cli", "planner", "--config", str(self.workdir / "planner.yaml"),
-                 *self.args, "--api-port", str(self.port), *extra],
+                 *self.args, "--api-port", str(self.port), *extra, *self.extra],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
         wait_for(self._up, timeout=30, what="planner API")
         return self
@@ -49,13 +68,14 @@ class PlannerProcess:
     def _up(self) -> bool:
         assert self.proc and self.proc.poll() is None, (self.workdir / "planner.log").read_text()[-2000:]
         try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+            return httpx.get(self.url + "/healthz", timeout=1, verify=self.verify).status_code == 200
         except httpx.HTTPError:
             return False
 
     def decisions(self, headers: dict) -> list[dict]:
         """Decision history, newest first."""
-        r = httpx.get(self.url + "/v1/decisions", params={"limit": 1000}, headers=headers, timeout=5)
+        r = httpx.get(self.url + "/v1/decisions", params={"limit": 1000}, headers=headers, timeout=5,
+                      verify=self.verify)
         r.raise_for_status()
         return r.json()["items"]
 

@@ -161,7 +161,8 @@ class BrokenPrometheus:
 
 def start_planner(kubeconfig, namespace: str, workdir: Path, prom_url: str, *extra: str,
                   planner: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """`dynamo-scaling planner` for DGD llama (pools prefill and decode) planning every second."""
+    """`dynamo-scaling planner` for DGD llama (pools prefill and decode) planning every second,
+    its API on plain HTTP on 127.0.0.1 (these tests are about planning, not transport)."""
     cfg = {"deployment": {"name": "llama", "namespace": namespace, "prefill_service": "prefill",
                           "decode_service": "decode"},
            "planner": {"interval_s": 1, "scale_down_hold_s": 0, "scale_down_step": 0.5, "startup_s": 1,
@@ -174,7 +175,8 @@ def start_planner(kubeconfig, namespace: str, workdir: Path, prom_url: str, *ext
     proc = subprocess.Popen(
         [sys.executable, "-m", "dynamo_scaling.cli", "planner", "--config", str(workdir / "planner.yaml"),
          "--kubeconfig", str(kubeconfig), "--prometheus-url", prom_url, "--api-port", str(port),
-         "--static-token-file", str(workdir / "token"), *extra], stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+         "--static-token-file", str(workdir / "token"), "--insecure-http", *extra],
+        stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

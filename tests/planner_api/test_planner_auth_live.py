@@ -38,15 +38,16 @@ def test_callers_are_authenticated_and_authorized_by_the_api_server(cluster, kub
     planner = PlannerProcess(cluster.kubeconfig, namespace, prometheus.url, tmp_path).start()
     try:
         def get(who: str | None) -> httpx.Response:
-            return httpx.get(planner.url + "/v1/status", headers=auth[who] if who else {}, timeout=10)
+            return httpx.get(planner.url + "/v1/status", headers=auth[who] if who else {}, timeout=10,
+                             verify=planner.verify)
 
         def pin(who: str) -> httpx.Response:
             return httpx.put(planner.url + "/v1/overrides/decode", json={"replicas": 2, "reason": "auth test"},
-                             headers=auth[who], timeout=10)
+                             headers=auth[who], timeout=10, verify=planner.verify)
 
         # no token, and a token the API server does not know: 401
         assert get(None).status_code == 401
-        forged = httpx.get(planner.url + "/v1/status", timeout=10,
+        forged = httpx.get(planner.url + "/v1/status", timeout=10, verify=planner.verify,
                            headers={"Authorization": "Bearer " + token["operator"][:-4] + "AAAA"})
         assert forged.status_code == 401, forged.text
         # known callers without the right RBAC: 403, naming who and what

@@ -64,7 +64,8 @@ def _start(cluster, namespace, tmp_path, prom_url, *extra, deployment: dict | No
     proc = subprocess.Popen(
         [sys.executable, "-m", "dynamo_scaling.cli", "planner", "--config", str(tmp_path / "planner.yaml"),
          "--kubeconfig", str(cluster.kubeconfig), "--prometheus-url", prom_url, "--api-port", str(port),
-         "--static-token-file", str(tmp_path / "token"), *extra], stdout=log, stderr=subprocess.STDOUT)
+         "--static-token-file", str(tmp_path / "token"), "--insecure-http", *extra],
+        stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _up(url), timeout=30, what="planner API")
     return proc, url
