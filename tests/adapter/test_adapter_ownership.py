@@ -94,6 +94,12 @@ def test_second_adapter_for_a_service_is_refused(kubectl, namespace, adapter):
     holds_for(lambda: generation(kubectl, namespace) == gen and replicas(kubectl, namespace)["VllmDecodeWorker"] == 2,
               2 * adapter.resync_period, what="DGD stays at the owner's 2")
     assert get(kubectl, namespace, "decode-extra")["spec"]["replicas"] == 3
+    # once the owner is gone, the remaining adapter is adopted rather than a new one created beside it
+    kubectl("-n", namespace, "delete", "dgdsa", "llama-vllmdecodeworker")
+    wait_for(lambda: replicas(kubectl, namespace)["VllmDecodeWorker"] == 3, what="the remaining adapter takes over")
+    settled(kubectl, namespace, "decode-extra", 3)
+    holds_for(lambda: get(kubectl, namespace, "llama-vllmdecodeworker") is None, 2 * adapter.resync_period,
+              what="no second adapter created")
 
 
 def test_oldest_adapter_made_before_the_dgd_is_adopted(kubectl, namespace, adapter):
@@ -119,6 +125,8 @@ def test_oldest_adapter_made_before_the_dgd_is_adopted(kubectl, namespace, adapt
 def test_adapter_named_for_another_service_is_refused(kubectl, namespace, adapter):
     # made before the DGD, it takes the name the adapter of `prefill` would get
     kubectl.apply(adapter_body("llama-prefill", "VllmDecodeWorker", 3), namespace)
+    # it has reported once (status.replicas 0), as an adapter left from before the DGD would have
+    refused(kubectl, namespace, "llama-prefill", "DGDNotFound")
     kubectl.apply(dgd(), namespace)
     settled(kubectl, namespace, "llama-vllmdecodeworker", 1)
     a = refused(kubectl, namespace, "llama-prefill", "ServiceMismatch")
