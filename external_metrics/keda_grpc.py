@@ -6,13 +6,13 @@ Trigger metadata (the ScaledObject's `triggers[].metadata`):
     dgd: llama-disagg                  # optional equality filters on metricLabels:
     service: decode                    #   dgd, service, model, dynamo_namespace
     selector: "model in (a,b)"         # optional Kubernetes label selector (ANDed with the above)
-    namespace: other-ns                # default: the ScaledObject's namespace
+    namespace: ns                      # only the ScaledObject's own namespace (the default)
     aggregate: sum                     # sum (default), max, avg or min over matching series
     targetValue: "8"                   # GetMetricSpec target (default 1)
     activationTargetValue: "0"         # IsActive is value > this (default 0)
     metricName: queue                  # name reported to KEDA (default: the signal name)
 
-Errors map to gRPC status codes (INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE); KEDA counts them
+Errors map to gRPC status codes (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, UNAVAILABLE); KEDA counts them
 as scaler failures and applies its fallback. No data is never reported as zero.
 """
 
@@ -36,8 +36,12 @@ log = logging.getLogger(__name__)
 SERVICE = "externalscaler.ExternalScaler"
 FILTER_KEYS = ("dgd", "service", "model", "dynamo_namespace")
 _AGG = {"sum": sum, "max": max, "min": min, "avg": lambda v: sum(v) / len(v)}
+class Forbidden(ReadError):
+    code, reason = 403, "Forbidden"
+
+
 _CODES = {BadRequest: grpc.StatusCode.INVALID_ARGUMENT, NotFound: grpc.StatusCode.NOT_FOUND,
-          ServiceUnavailable: grpc.StatusCode.UNAVAILABLE}
+          ServiceUnavailable: grpc.StatusCode.UNAVAILABLE, Forbidden: grpc.StatusCode.PERMISSION_DENIED}
 
 
 def _number(meta: dict[str, str], key: str, default: float) -> float:
@@ -81,6 +85,9 @@ class ExternalScaler:
         if agg not in _AGG:
             raise BadRequest(f"aggregate: {agg!r} is not one of {', '.join(_AGG)}")
         namespace = meta.get("namespace") or ref.namespace
+        if namespace != ref.namespace:
+            # a ScaledObject reads its own namespace: a trigger must not reach into another team's
+            raise Forbidden(f'a ScaledObject in namespace "{ref.namespace}" may not read namespace "{namespace}"')
         reading = self.reader.read(namespace, metric, selector_from_metadata(meta))
         return reading.signal, float(_AGG[agg]([v.value for v in reading.values]))
 

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "DYNAMO_METRICS_"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -37,6 +38,8 @@ class Settings(BaseSettings):
                                 description="extra DNS names / IPs of the self-signed certificate")
     grpc_tls: bool = Field(False, description="serve gRPC over TLS with the serving certificate")
     grpc_client_ca_file: Path | None = Field(None, description="require gRPC client certificates signed by this CA")
+    grpc_insecure: bool = Field(False, description="serve gRPC beyond loopback without client certificates: "
+                                                   "anyone who reaches the port reads every namespace's metrics")
 
     kubeconfig: Path | None = Field(None, description="kubeconfig for the authentication ConfigMap and "
                                                       "SubjectAccessReviews (default: in-cluster, if any)")
@@ -72,6 +75,11 @@ class Settings(BaseSettings):
         ports = [p for p in (self.secure_port, self.http_port, self.grpc_port) if p]
         if len(ports) != len(set(ports)):
             raise ValueError(f"listeners need distinct ports, got {ports}")
+        if self.grpc_port and not self.grpc_client_ca_file and not self.grpc_insecure \
+                and self.bind_address not in LOOPBACK:
+            raise ValueError(f"the gRPC port on {self.bind_address} authenticates callers only by TLS client "
+                             "certificates: give --grpc-client-ca-file (KEDA's TriggerAuthentication holds the "
+                             "client certificate), or --grpc-insecure to accept any caller, or --grpc-port=0")
         if self.staleness < self.interval:
             raise ValueError(f"--staleness ({self.staleness:g}) must be at least --interval ({self.interval:g})")
         return self

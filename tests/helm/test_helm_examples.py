@@ -67,7 +67,8 @@ def test_the_scaledobject_schema_rejects_a_misspelt_field(kubectl, namespace):
     assert proc.returncode != 0, "a misspelt field was accepted"
     assert ".spec.minReplicas: field not declared in schema" in proc.stderr or \
         'unknown field "spec.minReplicas"' in proc.stderr, proc.stderr
-    doc = yaml.safe_load((EXAMPLES / "keda" / "scaledobject-external.yaml").read_text())
+    doc = next(d for d in yaml.safe_load_all((EXAMPLES / "keda" / "scaledobject-external.yaml").read_text())
+               if d["kind"] == "ScaledObject")
     doc["spec"]["triggers"][0]["metadata"]["targetValue"] = 0.7  # metadata values are strings
     proc = kubectl.run("apply", "--server-side", "-n", namespace, "-f", "-", input=json.dumps(doc), check=False)
     assert proc.returncode != 0, "a number in trigger metadata was accepted"

@@ -159,7 +159,22 @@ def test_keda_owns_the_apiservice_switch(render):
     assert not find(docs, "APIService")
     assert not [d for d in docs if "hpa-external-metrics" in d["metadata"]["name"]]
     svc = one(docs, "Service", "ds-dynamo-scaling-metrics-server")
-    assert {p["name"] for p in svc["spec"]["ports"]} == {"https", "http", "grpc"}
+    assert {p["name"] for p in svc["spec"]["ports"]} == {"https", "http"}  # gRPC is opt-in
+
+
+def test_grpc_serves_only_callers_with_client_certificates(render):
+    args = lambda docs: one(docs, "Deployment", "ds-dynamo-scaling-metrics-server")[  # noqa: E731
+        "spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--grpc-port=0" in args(render.docs())
+    docs = render.docs(sets={"metricsServer.grpcPort": "6000", "metricsServer.grpcClientCASecret": "keda-ca"})
+    assert {"--grpc-port=6000", "--grpc-tls", "--grpc-client-ca-file=/etc/dynamo-scaling/grpc-client-ca/ca.crt"} \
+        <= set(args(docs))
+    pod = one(docs, "Deployment", "ds-dynamo-scaling-metrics-server")["spec"]["template"]["spec"]
+    assert {v["name"]: v for v in pod["volumes"]}["grpc-client-ca"]["secret"]["secretName"] == "keda-ca"
+    proc = render.run(sets={"metricsServer.grpcPort": "6000"}, check=False)
+    assert proc.returncode != 0 and "metricsServer.grpcClientCASecret" in proc.stderr, proc.stderr
+    assert "--grpc-insecure" in args(render.docs(sets={"metricsServer.grpcPort": "6000",
+                                                       "metricsServer.grpcInsecure": "true"}))
 
 
 def test_optional_servicemonitor_and_networkpolicy(render):

@@ -5,6 +5,8 @@ paths) and the KEDA external scaler over real gRPC."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -224,6 +226,15 @@ def test_external_scaler_over_grpc(deployment):
         stream = c.StreamIsActive(ref, timeout=5)
         assert next(stream).result is True
         stream.cancel()
+        # the deployment's frontend in ns2 is there, but a ScaledObject in ns1 cannot read it
+        other = {"metric": "dynamo_queue_depth", "namespace": "ns2"}
+        with pytest.raises(grpc.RpcError) as err:
+            c.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=pb.ScaledObjectRef(namespace="ns1", scalerMetadata=other)),
+                         timeout=5)
+        assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "ns2" in err.value.details()
+        same = c.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=pb.ScaledObjectRef(namespace="ns2", scalerMetadata=other)),
+                            timeout=5)
+        assert same.metricValues[0].metricValueFloat == 11.0
         for meta, code in ((({"metric": "nope"}), grpc.StatusCode.NOT_FOUND),
                            ({"metric": "dynamo_queue_depth", "selector": "a in ("}, grpc.StatusCode.INVALID_ARGUMENT),
                            ({"metric": "dynamo_queue_depth", "dgd": "missing"}, grpc.StatusCode.NOT_FOUND),
@@ -256,3 +267,21 @@ def test_plain_http_serves_only_probes_and_metrics_unless_opened(tmp_path):
                 assert r.status == 200, path
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--bind-address=0.0.0.0", "--grpc-port=6000"], "--grpc-client-ca-file"),
+    (["--bind-address=0.0.0.0", "--grpc-port=6000", "--grpc-tls"], "--grpc-client-ca-file"),
+])
+def test_grpc_beyond_loopback_needs_client_certificates(flags, message):
+    # the external scaler authenticates callers only by TLS client certificates
+    r = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "metrics-server", "--secure-port=0",
+                        "--http-port=0", *flags], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and message in r.stderr and "--grpc-insecure" in r.stderr, r.stderr
+
+
+def test_grpc_insecure_is_an_explicit_choice():
+    from external_metrics.settings import Settings
+
+    s = Settings(bind_address="0.0.0.0", grpc_port=6000, secure_port=0, grpc_insecure=True)
+    assert s.grpc_insecure and Settings(grpc_port=6000).bind_address == "127.0.0.1"  # loopback needs nothing
