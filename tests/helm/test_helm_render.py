@@ -177,16 +177,27 @@ def test_grpc_serves_only_callers_with_client_certificates(render):
                                                        "metricsServer.grpcInsecure": "true"}))
 
 
-def test_optional_servicemonitor_and_networkpolicy(render):
-    assert not find(render.docs(), "ServiceMonitor") and not find(render.docs(), "NetworkPolicy")
+def test_optional_servicemonitor_and_default_networkpolicy(render):
+    docs = render.docs()
+    assert not find(docs, "ServiceMonitor")
+    # on by default: each component admits only its own ports
+    ms = one(docs, "NetworkPolicy", "ds-dynamo-scaling-metrics-server")["spec"]["ingress"]
+    assert ms == [{"ports": [{"port": 6443, "protocol": "TCP"}]}, {"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    assert not find(render.docs(sets={"networkPolicy.enabled": "false"}), "NetworkPolicy")
     docs = render.docs(values=[FULL])
     assert len(find(docs, "ServiceMonitor")) == 3
     nps = {d["metadata"]["name"]: d for d in find(docs, "NetworkPolicy")}
     assert set(nps) == {"ds-dynamo-scaling-adapter", "ds-dynamo-scaling-metrics-server", "ds-dynamo-scaling-planner"}
     ms = nps["ds-dynamo-scaling-metrics-server"]["spec"]["ingress"]
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    keda = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}
     assert ms[0] == {"ports": [{"port": 6443, "protocol": "TCP"}]}
-    assert {p["port"] for p in ms[1]["ports"]} == {8080, 6000}
-    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in ms[1]["from"]
+    # /metrics for the monitoring peers only; gRPC for KEDA only
+    assert ms[1] == {"ports": [{"port": 8080, "protocol": "TCP"}], "from": [monitoring]}
+    assert ms[2] == {"ports": [{"port": 6000, "protocol": "TCP"}], "from": [keda]}
+    opened = one(render.docs(values=[FULL], sets={"metricsServer.httpServesApi": "true"}), "NetworkPolicy",
+                 "ds-dynamo-scaling-metrics-server")["spec"]["ingress"]
+    assert opened[1]["from"] == [monitoring, keda]
 
 
 def test_planner_config_is_rendered_from_values(render):
