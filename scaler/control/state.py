@@ -59,6 +59,9 @@ class SLATargets(BaseModel):
 
     ttft_ms: float = Field(gt=0, le=600_000, description="time-to-first-token target, milliseconds")
     itl_ms: float = Field(gt=0, le=60_000, description="inter-token latency target, milliseconds")
+    # left out of answers while at its default, so SLA bodies written before it existed read the same
+    attainment_target: float = Field(0.99, gt=0, lt=1, exclude_if=lambda v: v == 0.99,
+                                     description="share of requests that must meet both targets")
 
 
 @dataclass

@@ -12,6 +12,8 @@ class PlannerConfig(BaseModel):
 
     ttft_ms: float = Field(500.0, gt=0, description="time-to-first-token target (ms)")
     itl_ms: float = Field(50.0, gt=0, description="inter-token latency target (ms)")
+    attainment_target: float = Field(0.99, gt=0, lt=1,
+                                     description="share of requests that must meet both the TTFT and the ITL target")
     interval_s: float = Field(5.0, gt=0, le=600, description="seconds between decisions")
     predictor: Literal["last", "ewma", "holt", "seasonal"] = "holt"
     quantile: Literal[0.5, 0.8, 0.9, 0.95, 0.99] = Field(0.9, description="forecast quantile that is provisioned")
