@@ -134,7 +134,11 @@ class Guard:
                     await self._reject(send_wrapper, exc.code, exc.message, "unauthenticated")
                     return
                 if self.authorizer is not None:
-                    ok, why = await self.authorizer.allowed(user, request_attributes(path, scope["method"]))
+                    try:
+                        ok, why = await self.authorizer.allowed(user, request_attributes(path, scope["method"]))
+                    except AuthError as exc:  # the check could not be made now (429/503): not a denial
+                        await self._reject(send_wrapper, exc.code, exc.message, "unavailable")
+                        return
                     if not ok:
                         await self._reject(send_wrapper, 403, f'user "{user.name}" may not get {path}'
                                            + (f": {why}" if why else ""), "forbidden")

@@ -185,14 +185,22 @@ def check_token(expected: str | None, headers: list[tuple[bytes, bytes]]) -> boo
 class SubjectAccessReviewer:
     """Delegated authorization: asks the API server whether the user may get the resource
     (external.metrics.k8s.io metric in a namespace) or the non-resource path. Answers are
-    cached (allowed 10 s, denied 5 s)."""
+    cached (allowed 10 s, denied 5 s). Each review has a timeout and at most `max_concurrent`
+    run at once (each holds a worker thread): a check that finds no free slot within
+    `queue_wait_s` raises AuthError(429), one the API server does not answer in time
+    AuthError(503); neither is cached."""
 
-    def __init__(self, api_client, allow_ttl_s: float = 10.0, deny_ttl_s: float = 5.0) -> None:
+    def __init__(self, api_client, allow_ttl_s: float = 10.0, deny_ttl_s: float = 5.0, *,
+                 review_timeout_s: float = 5.0, max_concurrent: int = 4, queue_wait_s: float = 1.0) -> None:
         from kubernetes import client
 
+        if review_timeout_s <= 0 or max_concurrent < 1 or queue_wait_s < 0:
+            raise ValueError("review_timeout_s > 0, max_concurrent >= 1 and queue_wait_s >= 0 are required")
         self._authz = client.AuthorizationV1Api(api_client)
         self._models = client
         self.allow_ttl_s, self.deny_ttl_s = allow_ttl_s, deny_ttl_s
+        self.review_timeout_s, self.queue_wait_s = review_timeout_s, queue_wait_s
+        self._slots = asyncio.Semaphore(max_concurrent)
         self._cache: dict[tuple, tuple[float, bool, str]] = {}
 
     def _review(self, user: User, attrs: dict) -> tuple[bool, str]:
@@ -203,23 +211,33 @@ class SubjectAccessReviewer:
             spec.non_resource_attributes = c.V1NonResourceAttributes(path=attrs["path"], verb=attrs["verb"])
         else:
             spec.resource_attributes = c.V1ResourceAttributes(**attrs)
-        res = self._authz.create_subject_access_review(c.V1SubjectAccessReview(spec=spec))
+        t = self.review_timeout_s
+        res = self._authz.create_subject_access_review(c.V1SubjectAccessReview(spec=spec), _request_timeout=(t, t))
         return bool(res.status.allowed), res.status.reason or ""
 
     async def allowed(self, user: User, attrs: dict) -> tuple[bool, str]:
+        """(allowed, reason); raises AuthError(429 or 503) when the check cannot be made now."""
         key = (user.name, user.groups, tuple(sorted(attrs.items())))
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit and hit[0] > now:
             return hit[1], hit[2]
         try:
+            await asyncio.wait_for(self._slots.acquire(), self.queue_wait_s)
+        except TimeoutError:
+            log.warning("SubjectAccessReview refused: too many in flight", extra={"user": user.name})
+            raise AuthError(429, "too many authorization checks in flight; retry shortly") from None
+        try:
+            # the slot is held until the thread ends, which its request timeout bounds
             ok, reason = await asyncio.to_thread(self._review, user, attrs)
-        except Exception as exc:  # the API server is unreachable: deny, do not cache
-            log.warning("SubjectAccessReview failed", extra={"user": user.name, "error": str(exc)})
-            return False, f"authorization check failed: {exc}"
+        except Exception as exc:  # the API server is unreachable or slow: not a denial, do not cache
+            log.warning("SubjectAccessReview failed", extra={"user": user.name, "error": str(exc)[:200]})
+            raise AuthError(503, f"authorization check failed: {str(exc)[:200]}") from exc
+        finally:
+            self._slots.release()
         if len(self._cache) > 10000:
             self._cache.clear()
-        self._cache[key] = (now + (self.allow_ttl_s if ok else self.deny_ttl_s), ok, reason)
+        self._cache[key] = (time.monotonic() + (self.allow_ttl_s if ok else self.deny_ttl_s), ok, reason)
         return ok, reason
 
 
