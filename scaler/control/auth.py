@@ -115,7 +115,13 @@ class KubernetesAuthorizer:
         st = res.status
         if not st or not st.authenticated or not st.user:
             self._rejected.put(key, True)
-            raise AuthError(401, "invalid or expired bearer token")
+            raise AuthError(401, "invalid or expired bearer token" + (
+                f", or not issued for {' or '.join(self.audiences)}" if self.audiences else ""))
+        if self.audiences and not set(st.audiences or ()) & set(self.audiences):
+            # an authenticator that ignores audiences answers with none: the token may have been
+            # issued for someone else and replayed here
+            self._rejected.put(key, True)
+            raise AuthError(401, f"the bearer token was not issued for {' or '.join(self.audiences)}")
         caller = Caller(st.user.username, tuple(st.user.groups or ()), st.user.uid or "")
         self._tokens.put(key, caller)
         return caller

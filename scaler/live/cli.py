@@ -39,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="serve the API over plain HTTP instead of HTTPS (bearer tokens travel in the clear)")
     p.add_argument("--api-docs", action="store_true", default=_env("API_DOCS", "") in ("1", "true"),
                    help="serve /docs, /redoc and /openapi.json (to callers who may read the planner)")
+    p.add_argument("--token-audience", action="append", default=_env("TOKEN_AUDIENCE", "").split(",") if
+                   _env("TOKEN_AUDIENCE") else [], metavar="AUDIENCE",
+                   help="accept only Kubernetes tokens issued for this audience (repeatable; default: the API "
+                        "server's own audiences), e.g. from `kubectl create token --audience`")
     p.add_argument("--max-body-bytes", type=int, default=int(_env("MAX_BODY_BYTES", "65536")),
                    help="largest request body accepted; larger ones get 413 before authentication")
     p.set_defaults(func=run)
@@ -76,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         authorizer = StaticTokenAuthorizer(read_token_file(args.static_token_file) if args.static_token_file
                                            else static.strip())
     else:
-        authorizer = KubernetesAuthorizer(api, cfg.deployment.namespace, f"{cfg.deployment.name}")
+        authorizer = KubernetesAuthorizer(api, cfg.deployment.namespace, f"{cfg.deployment.name}",
+                                          audiences=tuple(a for a in args.token_audience if a))
     if args.insecure_http and args.bind_address not in LOOPBACK:
         print(f"warning: the control API serves plain HTTP on {args.bind_address} (--insecure-http): "
               "bearer tokens cross the network unencrypted", file=sys.stderr)

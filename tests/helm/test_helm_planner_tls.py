@@ -27,6 +27,9 @@ def test_planner_serves_tls_with_the_chart_certificate_and_probes_use_https(rend
     assert "--tls-private-key-file=/etc/dynamo-scaling/tls/tls.key" in c["args"]
     assert "--insecure-http" not in c["args"] and "--api-docs" not in c["args"]
     assert "--max-body-bytes=65536" in c["args"]
+    assert not [a for a in c["args"] if a.startswith("--token-audience")]
+    aud = one(render.docs(sets={**PLANNER, "planner.tokenAudiences[0]": "dynamo-planner"}), "Deployment", NAME)
+    assert "--token-audience=dynamo-planner" in aud["spec"]["template"]["spec"]["containers"][0]["args"]
     for probe in ("livenessProbe", "readinessProbe"):
         assert c[probe]["httpGet"]["scheme"] == "HTTPS" and c[probe]["httpGet"]["port"] == "https"
     mount = next(m for m in c["volumeMounts"] if m["name"] == "tls")
