@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from external_metrics import keda_http
-from external_metrics.auth import (ALWAYS_ALLOWED, AuthError, Authenticator, SubjectAccessReviewer,
-                                   check_token, request_attributes)
+from external_metrics.auth import (ALWAYS_ALLOWED, AuthError, Authenticator, SubjectAccessReviewer, TokenReviewer,
+                                   bearer_token, check_token, request_attributes)
 from external_metrics.metrics import ServerMetrics
 from external_metrics.quantity import format_quantity
 from external_metrics.reader import ReadError, Reader
@@ -81,9 +81,11 @@ class Guard:
     `/metrics` unless `serve_api` opens it (it authenticates nobody)."""
 
     def __init__(self, app, metrics: ServerMetrics, interface: str, authenticator: Authenticator | None,
-                 authorizer: SubjectAccessReviewer | None, keda_token: str | None, serve_api: bool = False) -> None:
+                 authorizer: SubjectAccessReviewer | None, keda_token: str | None, serve_api: bool = False,
+                 token_reviewer: TokenReviewer | None = None) -> None:
         self.app, self.metrics, self.interface, self.serve_api = app, metrics, interface, serve_api
         self.authenticator, self.authorizer, self.keda_token = authenticator, authorizer, keda_token
+        self.token_reviewer = token_reviewer
         self._timers: dict[tuple[str, int], object] = {}  # histogram children, looked up once each
 
     def _observe(self, path: str, code: int, seconds: float) -> None:
@@ -99,6 +101,20 @@ class Guard:
         await send({"type": "http.response.start", "status": code,
                     "headers": [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+    async def _authorized(self, send, user, path: str, method: str) -> bool:
+        """SubjectAccessReview of one request (when authorization is on); answers it if not."""
+        if self.authorizer is None:
+            return True
+        try:
+            ok, why = await self.authorizer.allowed(user, request_attributes(path, method))
+        except AuthError as exc:  # the check could not be made now (429/503): not a denial
+            await self._reject(send, exc.code, exc.message, "unavailable")
+            return False
+        if not ok:
+            await self._reject(send, 403, f'user "{user.name}" may not get {path}' + (f": {why}" if why else ""),
+                               "forbidden")
+        return ok
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -120,10 +136,21 @@ class Guard:
                 await self._reject(send_wrapper, 403, "the plain-HTTP port serves only /metrics and health checks: "
                                    "read metrics on the TLS port, or start with --http-serves-api", "plain-http")
                 return
-            if path.startswith("/keda/") and self.keda_token:
-                if not check_token(self.keda_token, scope["headers"]):
-                    await self._reject(send_wrapper, 401, "a valid bearer token (or X-API-KEY) is required", "token")
+            keda = path.startswith("/keda/")
+            if keda and self.keda_token and check_token(self.keda_token, scope["headers"]):
+                pass  # the one static token of the chart's kedaTokenSecret: every namespace
+            elif keda and self.token_reviewer is not None and (token := bearer_token(scope["headers"])):
+                # a ServiceAccount's token: reads what its RBAC allows, as through the API server
+                try:
+                    user = await self.token_reviewer.user(token)
+                except AuthError as exc:
+                    await self._reject(send_wrapper, exc.code, exc.message, "unauthenticated")
                     return
+                if not await self._authorized(send_wrapper, user, path, scope["method"]):
+                    return
+            elif keda and self.keda_token:
+                await self._reject(send_wrapper, 401, "a valid bearer token (or X-API-KEY) is required", "token")
+                return
             elif self.interface == "https" and path not in ALWAYS_ALLOWED:
                 tls = scope.get("extensions", {}).get("tls", {})
                 cert, der = tls.get("client_cert"), tls.get("client_cert_der")
@@ -133,16 +160,8 @@ class Guard:
                 except AuthError as exc:
                     await self._reject(send_wrapper, exc.code, exc.message, "unauthenticated")
                     return
-                if self.authorizer is not None:
-                    try:
-                        ok, why = await self.authorizer.allowed(user, request_attributes(path, scope["method"]))
-                    except AuthError as exc:  # the check could not be made now (429/503): not a denial
-                        await self._reject(send_wrapper, exc.code, exc.message, "unavailable")
-                        return
-                    if not ok:
-                        await self._reject(send_wrapper, 403, f'user "{user.name}" may not get {path}'
-                                           + (f": {why}" if why else ""), "forbidden")
-                        return
+                if not await self._authorized(send_wrapper, user, path, scope["method"]):
+                    return
             await self.app(scope, receive, send_wrapper)
         finally:
             self._observe(path, code_box[0], time.perf_counter() - started)
@@ -285,7 +304,7 @@ def discovery_documents(signals: list[str]) -> dict[str, bytes]:
 def create_app(reader: Reader, metrics: ServerMetrics, *, interface: str = "http",
                authenticator: Authenticator | None = None, authorizer: SubjectAccessReviewer | None = None,
                keda_token: str | None = None, ready: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
-               serve_api: bool = False):
+               serve_api: bool = False, token_reviewer: TokenReviewer | None = None):
     """The ASGI app of one listener (`interface` "https" authenticates callers; "http" serves
     only probes and `/metrics` unless `serve_api`)."""
     app = FastAPI(title="dynamo-scaling metrics server", docs_url=None, redoc_url=None, openapi_url=None)
@@ -338,4 +357,5 @@ def create_app(reader: Reader, metrics: ServerMetrics, *, interface: str = "http
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     keda_http.add_routes(app, reader)
-    return Guard(MetricReads(reader, app), metrics, interface, authenticator, authorizer, keda_token, serve_api)
+    return Guard(MetricReads(reader, app), metrics, interface, authenticator, authorizer, keda_token, serve_api,
+                 token_reviewer)

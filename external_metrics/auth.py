@@ -14,6 +14,7 @@ Without a certificate the answer is 401, a denied user gets 403.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -241,6 +242,67 @@ class SubjectAccessReviewer:
         return ok, reason
 
 
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for k, v in headers:
+        if k.lower() == b"authorization" and v[:7].lower() == b"bearer ":
+            return v[7:].strip().decode("latin-1") or None
+    return None
+
+
+class TokenReviewer:
+    """Kubernetes bearer tokens (a ServiceAccount's, held by KEDA's TriggerAuthentication) checked
+    with a TokenReview. Bounded like the SubjectAccessReviewer: a timeout per review, at most
+    `max_concurrent` at once (429 beyond, after `queue_wait_s`), 503 when the API server does not
+    answer; users are remembered for `allow_ttl_s`, rejected tokens for `deny_ttl_s`."""
+
+    def __init__(self, api_client, allow_ttl_s: float = 10.0, deny_ttl_s: float = 5.0, *,
+                 review_timeout_s: float = 5.0, max_concurrent: int = 4, queue_wait_s: float = 1.0) -> None:
+        from kubernetes import client
+
+        self._authn = client.AuthenticationV1Api(api_client)
+        self._models = client
+        self.allow_ttl_s, self.deny_ttl_s = allow_ttl_s, deny_ttl_s
+        self.review_timeout_s, self.queue_wait_s = review_timeout_s, queue_wait_s
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._cache: dict[str, tuple[float, User | None]] = {}
+
+    def _review(self, token: str) -> User | None:
+        c = self._models
+        t = self.review_timeout_s
+        res = self._authn.create_token_review(c.V1TokenReview(spec=c.V1TokenReviewSpec(token=token)),
+                                              _request_timeout=(t, t))
+        st = res.status
+        if not st or not st.authenticated or not st.user:
+            return None
+        return User(st.user.username, tuple(st.user.groups or ()),
+                    {k: list(v) for k, v in (st.user.extra or {}).items()})
+
+    async def user(self, token: str) -> User:
+        key = hashlib.sha256(token.encode()).hexdigest()
+        hit = self._cache.get(key)
+        if hit and hit[0] > time.monotonic():
+            if hit[1] is None:
+                raise AuthError(401, "invalid or expired bearer token")
+            return hit[1]
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.queue_wait_s)
+        except TimeoutError:
+            raise AuthError(429, "too many token reviews in flight; retry shortly") from None
+        try:
+            user = await asyncio.to_thread(self._review, token)
+        except Exception as exc:  # unreachable or slow API server: not a rejection, do not cache
+            log.warning("TokenReview failed", extra={"error": str(exc)[:200]})
+            raise AuthError(503, "cannot check the bearer token right now") from exc
+        finally:
+            self._slots.release()
+        if len(self._cache) > 10000:
+            self._cache.clear()
+        self._cache[key] = (time.monotonic() + (self.allow_ttl_s if user else self.deny_ttl_s), user)
+        if user is None:
+            raise AuthError(401, "invalid or expired bearer token")
+        return user
+
+
 def request_attributes(path: str, method: str) -> dict:
     """SubjectAccessReview attributes of a request path, as the API server would see it."""
     verb = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "DELETE": "delete"}.get(method, "get")
@@ -248,4 +310,8 @@ def request_attributes(path: str, method: str) -> dict:
     # /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}
     if len(parts) == 6 and parts[0] == "apis" and parts[3] == "namespaces":
         return {"group": parts[1], "version": parts[2], "namespace": parts[4], "resource": parts[5], "verb": verb}
+    # /keda/v1/{ns}/{metric}: the same permission as reading that metric through the API server
+    if len(parts) == 4 and parts[0] == "keda" and parts[1] == "v1":
+        return {"group": "external.metrics.k8s.io", "version": "v1beta1", "namespace": parts[2],
+                "resource": parts[3], "verb": verb}
     return {"path": path, "verb": verb}

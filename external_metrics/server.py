@@ -13,7 +13,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from external_metrics.api import create_app
-from external_metrics.auth import Authenticator, RequestHeaderConfig, SubjectAccessReviewer
+from external_metrics.auth import Authenticator, RequestHeaderConfig, SubjectAccessReviewer, TokenReviewer
 from external_metrics.cache import Cache
 from external_metrics.collector import Collector
 from external_metrics.keda_grpc import ExternalScaler
@@ -190,8 +190,10 @@ class MetricsServer:
         try:
             if s.secure_port:
                 authn, authz = self._auth(api_client)
+                # KEDA may also present a ServiceAccount token on /keda/, checked like any API read
+                tokens = TokenReviewer(api_client) if authz is not None else None
                 app = create_app(self.reader, self.metrics, interface="https", authenticator=authn,
-                                 authorizer=authz, keda_token=s.token(), ready=self.ready)
+                                 authorizer=authz, keda_token=s.token(), ready=self.ready, token_reviewer=tokens)
                 ctx = self.cert.server_context(authn.config.ca_pem if authn.config else None)
                 servers.append(self._uvicorn(app, s.secure_port, ctx))
                 tasks.append(asyncio.create_task(self._refresh_requestheader(api_client, authn, ctx, stop),
