@@ -3,7 +3,6 @@ itself (`dynamo-scaling metrics-server`, a real process on real ports)."""
 
 from __future__ import annotations
 
-import json
 import os
 import ssl
 import subprocess
@@ -14,49 +13,10 @@ import urllib.request
 from pathlib import Path
 
 from devcluster.procs import free_port
+from exporter_process import Exporter  # noqa: F401  (tests import it from here)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-
-
-class Exporter:
-    """An exporter process on 127.0.0.1 whose series are rewritten with `set()`."""
-
-    def __init__(self, workdir: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.state = workdir / f"exporter-{self.port}.json"
-        self.set([])
-        self.proc = subprocess.Popen([sys.executable, str(HERE / "exporter.py"), str(self.port), str(self.state)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://{self.address}/metrics", timeout=1).read()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("exporter exited")
-                time.sleep(0.1)
-        raise TimeoutError("exporter did not start")
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def set(self, series: list[dict]) -> None:
-        tmp = self.state.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"series": series}))
-        os.replace(tmp, self.state)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class MetricsServerProcess:

@@ -4,8 +4,6 @@ Import as `from planner_support import ...` from tests in this directory."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import threading
@@ -19,51 +17,11 @@ import httpx
 import yaml
 
 from devcluster.procs import free_port
+from exporter_process import Exporter
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "planner-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-class Exporter:
-    """tests/metrics/exporter.py as a process on 127.0.0.1: serves the series last `set()`."""
-
-    def __init__(self, workdir: Path, series: list[dict]) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.state = workdir / f"exporter-{self.port}.json"
-        self.set(series)
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "metrics" / "exporter.py"),
-                                      str(self.port), str(self.state)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://{self.address}/metrics", timeout=1).read()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("exporter exited")
-                time.sleep(0.1)
-        raise TimeoutError("exporter did not start")
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def set(self, series: list[dict]) -> None:
-        tmp = self.state.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"series": series}))
-        os.replace(tmp, self.state)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def frontend_series() -> list[dict]:
