@@ -164,17 +164,30 @@ class MetricsServer:
         cfg.ssl = ssl_ctx
         return _Uvicorn(cfg)
 
+    def _grpc_credentials(self, client_ca: bytes | None) -> grpc.ServerCredentials:
+        """TLS credentials that follow renewals of the serving certificate: gRPC asks before each
+        new handshake, and gets the pair the reload task last found valid."""
+        served = [""]
+
+        def configuration():
+            cert, key, fingerprint = self.cert.pair()
+            served[0] = fingerprint
+            return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=client_ca)
+
+        def fetch():
+            return configuration() if self.cert.pair()[2] != served[0] else None  # None: keep the current one
+
+        return grpc.dynamic_ssl_server_credentials(configuration(), fetch,
+                                                   require_client_authentication=bool(client_ca))
+
     async def _grpc(self) -> grpc.aio.Server:
         s = self.settings
         server = grpc.aio.server()
         server.add_generic_rpc_handlers((ExternalScaler(self.reader, self.metrics, s.interval).handler(),))
         addr = f"{s.bind_address}:{s.grpc_port}"
         if s.grpc_tls or s.grpc_client_ca_file:
-            creds = grpc.ssl_server_credentials(
-                [(self.cert.key_file.read_bytes(), self.cert.cert_pem)],
-                root_certificates=s.grpc_client_ca_file.read_bytes() if s.grpc_client_ca_file else None,
-                require_client_auth=bool(s.grpc_client_ca_file))
-            server.add_secure_port(addr, creds)
+            server.add_secure_port(addr, self._grpc_credentials(
+                s.grpc_client_ca_file.read_bytes() if s.grpc_client_ca_file else None))
         else:
             server.add_insecure_port(addr)
         await server.start()
@@ -198,8 +211,6 @@ class MetricsServer:
                 servers.append(self._uvicorn(app, s.secure_port, ctx))
                 tasks.append(asyncio.create_task(self._refresh_requestheader(api_client, authn, ctx, stop),
                                                  name="requestheader-refresh"))
-                if not self.cert.generated:  # follow renewals of the given files (cert-manager)
-                    tasks.append(asyncio.create_task(self.cert.follow(stop), name="serving-cert-reload"))
             if s.http_port:
                 app = create_app(self.reader, self.metrics, interface="http", keda_token=s.token(), ready=self.ready,
                                  serve_api=s.http_serves_api)
@@ -208,6 +219,9 @@ class MetricsServer:
                 tasks.append(asyncio.create_task(srv.serve(), name=f"uvicorn:{srv.config.port}"))
             if s.grpc_port:
                 grpc_server = await self._grpc()
+            tls_in_use = s.secure_port or (s.grpc_port and (s.grpc_tls or s.grpc_client_ca_file))
+            if tls_in_use and not self.cert.generated:  # follow renewals of the given files (cert-manager)
+                tasks.append(asyncio.create_task(self.cert.follow(stop), name="serving-cert-reload"))
             while not all(srv.started for srv in servers):
                 if any(t.done() for t in tasks):
                     break

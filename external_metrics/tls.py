@@ -69,6 +69,7 @@ class ServingCert:
             self.key_file.touch(mode=0o600)
             self.key_file.write_bytes(key)
         self._loaded = self._fingerprint()
+        self._pair = (self.cert_file.read_bytes(), self.key_file.read_bytes())
 
     @property
     def cert_pem(self) -> bytes:
@@ -85,6 +86,12 @@ class ServingCert:
             ctx.verify_mode = ssl.CERT_OPTIONAL
         self._contexts.append(ctx)
         return ctx
+
+    def pair(self) -> tuple[bytes, bytes, str]:
+        """(certificate PEM, key PEM, fingerprint) last loaded: a pair known to match, for servers
+        that take the bytes rather than a context (gRPC)."""
+        with self._lock:
+            return self._pair[0], self._pair[1], self._loaded
 
     def _fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -108,6 +115,7 @@ class ServingCert:
                 return False
             try:
                 # checked on a scratch context first: a failed load can leave a context half-changed
+                pair = (self.cert_file.read_bytes(), self.key_file.read_bytes())
                 ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(self.cert_file), str(self.key_file))
                 for ctx in self._contexts:
                     ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
@@ -115,7 +123,7 @@ class ServingCert:
                 log.warning("serving certificate changed but does not load; keeping the current one",
                             extra={"error": str(exc)})
                 return False
-            self._loaded = seen
+            self._loaded, self._pair = seen, pair
             log.info("serving certificate reloaded", extra={"cert_file": str(self.cert_file)})
             return True
 
