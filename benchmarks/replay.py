@@ -16,7 +16,7 @@ attainment on no more GPU-hours (then predictive is dominated there).
 
 Prints markdown tables and writes benchmarks/results/replay.{json,md}.
 Usage: .venv/bin/python benchmarks/replay.py [--set dev|held-out|both] [--startup 0 60 120] [--warmup 300]
-       [--quick] [--no-references]
+       [--quick] [--no-references] [--policies NAME ...] [--subject NAME] [--name FILE]
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ def _fmt_ref(ref) -> str:
 
 
 def _dominators(pred: dict, rows: list[dict]) -> list[str]:
-    """Policies that reach at least predictive's attainment on no more GPU-hours."""
-    return [r["planner"] for r in rows if r["planner"] not in ("predictive", "ceiling", "oracle")
+    """Policies (other than the planner's variants and the references) that reach at least its
+    attainment on no more GPU-hours."""
+    return [r["planner"] for r in rows if not r["planner"].startswith("predictive") and r["planner"] not in ("ceiling", "oracle")
             and r["feasible_attainment"] >= pred["feasible_attainment"] and r["gpu_hours"] <= pred["gpu_hours"]]
 
 
@@ -87,7 +88,7 @@ def _run_set(set_name: str, cases: list, args, names: list[str]) -> tuple[list[d
             for r in res:
                 r["set"] = set_name
             rows += res
-            pred = next(r for r in res if r["planner"] == "predictive")
+            pred = next(r for r in res if r["planner"] == args.subject)
             entry = {"set": set_name, "trace": label, "startup_s": startup,
                      "predictive_attainment": pred["feasible_attainment"], "predictive_gpu_hours": pred["gpu_hours"],
                      "predictive_scale_events": pred["scale_events"], "dominated_by": _dominators(pred, res)}
@@ -151,21 +152,25 @@ def main() -> int:
     p.add_argument("--no-references", action="store_true", help="skip the attainment-sized references")
     p.add_argument("--policies", nargs="+", default=None, help="only these policies (default: all)")
     p.add_argument("--name", default="replay", help="results file name (benchmarks/results/NAME.{json,md})")
+    p.add_argument("--subject", default="predictive",
+                   help="the planner the verdicts and sized references are for (e.g. predictive-attainment)")
     args = p.parse_args()
     names = [n for n in (args.policies or policies.names()) if n != "ceiling"]
-    if "predictive" not in names:
-        names.insert(0, "predictive")
+    if args.subject not in names:
+        names.insert(0, args.subject)
     started = time.monotonic()
     chosen = ["dev", "held-out"] if args.set == "both" else [args.set]
     results: dict[str, dict] = {}
-    lines = [f"Scored after a {args.warmup:.0f} s warm-up; GPU-hours billed over the scored window only.", ""]
+    lines = [f"Scored after a {args.warmup:.0f} s warm-up; GPU-hours billed over the scored window only. "
+             f"Per-cell verdicts and sized references are for `{args.subject}` (\"predictive\" in their headers).", ""]
     for set_name in chosen:
         rows, refs = _run_set(set_name, SETS[set_name], args, names)
         results[set_name] = {"windows": SETS[set_name], "policies": rows, "references": refs}
         lines += _tables(set_name, rows, refs)
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps({"warmup_s": args.warmup, "sets": results}, indent=2))
+    (out / f"{args.name}.json").write_text(json.dumps({"warmup_s": args.warmup, "subject": args.subject,
+                                                      "sets": results}, indent=2))
     table = "\n".join(lines)
     (out / f"{args.name}.md").write_text(table + "\n")
     print(table)

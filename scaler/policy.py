@@ -32,6 +32,21 @@ class PoolObservation:
 
 
 @dataclass(frozen=True)
+class SLOCounts:
+    """How many requests met the SLA in a window: the input of the planner's error-budget loop.
+
+    Counted by the connector against the current targets. Replay counts from the engine's
+    per-interval results at a fine grain (see scaler.replay.engine); live is meant to count from
+    the frontend's TTFT, ITL and ISL histograms (scaler.planner.attainment reads them) and leaves
+    this None until it does: the planner then corrects from the mean latency instead."""
+
+    measured: int = 0       # requests whose first token came in the window
+    ttft_missed: int = 0    # of those, over the TTFT target
+    itl_missed: int = 0     # over the ITL target
+    unreachable: int = 0    # arrivals whose prompt alone takes longer than the TTFT target on an idle worker
+
+
+@dataclass(frozen=True)
 class TrafficWindow:
     """What the frontend saw since the previous observation. Averages are None when idle."""
 
@@ -41,6 +56,7 @@ class TrafficWindow:
     avg_osl: float | None = None
     avg_ttft_ms: float | None = None
     avg_itl_ms: float | None = None
+    slo: SLOCounts | None = None
 
     @property
     def request_rate(self) -> float:

@@ -17,7 +17,14 @@ class PlannerConfig(BaseModel):
     interval_s: float = Field(5.0, gt=0, le=600, description="seconds between decisions")
     predictor: Literal["last", "ewma", "holt", "seasonal"] = "holt"
     quantile: Literal[0.5, 0.8, 0.9, 0.95, 0.99] = Field(0.9, description="forecast quantile that is provisioned")
-    peak_window_s: float = Field(600.0, ge=0, description="recent peak that capacity never drops below")
+    peak_window_s: float = Field(600.0, ge=0, description="recent peak that capacity never drops below (with "
+                                 "bursts=rises: the history of load the burst headroom is drawn from; 0: none)")
+    headroom: Literal["mean_latency", "error_budget"] = Field(
+        "mean_latency", description="what scales the profile's capacity: mean latency against comfort x target, or "
+        "the error-budget loop on attainment_target (needs SLA counts, which replay provides)")
+    bursts: Literal["recent_peak", "rises"] = Field(
+        "recent_peak", description="capacity kept for bursts: the recent peak, or the decayed distribution of load "
+        "rises within a start-up delay")
     startup_s: float = Field(60.0, ge=0, description="prior for worker start-up time; refined from observation")
     scale_down_hold_s: float = Field(300.0, ge=0, description="a lower need must last this long before removing")
     scale_down_step: float = Field(0.25, gt=0, le=1, description="at most this fraction removed per decision")
@@ -27,8 +34,9 @@ class PlannerConfig(BaseModel):
     max_decode: int = Field(64, ge=1)
     gpu_budget: int | None = Field(None, ge=1, description="GPUs for both pools together")
     backlog_horizon_s: float = Field(30.0, gt=0, description="queued prompt tokens are planned to clear within this time")
-    comfort: float = Field(0.5, gt=0, le=1, description="observed latency above this share of the target raises capacity")
-    max_correction: float = Field(1.5, ge=1, description="upper bound of the learned correction factors")
+    comfort: float = Field(0.5, gt=0, le=1, description="mean latency above this share of the target raises "
+                           "capacity (headroom=mean_latency, or without SLA counts)")
+    max_correction: float = Field(1.5, ge=1, description="upper bound of the capacity headroom factors")
     kv_headroom: float = Field(0.8, gt=0, le=1, description="decode KV usage planned for")
 
     @model_validator(mode="after")

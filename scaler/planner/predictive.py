@@ -12,9 +12,11 @@ import math
 from dataclasses import dataclass, field
 
 from scaler.planner import predictors
+from scaler.planner.budget import ErrorBudgetLoop
+from scaler.planner.bursts import BurstHeadroom
 from scaler.planner.config import PlannerConfig
 from scaler.planner.constraints import DownHold, clamp, fit_budget
-from scaler.planner.sizing import Load, ceil_replicas, decode_replicas, prefill_replicas
+from scaler.planner.sizing import Load, ceil_replicas, decode_replicas, prefill_replicas, prefill_utilization
 from scaler.planner.startup import StartupTracker
 from scaler.policy import Decision, Observation, PoolObservation
 from scaler.profile import PerformanceProfile
@@ -53,6 +55,10 @@ class PredictivePlanner:
         c = self.config
         self.rate = predictors.make(c.predictor)
         self.peak = predictors.RecentPeak(window_s=c.peak_window_s)
+        self.burst_tokens = BurstHeadroom(history_s=c.peak_window_s)
+        self.burst_rate = BurstHeadroom(history_s=c.peak_window_s)
+        self.prefill_budget = ErrorBudgetLoop(target=c.attainment_target, hi=c.max_correction)
+        self.decode_budget = ErrorBudgetLoop(target=c.attainment_target, hi=c.max_correction)
         self.isl = _Smoothed(0.3)
         self.osl = _Smoothed(0.3)
         self.prefill_start = StartupTracker(c.startup_s)
@@ -62,10 +68,33 @@ class PredictivePlanner:
         self.last_now: float | None = None
         self.prefill_correction = 1.0
         self.decode_correction = 1.0
+        self.surprise_until = -math.inf
+
+    def _learn_from_budget(self, obs: Observation, settle_s: float, isl: float) -> None:
+        """Misses against the error budget set the headroom: TTFT misses that capacity can help
+        (not prompts too long for any worker) for prefill, ITL misses for decode.
+
+        Only misses under load the running fleet was sized for say the model of need is short;
+        misses while load exceeds it (and while the backlog that leaves drains) are a burst
+        arriving faster than workers start, which more headroom on the forecast would not catch
+        in time: those are the burst headroom's part, and here they are left out."""
+        c, p, slo, now = self.config, self.profile, obs.traffic.slo, obs.now_s
+        assert slo is not None
+        per_prefill = p.prefill.throughput_per_gpu_at(isl) * p.gpus_per_prefill_worker
+        planned = (obs.prefill.active * per_prefill * prefill_utilization(p, isl, c.ttft_ms)
+                   / max(self.prefill_correction, 1e-9))
+        if obs.traffic.request_rate * (obs.traffic.avg_isl or isl) > planned:
+            self.surprise_until = now + c.backlog_horizon_s
+        if now < self.surprise_until:
+            self.prefill_correction = self.prefill_budget.update(now, 0, 0, settle_s)
+        else:
+            self.prefill_correction = self.prefill_budget.update(now, slo.measured, slo.ttft_missed, settle_s,
+                                                                 excluded=slo.unreachable)
+        self.decode_correction = self.decode_budget.update(now, slo.measured, slo.itl_missed, settle_s)
 
     def _learn_corrections(self, obs: Observation) -> None:
-        """Observed latency against the target's comfort zone scales the profile's capacity:
-        bounded to [1, max] and smoothed, so a noisy window cannot swing the fleet."""
+        """Without SLA counts: observed mean latency against the target's comfort zone scales the
+        profile's capacity, bounded to [1, max] and smoothed, so a noisy window cannot swing the fleet."""
         c, t = self.config, obs.traffic
         if t.avg_ttft_ms is not None:
             ratio = t.avg_ttft_ms / (c.ttft_ms * c.comfort)
@@ -76,6 +105,12 @@ class PredictivePlanner:
             target = min(c.max_correction, max(1.0, self.decode_correction * ratio ** 0.5))
             self.decode_correction += 0.3 * (target - self.decode_correction)
 
+    @property
+    def slo_probe_s(self) -> float | None:
+        """How finely replay counts SLA misses between decisions (see scaler.replay.engine); only
+        the error-budget loop reads them, so the default settings leave the replay as it was."""
+        return 0.1 if self.config.headroom == "error_budget" else None
+
     def initial_tick_s(self) -> float:
         return self.config.interval_s
 
@@ -85,21 +120,40 @@ class PredictivePlanner:
         self.last_now = obs.now_s
         rate_now = obs.traffic.request_rate
         self.rate.update(rate_now, dt)
-        self.peak.update(rate_now, dt)
         isl = self.isl.update(obs.traffic.avg_isl) or 1.0
         osl = self.osl.update(obs.traffic.avg_osl) or 1.0
+        if c.bursts == "rises":
+            self.burst_tokens.update(rate_now * (obs.traffic.avg_isl or isl), dt)
+            self.burst_rate.update(rate_now, dt)
+        else:
+            self.peak.update(rate_now, dt)
         self.prefill_start.observe(obs.now_s, obs.prefill.active, obs.prefill.starting)
         self.decode_start.observe(obs.now_s, obs.decode.active, obs.decode.starting)
 
-        self._learn_corrections(obs)
-        horizon = max(self.prefill_start.estimate_s, self.decode_start.estimate_s) + c.interval_s
-        rate_f = max(self.rate.upper(horizon, c.quantile), self.peak.forecast(horizon))
-        load = Load(rate_f, isl, osl)
+        startup = max(self.prefill_start.estimate_s, self.decode_start.estimate_s)
+        horizon = startup + c.interval_s
+        if c.headroom == "error_budget" and obs.traffic.slo is not None:
+            self._learn_from_budget(obs, horizon, isl)
+        else:
+            self._learn_corrections(obs)
+        rate_f = self.rate.upper(horizon, c.quantile)
+        # burst headroom: the recent peak, or the rises of load within a start-up delay
+        burst_len = max(startup, c.interval_s) if c.bursts == "rises" else c.peak_window_s
+        if c.bursts == "rises":
+            burst_rate = self.burst_rate.level(burst_len) if c.peak_window_s > 0 else 0.0
+            burst_prefill_rate = self.burst_tokens.level(burst_len) / isl if c.peak_window_s > 0 else 0.0
+        else:
+            burst_rate = burst_prefill_rate = self.peak.forecast(horizon)
 
-        # throughput path: capacity for the forecast load
-        pre_need = prefill_replicas(load, p, c.ttft_ms, correction=self.prefill_correction)
-        dec_need = decode_replicas(load, p, c.itl_ms, correction=self.decode_correction,
+        # throughput path: capacity for the forecast load, never below the burst headroom
+        pre_base = prefill_replicas(Load(rate_f, isl, osl), p, c.ttft_ms, correction=self.prefill_correction)
+        dec_base = decode_replicas(Load(rate_f, isl, osl), p, c.itl_ms, correction=self.decode_correction,
                                    kv_headroom=c.kv_headroom)
+        pre_need = prefill_replicas(Load(max(rate_f, burst_prefill_rate), isl, osl), p, c.ttft_ms,
+                                    correction=self.prefill_correction)
+        dec_need = decode_replicas(Load(max(rate_f, burst_rate), isl, osl), p, c.itl_ms,
+                                   correction=self.decode_correction, kv_headroom=c.kv_headroom)
+        pre_burst, dec_burst = pre_need - pre_base, dec_need - dec_base
 
         # load path: what the queues say is missing now. New workers help only once started, so
         # size for the backlog expected then, drained over the backlog horizon.
@@ -122,14 +176,25 @@ class PredictivePlanner:
                                        p.gpus_per_decode_worker, c.min_prefill, c.min_decode)
 
         reason = (f"forecast {rate_f:.2f} req/s (now {rate_now:.2f}) at +{horizon:.0f}s, ISL {isl:.0f}, "
-                  f"OSL {osl:.0f}: prefill {pre_need:.2f} -> {pre}, decode {dec_need:.2f} -> {dec}")
+                  f"OSL {osl:.0f}: prefill {pre_need:.2f} -> {pre}, decode {dec_need:.2f} -> {dec}; "
+                  f"headroom x{self.prefill_correction:.2f}/x{self.decode_correction:.2f}")
+        if pre_burst > 0.005 or dec_burst > 0.005:
+            how = f"rises over {burst_len:.0f}s" if c.bursts == "rises" else f"peak of {burst_len:.0f}s"
+            reason += (f"; kept for bursts ({how}): {pre_burst:.2f} prefill, {dec_burst:.2f} decode "
+                       f"({burst_prefill_rate * isl:.0f} prompt tok/s, {burst_rate:.2f} req/s)")
         if backlog > 0.05:
             reason += f"; prefill backlog {obs.prefill.queued_tokens} tokens"
         if limited:
             reason += f"; limited by GPU budget {c.gpu_budget}"
-        return Decision(pre, dec, c.interval_s, reason, {
+        details = {
             "forecast_rate": rate_f, "rate": rate_now, "horizon_s": horizon,
             "prefill_need": pre_need, "decode_need": dec_need,
             "prefill_correction": self.prefill_correction, "decode_correction": self.decode_correction,
-            "startup_estimate_s": max(self.prefill_start.estimate_s, self.decode_start.estimate_s),
-        })
+            "startup_estimate_s": startup,
+            "burst_window_s": burst_len, "burst_rate": burst_rate, "burst_prefill_tokens_s": burst_prefill_rate * isl,
+            "burst_prefill_workers": pre_burst, "burst_decode_workers": dec_burst,
+        }
+        for key, loop in (("prefill_burn", self.prefill_budget), ("decode_burn", self.decode_budget)):
+            if loop.last_burn is not None:  # absent until enough requests were measured
+                details[key] = loop.last_burn
+        return Decision(pre, dec, c.interval_s, reason, details)

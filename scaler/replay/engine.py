@@ -3,6 +3,12 @@
 The bridge turns each engine snapshot into an `Observation`, asks the policy, and hands the
 decision back in the engine's terms (absolute targets; the next tick as absolute sim time).
 It also records a timeline for reports and the live view.
+
+SLA counts (`TrafficWindow.slo`, for a policy with an `slo_probe_s` attribute): the engine hands
+out per-request results only when the run ends, so between decisions the bridge ticks the engine
+every `slo_probe_s` (0.1 s: mostly zero or one first token per tick) without changing the fleet and
+counts each tick's requests as met or missed by that tick's mean TTFT and ITL. That is a
+per-request count wherever a tick holds one request, which is the common case.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scaler.policy import Decision, Observation, Policy, PoolObservation, TrafficWindow
+from scaler.policy import Decision, Observation, Policy, PoolObservation, SLOCounts, TrafficWindow
 from scaler.replay.traces import Request, write_mooncake
 
 log = logging.getLogger(__name__)
@@ -103,22 +109,96 @@ class TimelinePoint:
     forecast_rate: float | None = None
 
 
+class _SLOTally:
+    """Traffic and SLA counts over the engine ticks between two policy decisions."""
+
+    def __init__(self, ttft_ms: float, itl_ms: float, unloaded_ttft_ms: Callable[[float], float] | None,
+                 arrivals: list[tuple[float, int]] | None = None) -> None:
+        self.ttft_ms, self.itl_ms, self.unloaded = ttft_ms, itl_ms, unloaded_ttft_ms
+        # (engine time ms, prompt tokens) of every request, read only up to the current time: what
+        # the frontend sees of each prompt on arrival (live: its ISL histogram)
+        self.arrivals, self.next_arrival = arrivals or [], 0
+        self.reset()
+
+    def reset(self) -> None:
+        self.duration = 0.0
+        self.n = self.shapes = self.isl = self.osl = 0.0
+        self.ttft_n = self.ttft = self.itl_n = self.itl = 0.0
+        self.measured = self.ttft_missed = self.itl_missed = self.unreachable = 0
+
+    def add(self, t: dict, now_ms: float) -> None:
+        self.duration += float(t.get("duration_s") or 0.0)
+        self.n += int(t.get("num_req") or 0)
+        # the engine averages prompt and output lengths over `shape_count` requests, not num_req
+        shapes = int(t.get("shape_count") or 0)
+        if shapes:
+            self.shapes += shapes
+            self.isl += float(t.get("avg_isl") or 0.0) * shapes
+            self.osl += float(t.get("avg_osl") or 0.0) * shapes
+        while self.next_arrival < len(self.arrivals) and self.arrivals[self.next_arrival][0] <= now_ms:
+            if self.unloaded is not None and self.unloaded(self.arrivals[self.next_arrival][1]) > self.ttft_ms:
+                self.unreachable += 1
+            self.next_arrival += 1
+        tn, itn = int(t.get("ttft_count") or 0), int(t.get("itl_count") or 0)
+        if tn and t.get("avg_ttft_ms") is not None:
+            avg = float(t["avg_ttft_ms"])
+            self.ttft_n, self.ttft = self.ttft_n + tn, self.ttft + avg * tn
+            self.measured += tn
+            self.ttft_missed += tn if avg > self.ttft_ms else 0
+        if itn and t.get("avg_itl_ms") is not None:
+            avg = float(t["avg_itl_ms"])
+            self.itl_n, self.itl = self.itl_n + itn, self.itl + avg * itn
+            self.itl_missed += itn if avg > self.itl_ms else 0
+
+    def window(self) -> TrafficWindow:
+        n = int(self.n)
+        return TrafficWindow(
+            duration_s=self.duration, num_requests=n,
+            # as snapshot_to_observation reads a window: no lengths without arrivals
+            avg_isl=self.isl / self.shapes if self.shapes and n else None,
+            avg_osl=self.osl / self.shapes if self.shapes and n else None,
+            avg_ttft_ms=self.ttft / self.ttft_n if self.ttft_n else None,
+            avg_itl_ms=self.itl / self.itl_n if self.itl_n else None,
+            slo=SLOCounts(self.measured, self.ttft_missed, min(self.itl_missed, self.measured or self.itl_missed),
+                          self.unreachable))
+
+
 class PolicyBridge:
     """The object the engine calls: `initial_tick_ms()` and `on_tick(snapshot)`."""
 
     def __init__(self, policy: Policy, capacity_tokens: int,
-                 on_point: Callable[[TimelinePoint], None] | None = None, offset_s: float = 0.0) -> None:
+                 on_point: Callable[[TimelinePoint], None] | None = None, offset_s: float = 0.0,
+                 ttft_ms: float = 500.0, itl_ms: float = 50.0,
+                 unloaded_ttft_ms: Callable[[float], float] | None = None,
+                 arrivals: list[tuple[float, int]] | None = None) -> None:
         self.policy, self.capacity, self.offset_s = policy, capacity_tokens, offset_s
         self.timeline: list[TimelinePoint] = []
         self.on_point = on_point
         self.errors: list[BaseException] = []
+        probe = getattr(policy, "slo_probe_s", None)
+        self.probe_s: float | None = float(probe) if probe else None
+        self.tally = _SLOTally(ttft_ms, itl_ms, unloaded_ttft_ms, arrivals) if self.probe_s else None
+        self.next_decision_ms = 0.0
 
     def initial_tick_ms(self) -> float:
+        if self.probe_s:
+            self.next_decision_ms = float(self.policy.initial_tick_s()) * 1000.0
+            return self.probe_s * 1000.0
         return float(self.policy.initial_tick_s()) * 1000.0
 
     def on_tick(self, snap: dict) -> dict:
+        now_ms = float(snap["now_ms"])
+        if self.tally is not None:
+            self.tally.add(snap.get("traffic") or {}, now_ms)
+            if now_ms + 1e-6 < self.next_decision_ms:  # a probe tick: count, keep the fleet
+                return {"target_prefill": None, "target_decode": None,
+                        "next_tick_ms": now_ms + min(self.probe_s * 1000.0, self.next_decision_ms - now_ms)}
         try:
             obs = snapshot_to_observation(snap, self.capacity, self.offset_s)
+            if self.tally is not None:
+                obs = Observation(obs.now_s, self.tally.window(), obs.prefill, obs.decode,
+                                  obs.gpus_per_prefill_worker, obs.gpus_per_decode_worker)
+                self.tally.reset()
             decision: Decision = self.policy.decide(obs)
         except BaseException as exc:  # an exception inside the engine callback is hard to trace
             self.errors.append(exc)
@@ -134,10 +214,12 @@ class PolicyBridge:
         self.timeline.append(point)
         if self.on_point:
             self.on_point(point)
+        step_ms = max(0.05, float(nxt)) * 1000.0
+        self.next_decision_ms = now_ms + step_ms
         return {
             "target_prefill": None if decision.target_prefill is None else max(0, int(decision.target_prefill)),
             "target_decode": None if decision.target_decode is None else max(0, int(decision.target_decode)),
-            "next_tick_ms": float(snap["now_ms"]) + max(0.05, float(nxt)) * 1000.0,
+            "next_tick_ms": now_ms + (min(step_ms, self.probe_s * 1000.0) if self.probe_s else step_ms),
         }
 
 
@@ -159,12 +241,17 @@ class ReplayRun:
 
 
 def run(requests: list[Request], policy: Policy, config: EngineConfig,
-        on_point: Callable[[TimelinePoint], None] | None = None) -> ReplayRun:
+        on_point: Callable[[TimelinePoint], None] | None = None,
+        unloaded_ttft_ms: Callable[[float], float] | None = None) -> ReplayRun:
+    """`unloaded_ttft_ms(isl)`: the profile's TTFT on an idle worker, so the SLA counts can tell
+    prompts no capacity can serve in time (only for policies that ask for SLA counts)."""
     from dynamo import _core  # the engine is heavy to import; only replay needs it
 
     # the engine starts its clock at the first request; everything we hand out is in trace time
     offset_s = min((r.timestamp_ms for r in requests), default=0.0) / 1000.0
-    bridge = PolicyBridge(policy, config.kv_capacity_tokens, on_point, offset_s)
+    arrivals = sorted((r.timestamp_ms - offset_s * 1000.0, r.input_length) for r in requests)
+    bridge = PolicyBridge(policy, config.kv_capacity_tokens, on_point, offset_s, config.ttft_ms, config.itl_ms,
+                          unloaded_ttft_ms, arrivals)
     with tempfile.TemporaryDirectory(prefix="replay-") as tmp:
         trace = write_mooncake(requests, Path(tmp) / "trace.jsonl")
         started = time.perf_counter()

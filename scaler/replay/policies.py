@@ -23,6 +23,7 @@ class RunContext:
     itl_ms: float
     gpu_budget: int | None = None
     seed: int = 0
+    attainment_target: float = 0.99
 
     def needs(self, window_s: float = 30.0) -> list[WindowNeed]:
         return window_needs(self.requests, self.profile, self.ttft_ms, self.itl_ms, window_s)
@@ -58,11 +59,21 @@ def _ceiling(ctx: RunContext) -> Policy:
 
 def _predictive(ctx: RunContext) -> Policy:
     cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
-                        gpu_budget=ctx.gpu_budget)
+                        gpu_budget=ctx.gpu_budget, attainment_target=ctx.attainment_target)
     return PredictivePlanner(ctx.profile, cfg)
 
 
+def _predictive_attainment(ctx: RunContext) -> Policy:
+    """The planner with the error-budget loop and burst headroom from rises (opt-in settings),
+    as tuned on the development windows of benchmarks/replay.py."""
+    cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
+                        gpu_budget=ctx.gpu_budget, attainment_target=ctx.attainment_target,
+                        headroom="error_budget", bursts="rises", max_correction=3.0, peak_window_s=1800.0)
+    return PredictivePlanner(ctx.profile, cfg, name="predictive-attainment")
+
+
 register_policy("predictive", _predictive)
+register_policy("predictive-attainment", _predictive_attainment)
 register_policy("static", _static)
 register_policy("hpa", lambda ctx: baselines.HPAPolicy())
 register_policy("dynamo-load", lambda ctx: baselines.DynamoLoad(ctx.profile, ctx.ttft_ms))

@@ -28,10 +28,11 @@ class Setting:
     gpu_budget: int | None = None
     seed: int = 0
     warmup_s: float = 0.0  # played but not scored (see scaler.replay.metrics)
+    attainment_target: float = 0.99  # what the predictive planner aims for
 
     def context(self) -> policies.RunContext:
         return policies.RunContext(self.requests, self.profile, self.startup_s, self.ttft_ms, self.itl_ms,
-                                   self.gpu_budget, self.seed)
+                                   self.gpu_budget, self.seed, self.attainment_target)
 
     def engine(self, initial: tuple[int, int] = (1, 1)) -> EngineConfig:
         return EngineConfig(startup_s=self.startup_s, ttft_ms=self.ttft_ms, itl_ms=self.itl_ms,
@@ -50,7 +51,8 @@ def initial_fleet(setting: Setting, policy: Policy) -> tuple[int, int]:
 def run_policy(setting: Setting, name: str,
                on_point: Callable[[TimelinePoint], None] | None = None) -> ReplayRun:
     policy = policies.make(name, setting.context())
-    return run(setting.requests, policy, setting.engine(initial_fleet(setting, policy)), on_point)
+    return run(setting.requests, policy, setting.engine(initial_fleet(setting, policy)), on_point,
+               setting.profile.prefill.ttft_ms_at)
 
 
 def compare(setting: Setting, names: list[str], progress: Callable[[str], None] | None = None,
