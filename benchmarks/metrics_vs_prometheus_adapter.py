@@ -26,7 +26,8 @@ DGD service): p50/p99 latency and reads/s (wrk), Prometheus queries/s (its own
 `prometheus_engine_query_duration_seconds_count`), Prometheus CPU (cores), the server's CPU ms
 per read and its RSS, kube-apiserver CPU ms per read. Freshness: the probe's gauge is changed
 and the time until a read through kube-apiserver returns the new value is taken, `--freshness`
-times per server. The per-request PromQL baseline (the signal's PromQL for the service, straight
+times per server. With each server, a real HPA (sync `--hpa-sync`) scales a DGDSA 1 -> 3 -> 1 on the probe's queue
+depth (the first size only). The per-request PromQL baseline (the signal's PromQL for the service, straight
 to Prometheus, no API server) runs at the same reader counts for the old ratio.
 
 Needs wrk (apt-get install wrk), prometheus and Go. Prints markdown, writes
@@ -175,10 +176,11 @@ class OurServer:
 class Plane:
     """The control plane, the HPA identity, and the APIService switch."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, hpa_sync_s: float):
         self.dir = workdir / "plane"
-        self.state = controlplane.up(self.dir)
+        self.state = controlplane.up(self.dir, hpa_sync_period_s=hpa_sync_s)
         self.kubectl = Kubectl(controlplane.kubectl_path(), self.state.kubeconfig)
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
         self.ca = certs.make_ca(workdir, "serving-ca", "metrics-serving-ca")
         # the aggregation layer checks the name <service>.<namespace>.svc
         self.serving = certs.issue(self.ca, workdir, "serving", "metrics",
@@ -186,6 +188,7 @@ class Plane:
                                    ips=("127.0.0.1",), server=True)
         k = self.kubectl
         k("create", "namespace", SVC_NS)
+        k("create", "namespace", PROBE[0])  # where the HPA of the probe service lives
         # what kubeadm-style clusters give the HPA controller: read access to external metrics
         k.apply([{"apiVersion": "v1", "kind": "ServiceAccount",
                   "metadata": {"name": "horizontal-pod-autoscaler", "namespace": "kube-system"}},
@@ -318,7 +321,44 @@ def freshness(plane: Plane, probe: Exporter, rounds: int, start_value: int) -> l
     return out
 
 
-def run_size(n: int, plane: Plane, adapter_bin: Path, args, work: Path) -> dict:
+def hpa_round_trip(plane: Plane, probe: Exporter, timeout_s: float = 180) -> dict:
+    """A DGDSA scaled by a real HPA on the probe's queue depth (AverageValue 2 per replica):
+    queue 6 -> 3 replicas, queue 0 -> 1. Nothing but the HPA writes the DGDSA's replicas here
+    (no operator runs), so this shows the metric path alone; seconds to each step."""
+    from devcluster.manifests import external_hpa
+    ns, dgd, svc = PROBE
+    k, name = plane.kubectl, f"{dgd}-{svc}"
+    probe.set(probe_series(0))
+    k.apply({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapter",
+             "metadata": {"name": name}, "spec": {"replicas": 1, "dgdRef": {"name": dgd, "serviceName": svc}}}, ns)
+    # what the adapter controller would report: the HPA needs a selector on the scale subresource
+    k("-n", ns, "patch", "dgdsa", name, "--subresource=status", "--type=merge", "-p",
+      json.dumps({"status": {"replicas": 1, "selector": f"nvidia.com/dynamo-graph-deployment-name={dgd}"}}))
+    k.apply(external_hpa("probe", name, SIGNAL, "2", {"dgd": dgd, "service": svc}, max_replicas=5,
+                         behavior={"scaleDown": {"stabilizationWindowSeconds": 0}}), ns)
+
+    def replicas() -> int:
+        return k.json("-n", ns, "get", "dgdsa", name)["spec"]["replicas"]
+
+    def active() -> bool:
+        conds = k.json("-n", ns, "get", "hpa", "probe").get("status", {}).get("conditions", [])
+        return any(c["type"] == "ScalingActive" and c["status"] == "True" for c in conds)
+
+    try:
+        poll_until(active, timeout_s, "HPA reading the external metric", 0.5)
+        out = {}
+        for queue, want, step in ((6, 3, "up_1_to_3_s"), (0, 1, "down_3_to_1_s")):
+            probe.set(probe_series(queue))
+            t0 = time.monotonic()
+            poll_until(lambda: replicas() == want, timeout_s, f"DGDSA at {want} replicas", 0.25)
+            out[step] = time.monotonic() - t0
+        return out
+    finally:
+        k.run("-n", ns, "delete", "hpa", "probe", "--ignore-not-found", check=False)
+        k.run("-n", ns, "delete", "dgdsa", name, "--ignore-not-found", check=False)
+
+
+def run_size(n: int, plane: Plane, adapter_bin: Path, args, work: Path, hpa: bool) -> dict:
     work.mkdir(parents=True)
     series, keys = worker_series(n)
     mapping = SignalMapping()
@@ -346,6 +386,8 @@ def run_size(n: int, plane: Plane, adapter_bin: Path, args, work: Path) -> dict:
             fresh = freshness(plane, probe, args.freshness, 100 * len(result["servers"]))
             result["servers"][name] = {"switch_s": switch_s, "runs": runs, "freshness_s": fresh,
                                        "rss_mb_after": rss_bytes(server.pid) / 2**20}
+            if hpa:
+                result["servers"][name]["hpa"] = hpa_round_trip(plane, probe)
         if not args.no_promql:
             promql = [promql_path(mapping, k) for k in keys]
             result["servers"]["per-request PromQL (no API server)"] = {
@@ -383,6 +425,10 @@ def table(results: dict, args) -> str:
                 fr = srv["freshness_s"]
                 lines.append(f"- freshness, {name}: median {statistics.median(fr):.1f} s, max {max(fr):.1f} s "
                              f"({len(fr)} changes)")
+            if "hpa" in srv:
+                h = srv["hpa"]
+                lines.append(f"- HPA on {name}: DGDSA 1 -> 3 replicas in {h['up_1_to_3_s']:.1f} s after the queue "
+                             f"rose to 6, 3 -> 1 in {h['down_3_to_1_s']:.1f} s after it fell to 0")
     rss = results.get("rss_bytes_per_series")
     if rss:
         lines.append("")
@@ -399,6 +445,9 @@ def main() -> int:
     ap.add_argument("--freshness", type=int, default=3, help="gauge changes timed per server")
     ap.add_argument("--scrape-interval", type=float, default=2.0)
     ap.add_argument("--interval", type=float, default=5.0, help="our server's --interval (its default)")
+    ap.add_argument("--no-hpa", dest="hpa", action="store_false",
+                    help="skip scaling a DGDSA 1 -> 3 -> 1 with a real HPA on each server")
+    ap.add_argument("--hpa-sync", type=float, default=2.0, help="the HPA controller's sync period (s)")
     ap.add_argument("--no-promql", action="store_true", help="skip the per-request PromQL baseline")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "metrics_vs_prometheus_adapter.json")
     args = ap.parse_args()
@@ -410,11 +459,12 @@ def main() -> int:
     results: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                      "machine": {"cpus": os.cpu_count()}, "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="metrics-vs-adapter-") as tmp:
-        plane = Plane(Path(tmp))
+        plane = Plane(Path(tmp), args.hpa_sync)
         try:
             for n in args.series:
                 print(f"-- {n} series", file=sys.stderr, flush=True)
-                results["sizes"][str(n)] = run_size(n, plane, adapter_bin, args, Path(tmp) / f"size-{n}")
+                results["sizes"][str(n)] = run_size(n, plane, adapter_bin, args, Path(tmp) / f"size-{n}",
+                                                    hpa=args.hpa and n == args.series[0])
         finally:
             plane.close()
     sizes = list(results["sizes"].values())
