@@ -52,7 +52,7 @@ def test_no_path_leaves_the_repository():
 
 def test_the_scan_finds_what_it_is_for(tmp_path):
     # the patterns match the ways a path escaped before
-    assert DOTDOT.search('Path("../shared/traces")') and ROOT_PARENT.search('REPO.parent / "shared"')
+    assert DOTDOT.search('Path("../data/traces")') and ROOT_PARENT.search('REPO.parent / "data"')
     assert PARENTS.search("Path(__file__).resolve().parents[2]")
     assert _escapes(REPO / "tests" / "x", 3) and not _escapes(REPO / "tests" / "x", 2)
     assert not DOTDOT.search("x = a..b") and not DOTDOT.search("kubectl get foo.bar/x")
