@@ -130,3 +130,52 @@ def clean_old_builds(keep: Path) -> list[Path]:
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
+
+
+@dataclass(frozen=True)
+class GoTool:
+    """A tool built from a small Go module in the repository (devcluster/tools/<name>) that pins
+    the tool's own module: cached by version, go.mod/go.sum, Go version and link flags."""
+
+    name: str
+    module_dir: Path
+    module: str  # the module whose required version names the build
+    package: str
+    ldflags: str = "-s -w"
+    rough_minutes: int = 2
+
+    @property
+    def version(self) -> str:
+        return required_version(self.module_dir, self.module)
+
+    def cache_key(self) -> str:
+        h = hashlib.sha256()
+        for name in ("go.mod", "go.sum"):
+            h.update(name.encode())
+            h.update((self.module_dir / name).read_bytes())
+        h.update(_go_version().encode())
+        h.update(self.ldflags.encode())
+        return f"{self.version}-{h.hexdigest()[:12]}"
+
+    def path(self) -> Path:
+        return cache_root() / self.name / self.cache_key() / self.name
+
+    def ensure(self) -> Path:
+        """The cached binary, built first if it is missing."""
+        out = self.path()
+        if os.access(out, os.X_OK):
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
+        tmp = out.parent / f".{self.name}.{os.getpid()}.tmp"  # two first runs at once must not share it
+        log.info("building %s %s from its Go module (about %d minutes on 2 cores the first time, cached after)",
+                 self.name, self.version, self.rough_minutes, extra={"dir": str(out.parent)})
+        started = time.monotonic()
+        proc = subprocess.run(["go", "build", "-trimpath", "-ldflags", self.ldflags, "-o", str(tmp), self.package],
+                              cwd=self.module_dir, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"building {self.name} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+        tmp.replace(out)
+        log.info("built %s in %.0f s", self.name, time.monotonic() - started)
+        return out

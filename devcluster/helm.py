@@ -10,15 +10,13 @@ and the Go toolchain version.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from devcluster.build import _go_version, cache_root, required_version
+from devcluster.build import GoTool, required_version
 
 log = logging.getLogger(__name__)
 
@@ -42,41 +40,13 @@ def _ldflags(module_dir: Path = MODULE_DIR) -> str:
     return " ".join(flags)
 
 
-def cache_key(module_dir: Path = MODULE_DIR) -> str:
-    h = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
-        h.update(name.encode())
-        h.update((module_dir / name).read_bytes())
-    h.update(_go_version().encode())
-    h.update(_ldflags(module_dir).encode())
-    return f"{helm_version(module_dir)}-{h.hexdigest()[:12]}"
-
-
-def helm_path(module_dir: Path = MODULE_DIR) -> Path:
-    return cache_root() / "helm" / cache_key(module_dir) / "helm"
+def tool(module_dir: Path = MODULE_DIR) -> GoTool:
+    return GoTool("helm", module_dir, "helm.sh/helm/v3", PACKAGE, _ldflags(module_dir), rough_minutes=2)
 
 
 def ensure_helm(module_dir: Path = MODULE_DIR) -> Path:
     """Return the cached helm binary, building it first if it is missing."""
-    out = helm_path(module_dir)
-    if os.access(out, os.X_OK):
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    version = helm_version(module_dir)
-    ldflags = _ldflags(module_dir)
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
-    tmp = out.parent / f".helm.{os.getpid()}.tmp"  # two first runs at once must not share it
-    log.info("building helm %s from its Go module (about 2 minutes on 2 cores the first time, cached after)",
-             version, extra={"dir": str(out.parent)})
-    started = time.monotonic()
-    proc = subprocess.run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(tmp), PACKAGE],
-                          cwd=module_dir, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"building helm failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    tmp.replace(out)
-    log.info("built helm in %.0f s", time.monotonic() - started)
-    return out
+    return tool(module_dir).ensure()
 
 
 class Helm:

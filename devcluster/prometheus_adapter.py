@@ -17,18 +17,15 @@ so both servers evaluate the same PromQL over the same series:
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import yaml
 
-from devcluster.build import _go_version, cache_root, required_version
+from devcluster.build import GoTool, required_version
 from devcluster.procs import die_with_parent, free_port, poll_until, stop_child
 
 log = logging.getLogger(__name__)
@@ -62,38 +59,13 @@ def adapter_version(module_dir: Path = MODULE_DIR) -> str:
     return required_version(module_dir, "sigs.k8s.io/prometheus-adapter")
 
 
-def cache_key(module_dir: Path = MODULE_DIR) -> str:
-    h = hashlib.sha256()
-    for name in ("go.mod", "go.sum"):
-        h.update(name.encode())
-        h.update((module_dir / name).read_bytes())
-    h.update(_go_version().encode())
-    return f"{adapter_version(module_dir)}-{h.hexdigest()[:12]}"
-
-
-def adapter_path(module_dir: Path = MODULE_DIR) -> Path:
-    return cache_root() / "prometheus-adapter" / cache_key(module_dir) / "prometheus-adapter"
+def tool(module_dir: Path = MODULE_DIR) -> GoTool:
+    return GoTool("prometheus-adapter", module_dir, "sigs.k8s.io/prometheus-adapter", PACKAGE, rough_minutes=3)
 
 
 def ensure_adapter(module_dir: Path = MODULE_DIR) -> Path:
     """Return the cached adapter binary, building it first if it is missing."""
-    out = adapter_path(module_dir)
-    if os.access(out, os.X_OK):
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false"}
-    tmp = out.parent / f".prometheus-adapter.{os.getpid()}.tmp"  # two first runs at once must not share it
-    log.info("building prometheus-adapter %s from its Go module (about 3 minutes on 2 cores the first "
-             "time, cached after)", adapter_version(module_dir), extra={"dir": str(out.parent)})
-    started = time.monotonic()
-    proc = subprocess.run(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", str(tmp), PACKAGE],
-                          cwd=module_dir, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tmp.unlink(missing_ok=True)
-        raise RuntimeError(f"building prometheus-adapter failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    tmp.replace(out)
-    log.info("built prometheus-adapter in %.0f s", time.monotonic() - started)
-    return out
+    return tool(module_dir).ensure()
 
 
 # -- rules config ---------------------------------------------------------------------------
