@@ -23,6 +23,18 @@ REPO = Path(__file__).resolve().parents[2]
 TOKEN = "planner-test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
+# the disaggregated DGD the planner tests plan (read-only: tests apply it, never change it)
+DGD = {
+    "apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
+    "spec": {"services": {
+        "Frontend": {"componentType": "frontend", "replicas": 1},
+        "prefill": {"componentType": "worker", "subComponentType": "prefill", "replicas": 3,
+                    "scalingAdapter": {"enabled": True}},
+        "decode": {"componentType": "worker", "subComponentType": "decode", "replicas": 2,
+                   "scalingAdapter": {"enabled": True}},
+    }},
+}
+
 
 def frontend_series() -> list[dict]:
     """An idle frontend: its request counter is present and flat."""

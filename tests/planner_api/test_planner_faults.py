@@ -9,7 +9,7 @@ import signal
 import httpx
 import pytest
 from helpers import wait_for
-from planner_support import BrokenPrometheus, IdleDeployment, decisions, metric, start_planner, stop
+from planner_support import DGD, BrokenPrometheus, IdleDeployment, decisions, metric, start_planner, stop
 
 from devcluster import controlplane
 from devcluster.kubectl import Kubectl
@@ -17,18 +17,6 @@ from devcluster.procs import terminate
 from devcluster.prometheus import Prometheus
 
 pytestmark = pytest.mark.cluster
-
-DGD = {
-    "apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
-    "spec": {"services": {
-        "Frontend": {"componentType": "frontend", "replicas": 1},
-        "prefill": {"componentType": "worker", "subComponentType": "prefill", "replicas": 3,
-                    "scalingAdapter": {"enabled": True}},
-        "decode": {"componentType": "worker", "subComponentType": "decode", "replicas": 2,
-                   "scalingAdapter": {"enabled": True}},
-    }},
-}
-
 
 def _adapters() -> list[dict]:
     return [{"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapter",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import wait_for
 from planner_process import IdleSeries, PlannerProcess
+from planner_support import DGD
 
 from adapter.sync import OWNER_ANNOTATION, replicas_writers
 from devcluster.manifests import ANNOTATION_STARTUP
@@ -24,18 +25,6 @@ TOKEN = "planner-guards-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TICKS = 3  # planner decisions to wait through before concluding it did not write
 KIND = "DynamoGraphDeploymentScalingAdapter"
-
-DGD = {
-    "apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
-    "spec": {"services": {
-        "Frontend": {"componentType": "frontend", "replicas": 1},
-        "prefill": {"componentType": "worker", "subComponentType": "prefill", "replicas": 3,
-                    "scalingAdapter": {"enabled": True}},
-        "decode": {"componentType": "worker", "subComponentType": "decode", "replicas": 2,
-                   "scalingAdapter": {"enabled": True}},
-    }},
-}
-
 
 @pytest.fixture()
 def keda_crd(kubectl) -> None:

@@ -11,25 +11,13 @@ import httpx
 import pytest
 import yaml
 from helpers import wait_for
-from planner_support import IdleDeployment, decisions, metric, worker_series
+from planner_support import DGD, IdleDeployment, decisions, metric, worker_series
 
 from devcluster.procs import free_port
 from devcluster.prometheus import Prometheus
 
 pytestmark = pytest.mark.cluster
 TOKEN = "planner-test-token-0123456789abcdef"
-
-DGD = {
-    "apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
-    "spec": {"services": {
-        "Frontend": {"componentType": "frontend", "replicas": 1},
-        "prefill": {"componentType": "worker", "subComponentType": "prefill", "replicas": 3,
-                    "scalingAdapter": {"enabled": True}},
-        "decode": {"componentType": "worker", "subComponentType": "decode", "replicas": 2,
-                   "scalingAdapter": {"enabled": True}},
-    }},
-}
-
 
 def _adapter(svc: str, replicas: int) -> dict:
     return {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapter",
