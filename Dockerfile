@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # dynamo-scaling: one image for every component (`dynamo-scaling adapter | metrics-server |
-# planner`). The install step is scripts/setup.sh, the same script CI runs on a fresh machine.
+# planner`). It carries the services and their base dependencies only, at the versions and
+# hashes of requirements/image.txt (regenerate with scripts/lock-image); replay, the demo, the
+# local cluster (devcluster/) and the test tools stay out.
 #
 #   docker build -t dynamo-scaling:0.1.0 .
 #
@@ -13,18 +15,19 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /opt/dynamo-scaling
-# Dependency metadata first so the dependency layer is reused while only code changes.
+# The locked dependencies first so their layer is reused while only code changes.
+COPY requirements/image.txt requirements/image.txt
+RUN python3 -m venv .venv \
+ && .venv/bin/pip install --require-hashes --no-deps -r requirements/image.txt
 COPY pyproject.toml README.md ./
-COPY scripts/ scripts/
 COPY dynamo_scaling/ dynamo_scaling/
 COPY adapter/ adapter/
 COPY external_metrics/ external_metrics/
 COPY scaler/ scaler/
-COPY devcluster/ devcluster/
-COPY crds/ crds/
-RUN PYTHON=python3 scripts/setup.sh \
+RUN .venv/bin/pip install --no-deps . \
  && .venv/bin/dynamo-scaling --version \
- && find . -name __pycache__ -prune -exec rm -rf {} +
+ && rm -rf dynamo_scaling adapter external_metrics scaler \
+ && find .venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="dynamo-scaling" \

@@ -41,8 +41,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # The image carries only the services; replay, demo and devcluster need extras.
+            if exc.name is None or exc.name.split(".")[0] not in OPTIONAL_MODULES:
+                raise
+            _register_unavailable(subparsers, name, exc.name)
+            continue
+        module.register(subparsers)
     return parser
+
+
+# Top-level modules that only optional installs provide, and how to get them.
+OPTIONAL_MODULES: dict[str, str] = {
+    "rich": "pip install 'dynamo-scaling[replay]'",
+    "matplotlib": "pip install 'dynamo-scaling[replay]'",
+    "dynamo": "pip install 'dynamo-scaling[replay]'",
+    "devcluster": "a source checkout of the repository (devcluster/ is not installed)",
+}
+
+
+def _register_unavailable(subparsers: argparse._SubParsersAction, module: str, missing: str) -> None:
+    command = {"scaler.demo.cli": "demo", "scaler.replay.cli": "replay", "devcluster.cli": "devcluster"}.get(
+        module, module.rsplit(".", 2)[-2])
+    hint = OPTIONAL_MODULES[missing.split(".")[0]]
+    sub = subparsers.add_parser(command, help=f"(not installed: needs {hint})", add_help=False)
+    sub.add_argument("rest", nargs=argparse.REMAINDER)
+
+    def unavailable(_args: argparse.Namespace) -> int:
+        print(f"dynamo-scaling {command}: this install lacks the module {missing!r}; {hint}", file=sys.stderr)
+        return 2
+
+    sub.set_defaults(func=unavailable)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
