@@ -11,7 +11,8 @@ from kubernetes import client
 
 from adapter.kube import Kube
 from adapter.metrics import AdapterMetrics
-from adapter.models import DGD_PLURAL, DGDSA_PLURAL, GROUP, VERSION
+from adapter import versions as api_versions
+from adapter.models import DGD_PLURAL, DGDSA_PLURAL, GROUP
 from adapter.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,10 @@ def connection_info(api: client.ApiClient) -> kopf.ConnectionInfo | None:
 
 class Controller:
     def __init__(self, api: client.ApiClient, namespaces: list[str], metrics: AdapterMetrics,
-                 is_leader=lambda: True, resync_s: float = 10.0, identity: str | None = None) -> None:
+                 is_leader=lambda: True, resync_s: float = 10.0, identity: str | None = None,
+                 versions: api_versions.Versions | None = None) -> None:
         self.api, self.namespaces = api, namespaces
-        self.kube = Kube(api, identity=identity)
+        self.kube = Kube(api, identity=identity, versions=versions or api_versions.discover(api))
         self.reconciler = Reconciler(self.kube, metrics=metrics, is_leader=is_leader)
         self.resync_s = resync_s
         self.ready = threading.Event()
@@ -51,12 +53,14 @@ class Controller:
     def _register(self) -> None:
         reg = self.registry
 
-        @kopf.on.event(GROUP, VERSION, DGD_PLURAL, registry=reg)
+        v = self.kube.versions
+
+        @kopf.on.event(GROUP, v.dgd, DGD_PLURAL, registry=reg)
         def on_dgd(body, type, **_):  # noqa: A002
             if type != "DELETED":
                 self._safe(self.reconciler.reconcile_dgd, body)
 
-        @kopf.on.event(GROUP, VERSION, DGDSA_PLURAL, registry=reg)
+        @kopf.on.event(GROUP, v.dgdsa, DGDSA_PLURAL, registry=reg)
         def on_adapter(body, type, **_):  # noqa: A002
             if type != "DELETED":
                 self._safe(self.reconciler.reconcile_adapter, body)
@@ -76,14 +80,14 @@ class Controller:
             settings.batching.batch_window = 0.01
 
     def resync_once(self) -> None:
-        custom = self.kube.custom
-        for plural, fn in ((DGD_PLURAL, self.reconciler.reconcile_dgd),
-                           (DGDSA_PLURAL, self.reconciler.reconcile_adapter)):
+        custom, v = self.kube.custom, self.kube.versions
+        for plural, version, fn in ((DGD_PLURAL, v.dgd, self.reconciler.reconcile_dgd),
+                                    (DGDSA_PLURAL, v.dgdsa, self.reconciler.reconcile_adapter)):
             if self.namespaces:
                 items = [i for ns in self.namespaces
-                         for i in custom.list_namespaced_custom_object(GROUP, VERSION, ns, plural)["items"]]
+                         for i in custom.list_namespaced_custom_object(GROUP, version, ns, plural)["items"]]
             else:
-                items = custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]
+                items = custom.list_cluster_custom_object(GROUP, version, plural)["items"]
             for item in items:
                 self._safe(fn, item)
 

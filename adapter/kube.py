@@ -13,7 +13,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from adapter.leader import NotLeader
-from adapter.models import API_VERSION, DGD, DGD_KIND, DGD_PLURAL, DGDSA_KIND, DGDSA_PLURAL, GROUP, VERSION
+from adapter import versions as api_versions
+from adapter.models import DGD, DGD_KIND, DGD_PLURAL, DGDSA_PLURAL, GROUP, parse_dgd
 
 log = logging.getLogger(__name__)
 WRITE_TIMEOUT = (5.0, 15.0)  # (connect, read) seconds of a write when no leader election bounds it
@@ -25,7 +26,9 @@ def now_rfc3339() -> str:
 
 class Kube:
     def __init__(self, api: client.ApiClient, component: str = "dynamo-scaling-adapter",
-                 identity: str | None = None) -> None:
+                 identity: str | None = None, versions: api_versions.Versions | None = None) -> None:
+        # the versions the cluster serves, found once at start (discovery), read and written as such
+        self.versions = versions or api_versions.Versions()
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
         self.component, self.identity = component, identity
@@ -45,12 +48,12 @@ class Kube:
     # -- DGD -------------------------------------------------------------------------------
     def get_dgd(self, ns: str, name: str) -> tuple[DGD, dict] | None:
         try:
-            raw = self.custom.get_namespaced_custom_object(GROUP, VERSION, ns, DGD_PLURAL, name)
+            raw = self.custom.get_namespaced_custom_object(GROUP, self.versions.dgd, ns, DGD_PLURAL, name)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return DGD.model_validate(raw), raw
+        return parse_dgd(raw), raw
 
     def set_service_replicas(self, ns: str, dgd_name: str, service: str, replicas: int, attempts: int = 6) -> DGD:
         """JSON patch guarded by a test of the value read; re-read and retry on conflict."""
@@ -60,18 +63,16 @@ class Kube:
             if got is None:
                 raise LookupError(f"DynamoGraphDeployment {ns}/{dgd_name} not found")
             dgd, raw = got
-            svc = raw["spec"]["services"].get(service)
-            if svc is None:
-                raise LookupError(f"service {service!r} not in {ns}/{dgd_name}")
-            path = f"/spec/services/{service.replace('~', '~0').replace('/', '~1')}/replicas"
-            ops = ([{"op": "test", "path": path, "value": svc["replicas"]}] if "replicas" in svc else []) + [
-                {"op": "add" if "replicas" not in svc else "replace", "path": path, "value": replicas}]
+            try:
+                ops = api_versions.replicas_patch(raw, service, replicas)
+            except LookupError as exc:
+                raise LookupError(f"{exc} {ns}/{dgd_name}") from None
             timeout = self._write_timeout()  # leadership re-checked after the read, right before the patch
             try:
                 raw2 = self.custom.patch_namespaced_custom_object(
-                    GROUP, VERSION, ns, DGD_PLURAL, dgd_name, ops, field_manager=self.field_manager,
+                    GROUP, self.versions.dgd, ns, DGD_PLURAL, dgd_name, ops, field_manager=self.field_manager,
                     _content_type="application/json-patch+json", _request_timeout=timeout)
-                return DGD.model_validate(raw2)
+                return parse_dgd(raw2)
             except ApiException as exc:
                 # 409: changed since read; 422 (or 500 on older servers): the `test` op failed
                 if exc.status not in (409, 422, 500):
@@ -82,15 +83,12 @@ class Kube:
 
     # -- DGDSA -----------------------------------------------------------------------------
     def list_adapters(self, ns: str) -> list[dict]:
-        return self.custom.list_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL).get("items", [])
+        return self.custom.list_namespaced_custom_object(GROUP, self.versions.dgdsa, ns, DGDSA_PLURAL).get("items", [])
 
     def create_adapter(self, ns: str, name: str, dgd: dict, service: str, replicas: int) -> None:
-        body = {
-            "apiVersion": API_VERSION, "kind": DGDSA_KIND,
-            "metadata": {"name": name, "namespace": ns, "ownerReferences": [self._owner(dgd)]},
-            "spec": {"replicas": replicas, "dgdRef": {"name": dgd["metadata"]["name"], "serviceName": service}},
-        }
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL, body,
+        body = api_versions.adapter_body(self.versions.dgdsa, name, dgd["metadata"]["name"], service, replicas,
+                                         self._owner(dgd))
+        self.custom.create_namespaced_custom_object(GROUP, self.versions.dgdsa, ns, DGDSA_PLURAL, body,
                                                     field_manager=self.field_manager,
                                                     _request_timeout=self._write_timeout())
 
@@ -100,13 +98,13 @@ class Kube:
             return
         patch = {"metadata": {"ownerReferences": [*refs, self._owner(dgd)],
                               "resourceVersion": adapter["metadata"]["resourceVersion"]}}
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL,
+        self.custom.patch_namespaced_custom_object(GROUP, self.versions.dgdsa, ns, DGDSA_PLURAL,
                                                    adapter["metadata"]["name"], patch, field_manager=self.field_manager,
                                                    _request_timeout=self._write_timeout())
 
     def delete_adapter(self, ns: str, name: str) -> None:
         try:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, ns, DGDSA_PLURAL, name,
+            self.custom.delete_namespaced_custom_object(GROUP, self.versions.dgdsa, ns, DGDSA_PLURAL, name,
                                                         _request_timeout=self._write_timeout())
         except ApiException as exc:
             if exc.status != 404:
@@ -114,16 +112,15 @@ class Kube:
 
     def patch_adapter_status(self, ns: str, name: str, status: dict) -> None:
         try:
-            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, ns, DGDSA_PLURAL, name,
+            self.custom.patch_namespaced_custom_object_status(GROUP, self.versions.dgdsa, ns, DGDSA_PLURAL, name,
                                                               {"status": status}, field_manager=self.field_manager,
                                                               _request_timeout=self._write_timeout())
         except ApiException as exc:
             if exc.status != 404:
                 raise
 
-    @staticmethod
-    def _owner(dgd: dict) -> dict:
-        return {"apiVersion": API_VERSION, "kind": DGD_KIND, "name": dgd["metadata"]["name"],
+    def _owner(self, dgd: dict) -> dict:
+        return {"apiVersion": f"{GROUP}/{self.versions.dgd}", "kind": DGD_KIND, "name": dgd["metadata"]["name"],
                 "uid": dgd["metadata"]["uid"], "controller": False, "blockOwnerDeletion": True}
 
     # -- events ----------------------------------------------------------------------------
@@ -131,7 +128,7 @@ class Kube:
         meta = obj["metadata"]
         body = client.CoreV1Event(
             metadata=client.V1ObjectMeta(name=f"{meta['name']}.{secrets.token_hex(6)}", namespace=ns),
-            involved_object=client.V1ObjectReference(api_version=API_VERSION, kind=kind, name=meta["name"],
+            involved_object=client.V1ObjectReference(api_version=obj.get("apiVersion") or f"{GROUP}/v1alpha1", kind=kind, name=meta["name"],
                                                      namespace=ns, uid=meta.get("uid")),
             reason=reason, message=message[:1024], type="Warning" if warning else "Normal",
             first_timestamp=dt.datetime.now(dt.timezone.utc), last_timestamp=dt.datetime.now(dt.timezone.utc),

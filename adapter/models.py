@@ -177,3 +177,53 @@ class DGD(_Open):
     metadata: dict = Field(default_factory=dict)
     spec: DGDSpec = Field(default_factory=DGDSpec)
     status: DGDStatus | None = None
+
+    def planner_services(self) -> list[str]:
+        """Services of type planner: Dynamo's own planner runs inside this graph."""
+        return sorted(n for n, s in self.spec.services.items() if (s.component_type or "").lower() == "planner")
+
+
+# --- one internal model for both served versions ----------------------------------------------
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GROUP_MEMBERS = "groupMembers"  # extra key of a service that stands for a v1beta1 component group
+
+
+def _main_container_gpus(comp: dict) -> str | None:
+    """v1beta1 keeps resources in podTemplate; the container named "main" is the workload."""
+    containers = (((comp.get("podTemplate") or {}).get("spec") or {}).get("containers") or [])
+    main = next((c for c in containers if c.get("name") == "main"), None)
+    limits = ((main or {}).get("resources") or {}).get("limits") or {}
+    value = limits.get(GPU_RESOURCE)
+    return None if value is None else str(value)
+
+
+def parse_dgd(raw: dict) -> DGD:
+    """The internal view of a DGD read in either version: v1alpha1's service map, with v1beta1
+    components as services (GPUs from the main container of their podTemplate) and v1beta1
+    component groups that have a scaling adapter as services of their own (`groupMembers`)."""
+    from adapter import versions
+
+    if versions.dgd_shape(raw) == versions.V1ALPHA1:
+        return DGD.model_validate(raw)
+    spec = raw.get("spec") or {}
+    view = versions.dgd_to_v1alpha1(raw)
+    services = view["spec"]["services"]
+    for comp in spec.get("components") or []:
+        svc = services[comp["name"]]
+        gpus = _main_container_gpus(comp)
+        if gpus is not None and not ((svc.get("resources") or {}).get("limits") or {}).get("gpu"):
+            svc["resources"] = {**(svc.get("resources") or {}),
+                                "limits": {**((svc.get("resources") or {}).get("limits") or {}), "gpu": gpus}}
+    for group in (spec.get("experimental") or {}).get("componentGroups") or []:
+        if group.get("name") in services or "scalingAdapter" not in group:
+            continue  # only a group with an adapter is a unit of its own; a name clash keeps the component
+        members = [m.get("name") for m in group.get("components") or []]
+        nodes = max([(services.get(m) or {}).get("multinode", {}).get("nodeCount", 1) or 1 for m in members] or [1])
+        services[group["name"]] = {
+            "replicas": group.get("replicas"), GROUP_MEMBERS: members,
+            "scalingAdapter": {"enabled": True},
+            **({"multinode": {"nodeCount": nodes}} if nodes > 1 else {}),
+        }
+    view["spec"].pop("experimental", None)
+    return DGD.model_validate(view)

@@ -17,7 +17,8 @@ from kubernetes.client.exceptions import ApiException
 from adapter import sync
 from adapter.kube import Kube, now_rfc3339
 from adapter.metrics import AdapterMetrics
-from adapter.models import DGD, DGD_KIND, DGDSA_KIND, pod_selector
+from adapter.models import DGD_KIND, DGDSA_KIND, parse_dgd, pod_selector
+from adapter.versions import dgdsa_service
 from adapter.scale_client import ScaleClient
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class Reconciler:
 
     def _scale(self, ns: str) -> ScaleClient:
         if ns not in self._scale_clients:
-            self._scale_clients[ns] = ScaleClient(self._api, ns)
+            self._scale_clients[ns] = ScaleClient(self._api, ns, versions=self.kube.versions)
         return self._scale_clients[ns]
 
     # -- DGD side: which adapters exist, and no direct edits of adapted replicas -------------
@@ -52,7 +53,7 @@ class Reconciler:
         if not self.is_leader() or raw["metadata"].get("deletionTimestamp"):
             return
         ns, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
-        dgd = DGD.model_validate(raw)
+        dgd = parse_dgd(raw)
         adapters = self.kube.list_adapters(ns)
         raws = {a["metadata"]["name"]: a for a in adapters}
         actions = sync.plan_adapters(dgd, [sync.AdapterInfo.from_raw(a, raw["metadata"]["uid"]) for a in adapters])
@@ -95,7 +96,7 @@ class Reconciler:
         started = time.perf_counter()
         meta, spec = raw["metadata"], raw["spec"]
         ns, name = meta["namespace"], meta["name"]
-        dgd_name, service = spec["dgdRef"]["name"], spec["dgdRef"]["serviceName"]
+        dgd_name, service = spec["dgdRef"]["name"], dgdsa_service(raw)
         desired = int(spec["replicas"])
         got = self.kube.get_dgd(ns, dgd_name)
         dgd, dgd_raw = got if got else (None, None)
@@ -131,7 +132,7 @@ class Reconciler:
 
         svc_spec = dgd.spec.services.get(service) if dgd else None
         svc_status = dgd.status.services.get(service) if dgd and dgd.status else None
-        scalers = sync.Scalers(self._scale(ns).other_scalers(name),
+        scalers = sync.Scalers(self._scale(ns).other_scalers(name, dgd),
                                (meta.get("annotations") or {}).get(sync.OWNER_ANNOTATION) == "planner")
         writers = sync.replicas_writers(meta.get("managedFields") or [])
         scalers.last_writer = writers[-1] if writers else None

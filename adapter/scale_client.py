@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from adapter.models import DGDSA_KIND, DGDSA_PLURAL, GROUP, VERSION
+from adapter import versions as api_versions
+from adapter.models import DGD, DGD_PLURAL, DGDSA_KIND, DGDSA_PLURAL, GROUP, parse_dgd
 
 KEDA_GROUP, KEDA_VERSION, KEDA_PLURAL = "keda.sh", "v1alpha1", "scaledobjects"
 
@@ -29,14 +30,34 @@ class ScaleState:
     resource_version: str
 
 
+_LOOKUP = object()
+
+
+def in_graph_planners(dgd: DGD) -> list[str]:
+    """Dynamo's own planner deployed as a component of the graph (type planner) scales the
+    graph's adapters itself."""
+    return [f"DynamoPlanner/{dgd.metadata.get('name')}/{svc}" for svc in dgd.planner_services()]
+
+
 class ScaleClient:
-    def __init__(self, api: client.ApiClient, namespace: str, field_manager: str = "dynamo-scaling-planner") -> None:
+    def __init__(self, api: client.ApiClient, namespace: str, field_manager: str = "dynamo-scaling-planner",
+                 versions: api_versions.Versions | None = None) -> None:
+        self.api = api
         self.custom = client.CustomObjectsApi(api)
         self.autoscaling = client.AutoscalingV2Api(api)
         self.namespace, self.field_manager = namespace, field_manager
+        self._versions = versions
+
+    @property
+    def versions(self) -> api_versions.Versions:
+        """The served versions, discovered on first use."""
+        if self._versions is None:
+            self._versions = api_versions.discover(self.api)
+        return self._versions
 
     def get(self, name: str) -> ScaleState:
-        s = self.custom.get_namespaced_custom_object_scale(GROUP, VERSION, self.namespace, DGDSA_PLURAL, name)
+        s = self.custom.get_namespaced_custom_object_scale(GROUP, self.versions.dgdsa, self.namespace,
+                                                           DGDSA_PLURAL, name)
         spec, status, meta = s.get("spec") or {}, s.get("status") or {}, s.get("metadata") or {}
         return ScaleState(name, int(spec.get("replicas", 0)), status.get("replicas"), status.get("selector", ""),
                           meta.get("resourceVersion", ""))
@@ -50,16 +71,22 @@ class ScaleClient:
             body["metadata"] = {"resourceVersion": resource_version}
         try:
             self.custom.patch_namespaced_custom_object_scale(
-                GROUP, VERSION, self.namespace, DGDSA_PLURAL, name, body, field_manager=self.field_manager)
+                GROUP, self.versions.dgdsa, self.namespace, DGDSA_PLURAL, name, body,
+                field_manager=self.field_manager)
         except ApiException as exc:
             if exc.status == 409:
                 raise ScaleConflict(f"adapter {self.namespace}/{name} changed since it was read") from exc
             raise
         return self.get(name)
 
-    def other_scalers(self, name: str) -> list[str]:
-        """HPAs and ScaledObjects in the namespace whose scale target is this adapter."""
+    def other_scalers(self, name: str, dgd: DGD | None = _LOOKUP) -> list[str]:  # type: ignore[assignment]
+        """HPAs and ScaledObjects in the namespace whose scale target is this adapter, and an
+        in-graph Dynamo planner of the DGD it scales (`dgd`, looked up when not given)."""
         found = []
+        if dgd is _LOOKUP:
+            dgd = self._dgd_of(name)
+        if dgd is not None:
+            found += in_graph_planners(dgd)
         for hpa in self.autoscaling.list_namespaced_horizontal_pod_autoscaler(self.namespace).items:
             ref = hpa.spec.scale_target_ref
             if ref.kind == DGDSA_KIND and ref.name == name and (ref.api_version or "").startswith(GROUP):
@@ -75,3 +102,15 @@ class ScaleClient:
             if ref.get("kind") == DGDSA_KIND and ref.get("name") == name:
                 found.append(f"ScaledObject/{so['metadata']['name']}")
         return sorted(found)
+
+    def _dgd_of(self, adapter: str) -> DGD | None:
+        v = self.versions
+        try:
+            raw = self.custom.get_namespaced_custom_object(GROUP, v.dgdsa, self.namespace, DGDSA_PLURAL, adapter)
+            dgd = self.custom.get_namespaced_custom_object(GROUP, v.dgd, self.namespace, DGD_PLURAL,
+                                                           raw["spec"]["dgdRef"]["name"])
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return parse_dgd(dgd)

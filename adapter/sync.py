@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from adapter.models import DGD, adapter_name
+from adapter.versions import dgdsa_service
 
 OWNER_ANNOTATION = "scaling.dynamo-scaling.io/owner"
 ALLOW_ZERO_ANNOTATION = "scaling.dynamo-scaling.io/allow-scale-to-zero"
@@ -53,7 +54,7 @@ class AdapterInfo:
 
     name: str
     dgd: str  # spec.dgdRef.name
-    service: str  # spec.dgdRef.serviceName
+    service: str  # spec.dgdRef.serviceName (v1alpha1) or componentName (v1beta1)
     created: str = ""  # metadata.creationTimestamp (RFC 3339 in UTC sorts as text)
     owned: bool = False  # carries an ownerReference to the DGD it names
     deleting: bool = False
@@ -62,7 +63,7 @@ class AdapterInfo:
     def from_raw(cls, raw: dict, dgd_uid: str | None = None) -> AdapterInfo:
         meta, ref = raw["metadata"], raw["spec"]["dgdRef"]
         owned = dgd_uid is not None and any(r.get("uid") == dgd_uid for r in meta.get("ownerReferences") or [])
-        return cls(meta["name"], ref["name"], ref["serviceName"], meta.get("creationTimestamp") or "", owned,
+        return cls(meta["name"], ref["name"], dgdsa_service(raw), meta.get("creationTimestamp") or "", owned,
                    bool(meta.get("deletionTimestamp")))
 
 
