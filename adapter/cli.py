@@ -44,6 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(dynamo-scaling-adapter/<identity>) on everything it writes; default <hostname>-<pid>")
     p.add_argument("--resync-period", type=float, default=float(os.environ.get(ENV + "RESYNC_PERIOD", "10")),
                    metavar="SECONDS", help="full re-list of DGDs and adapters (default 10)")
+    p.add_argument("--webhook-port", type=int, default=int(os.environ.get(ENV + "WEBHOOK_PORT", "0")),
+                   help="serve the conversion (/convert) and validating admission (/validate) webhooks over "
+                        "HTTPS on this port; 0 = off (default)")
+    p.add_argument("--webhook-bind-address", default=os.environ.get(ENV + "WEBHOOK_BIND_ADDRESS", "0.0.0.0"),
+                   help="the API server must reach it (default 0.0.0.0)")
+    p.add_argument("--webhook-cert-file", default=os.environ.get(ENV + "WEBHOOK_CERT_FILE"))
+    p.add_argument("--webhook-key-file", default=os.environ.get(ENV + "WEBHOOK_KEY_FILE"))
+    p.add_argument("--webhook-exempt-user", action="append",
+                   default=[u for u in os.environ.get(ENV + "WEBHOOK_EXEMPT_USERS", "").split(",") if u],
+                   help="a user (e.g. system:serviceaccount:<ns>:<sa>) that may edit adapted replicas on the "
+                        "DGD directly, besides this process's own identity (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -68,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.identity or len(args.identity) > 100 or not args.identity.isprintable():
         print("error: --identity must be 1-100 printable characters (it goes into the field manager)", file=sys.stderr)
         return 2
+    if args.webhook_port and not (0 < args.webhook_port < 65536 and args.webhook_cert_file and args.webhook_key_file):
+        print("error: --webhook-port needs a port 1-65535, --webhook-cert-file and --webhook-key-file",
+              file=sys.stderr)
+        return 2
     if args.resync_period <= 0:
         print("error: --resync-period must be > 0", file=sys.stderr)
         return 2
@@ -91,6 +106,17 @@ def run(args: argparse.Namespace) -> int:
     ctl = Controller(api, namespaces, metrics, is_leader, resync_s=args.resync_period, identity=args.identity)
     if elector:
         ctl.kube.write_guard = elector.write_timeout  # leadership re-checked right before each write
+    if args.webhook_port:
+        from pathlib import Path
+
+        from adapter import webhook
+
+        me = webhook.own_username(api)
+        exempt = {*args.webhook_exempt_user, *([me] if me else [])}
+        webhook.serve(args.webhook_bind_address, args.webhook_port, Path(args.webhook_cert_file),
+                      Path(args.webhook_key_file), webhook.Validator(ctl.kube, exempt))
+        logging.getLogger(__name__).info("webhooks listening", extra={"port": args.webhook_port,
+                                                                      "exempt": sorted(exempt)})
     stop = threading.Event()
     serve_metrics(args.bind_address, args.metrics_port, metrics.registry)
     serve_health(args.bind_address, args.health_port, ctl.ready.is_set)

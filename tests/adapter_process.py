@@ -17,8 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 class AdapterProcess:
-    def __init__(self, cluster, namespace: str, kubeconfig: Path, logdir: Path, resync_period: float = 2.0) -> None:
+    def __init__(self, cluster, namespace: str, kubeconfig: Path, logdir: Path, resync_period: float = 2.0,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.cluster, self.namespace, self.kubeconfig, self.logdir = cluster, namespace, kubeconfig, logdir
+        self.extra_args = extra_args
         self.resync_period = resync_period
         self.proc: subprocess.Popen | None = None
         self.health = free_port()
@@ -29,7 +31,7 @@ class AdapterProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dynamo_scaling.cli", "adapter", "--namespace", self.namespace,
              "--kubeconfig", str(self.kubeconfig), "--health-port", str(self.health),
-             "--metrics-port", str(self.metrics), "--resync-period", str(self.resync_period)],
+             "--metrics-port", str(self.metrics), "--resync-period", str(self.resync_period), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
         wait_for(self.ready, timeout=30, what="adapter /readyz")
         return self
