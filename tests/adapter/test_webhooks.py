@@ -53,6 +53,8 @@ def both_versions(kubectl, serving_cert, webhook_port):
                 json.dumps({"spec": {"conversion": {"strategy": "None", "webhook": None}}}))
         kubectl("patch", "crd", crd, "--type=json", "-p", json.dumps([
             {"op": "replace", "path": "/spec/versions/1/served", "value": False}]))
+    # the next test starts on a settled API: v1beta1 gone from discovery again
+    wait_for(lambda: "nvidia.com/v1beta1" not in kubectl("api-versions").split(), what="v1beta1 no longer served")
 
 
 @pytest.fixture()
