@@ -11,6 +11,10 @@ scaler/replay/references.py): the oracle (perfect foresight) and a fixed fleet, 
 smallest capacity factor that reaches (a) the predictive planner's own attainment and (b) 0.99.
 `predictive / oracle@same` is then the GPU-hour cost of not knowing the future at equal quality.
 
+Where the optional environment of benchmarks/dynamo_planner is installed, the policies include
+Dynamo 1.6.1's own planner code (`dynamo-own-load`, `dynamo-own-throughput`), and a table sets each
+re-implemented Dynamo baseline beside the real code it stands for.
+
 For each cell the held-out verdict says whether another policy reaches at least predictive's
 attainment on no more GPU-hours (then predictive is dominated there).
 
@@ -139,7 +143,48 @@ def _tables(set_name: str, rows: list[dict], refs: list[dict]) -> list[str]:
                          f"{e['predictive_gpu_hours']:.2f} GPU-h | {e['oracle_same_text']} | "
                          f"{ratio(e['predictive_vs_oracle_same'])} | {e['fixed_same_text']} | "
                          f"{ratio(e['predictive_vs_fixed_same'])} | {e['oracle_high_text']} | {e['fixed_high_text']} |")
-    return lines + [""]
+    return lines + _own_vs_reimplemented(rows) + [""]
+
+
+# each re-implemented Dynamo baseline and the mode of Dynamo's own planner code it stands for
+OWN_PAIRS = (("dynamo-load", "dynamo-own-load"), ("dynamo-throughput", "dynamo-own-throughput"))
+
+
+def own_vs_reimplemented(rows: list[dict]) -> list[dict]:
+    """Per cell, each re-implementation beside the real planner code: GPU-hours and feasible
+    attainment of both, and the ratios re-implementation / real."""
+    by = {(r["trace"], r["startup_s"], r["planner"]): r for r in rows}
+    out = []
+    for (trace, startup, name), ours in by.items():
+        for mine, real in OWN_PAIRS:
+            own = by.get((trace, startup, real))
+            if name == mine and own is not None:
+                out.append({"trace": trace, "startup_s": startup, "reimplemented": mine, "dynamo_code": real,
+                            "gpu_hours": ours["gpu_hours"], "own_gpu_hours": own["gpu_hours"],
+                            "attainment": ours["feasible_attainment"], "own_attainment": own["feasible_attainment"],
+                            "gpu_hours_ratio": ours["gpu_hours"] / own["gpu_hours"] if own["gpu_hours"] > 0 else None,
+                            "attainment_ratio": (ours["feasible_attainment"] / own["feasible_attainment"]
+                                                 if own["feasible_attainment"] > 0 else None)})
+    return out
+
+
+def _own_vs_reimplemented(rows: list[dict]) -> list[str]:
+    pairs = own_vs_reimplemented(rows)
+    if not pairs:
+        return []
+
+    def ratio(v: float | None) -> str:
+        return f"{v:.2f}" if v is not None else "-"
+
+    lines = ["", ("Re-implemented Dynamo baselines against Dynamo 1.6.1's own planner code "
+                  "(benchmarks/dynamo_planner; ratio = re-implementation / real code):"), "",
+             ("| trace | start-up s | re-implementation | GPU-h | feasible att. | Dynamo's code | GPU-h | "
+              "feasible att. | GPU-h ratio | attainment ratio |"), "|---|---|---|---|---|---|---|---|---|---|"]
+    for p in pairs:
+        lines.append(f"| {p['trace']} | {p['startup_s']:.0f} | {p['reimplemented']} | {p['gpu_hours']:.2f} | "
+                     f"{p['attainment']:.3f} | {p['dynamo_code']} | {p['own_gpu_hours']:.2f} | "
+                     f"{p['own_attainment']:.3f} | {ratio(p['gpu_hours_ratio'])} | {ratio(p['attainment_ratio'])} |")
+    return lines
 
 
 def main() -> int:
@@ -165,7 +210,8 @@ def main() -> int:
              f"Per-cell verdicts and sized references are for `{args.subject}` (\"predictive\" in their headers).", ""]
     for set_name in chosen:
         rows, refs = _run_set(set_name, SETS[set_name], args, names)
-        results[set_name] = {"windows": SETS[set_name], "policies": rows, "references": refs}
+        results[set_name] = {"windows": SETS[set_name], "policies": rows, "references": refs,
+                             "own_vs_reimplemented": own_vs_reimplemented(rows)}
         lines += _tables(set_name, rows, refs)
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -80,3 +80,20 @@ register_policy("dynamo-load", lambda ctx: baselines.DynamoLoad(ctx.profile, ctx
 register_policy("dynamo-throughput", lambda ctx: baselines.DynamoThroughput(ctx.profile, ctx.ttft_ms, ctx.itl_ms))
 register_policy("oracle", lambda ctx: baselines.Oracle(ctx.needs(), ctx.startup_s))
 register_policy("ceiling", _ceiling)
+
+
+def _register_dynamo_own() -> None:
+    """Dynamo's own planner code (benchmarks/dynamo_planner), registered only where the repository's
+    benchmarks and their optional environment are installed; nothing heavy is imported here."""
+    try:
+        from benchmarks.dynamo_planner import baseline
+    except ImportError:
+        return
+    if not baseline.available():
+        return
+    for target in baseline.MODES:
+        register_policy(f"dynamo-own-{target}", lambda ctx, target=target: baseline.DynamoOwnPlanner(
+            target, ctx.profile, ctx.ttft_ms, ctx.itl_ms))
+
+
+_register_dynamo_own()

@@ -51,6 +51,9 @@ def initial_fleet(setting: Setting, policy: Policy) -> tuple[int, int]:
 def run_policy(setting: Setting, name: str,
                on_point: Callable[[TimelinePoint], None] | None = None) -> ReplayRun:
     policy = policies.make(name, setting.context())
+    drive = getattr(policy, "run_replay", None)
+    if drive is not None:  # a planner that runs Dynamo's replay loop itself (Dynamo's own planner)
+        return drive(setting.requests, setting.engine(initial_fleet(setting, policy)), on_point)
     return run(setting.requests, policy, setting.engine(initial_fleet(setting, policy)), on_point,
                setting.profile.prefill.ttft_ms_at)
 
