@@ -18,9 +18,10 @@ re-implemented Dynamo baseline beside the real code it stands for.
 For each cell the held-out verdict says whether another policy reaches at least predictive's
 attainment on no more GPU-hours (then predictive is dominated there).
 
-Prints markdown tables and writes benchmarks/results/replay.{json,md}.
+Prints markdown tables and writes benchmarks/results/replay.{json,md} and the attainment / GPU-hours
+frontier (scaler/replay/frontier.py), one panel per cell, to benchmarks/results/replay-frontier.png.
 Usage: .venv/bin/python benchmarks/replay.py [--set dev|held-out|both] [--startup 0 60 120] [--warmup 300]
-       [--quick] [--no-references] [--policies NAME ...] [--subject NAME] [--name FILE]
+       [--quick] [--no-references] [--policies NAME ...] [--subject NAME] [--name FILE] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import time
 from pathlib import Path
 
 from scaler.profile import bundled_profile
-from scaler.replay import policies
+from scaler.replay import frontier, policies
 from scaler.replay.metrics import feasible_keys
 from scaler.replay.references import sized_for
 from scaler.replay.runner import Setting, compare
@@ -73,7 +74,8 @@ def _dominators(pred: dict, rows: list[dict]) -> list[str]:
             and r["feasible_attainment"] >= pred["feasible_attainment"] and r["gpu_hours"] <= pred["gpu_hours"]]
 
 
-def _run_set(set_name: str, cases: list, args, names: list[str]) -> tuple[list[dict], list[dict]]:
+def _run_set(set_name: str, cases: list, args, names: list[str],
+             frontiers: list[frontier.Frontier]) -> tuple[list[dict], list[dict]]:
     rows: list[dict] = []
     refs: list[dict] = []
     total = len(cases) * len(args.startup)
@@ -97,6 +99,9 @@ def _run_set(set_name: str, cases: list, args, names: list[str]) -> tuple[list[d
                      "predictive_attainment": pred["feasible_attainment"], "predictive_gpu_hours": pred["gpu_hours"],
                      "predictive_scale_events": pred["scale_events"], "dominated_by": _dominators(pred, res)}
             refs.append(entry)
+            curves: dict[str, list[dict]] = {}  # every sized run: the references' frontier curves
+            frontiers.append(frontier.Frontier(f"{set_name}: {label}, start-up {startup:.0f} s",
+                                               frontier.policy_points(res), ()))
             if args.no_references:
                 continue
             feasible = feasible_keys(runs["ceiling"])
@@ -104,6 +109,7 @@ def _run_set(set_name: str, cases: list, args, names: list[str]) -> tuple[list[d
                 for tag, target in (("same", pred["feasible_attainment"]), ("high", HIGH)):
                     ref = sized_for(kind, setting, target, feasible,
                                     progress=lambda m: print(f"    {m}", flush=True))
+                    curves.setdefault(kind, []).extend(ref.runs)
                     entry[f"{kind}_{tag}"] = {"target": target, "headroom": ref.headroom,
                                               "reached": ref.reached, **{key: ref.row[key] for key in (
                                                   "feasible_attainment", "gpu_hours", "max_gpus", "scale_events")}}
@@ -114,6 +120,7 @@ def _run_set(set_name: str, cases: list, args, names: list[str]) -> tuple[list[d
             fixed = entry["fixed_same"]
             entry["predictive_vs_fixed_same"] = (pred["gpu_hours"] / fixed["gpu_hours"]
                                                  if fixed["reached"] and fixed["gpu_hours"] > 0 else None)
+            frontiers[-1] = frontier.build(frontiers[-1].title, res, curves)
     return rows, refs
 
 
@@ -197,6 +204,8 @@ def main() -> int:
     p.add_argument("--no-references", action="store_true", help="skip the attainment-sized references")
     p.add_argument("--policies", nargs="+", default=None, help="only these policies (default: all)")
     p.add_argument("--name", default="replay", help="results file name (benchmarks/results/NAME.{json,md})")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="frontier PNG, one panel per cell (default: benchmarks/results/NAME-frontier.png)")
     p.add_argument("--subject", default="predictive",
                    help="the planner the verdicts and sized references are for (e.g. predictive-attainment)")
     args = p.parse_args()
@@ -208,8 +217,9 @@ def main() -> int:
     results: dict[str, dict] = {}
     lines = [f"Scored after a {args.warmup:.0f} s warm-up; GPU-hours billed over the scored window only. "
              f"Per-cell verdicts and sized references are for `{args.subject}` (\"predictive\" in their headers).", ""]
+    frontiers: list[frontier.Frontier] = []
     for set_name in chosen:
-        rows, refs = _run_set(set_name, SETS[set_name], args, names)
+        rows, refs = _run_set(set_name, SETS[set_name], args, names, frontiers)
         results[set_name] = {"windows": SETS[set_name], "policies": rows, "references": refs,
                              "own_vs_reimplemented": own_vs_reimplemented(rows)}
         lines += _tables(set_name, rows, refs)
@@ -217,12 +227,15 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps({"warmup_s": args.warmup, "subject": args.subject,
                                                       "sets": results}, indent=2))
+    png = frontier.plot(frontiers, args.plot or out / f"{args.name}-frontier.png",
+                        "Feasible SLA attainment against GPU-hours: policies as points, references as curves "
+                        "through their sized runs (capacity factor)")
     table = "\n".join(lines)
     (out / f"{args.name}.md").write_text(table + "\n")
     print(table)
     runs = sum(len(r["policies"]) for r in results.values())
     print(f"\n{runs} policy runs in {time.monotonic() - started:.0f} s; "
-          f"written to {out}/{args.name}.json and {args.name}.md")
+          f"written to {out}/{args.name}.json and {args.name}.md, frontier {png}")
     return 0
 
 

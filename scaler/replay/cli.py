@@ -32,7 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--gpu-budget", type=int, default=None)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--json", type=Path, default=None, help="write the results here")
-    r.add_argument("--plot", type=Path, default=None, help="write a timeline PNG here")
+    r.add_argument("--plot", type=Path, default=None,
+                   help="write the attainment / GPU-hours frontier PNG here: every planner a point, the oracle "
+                        "and a fixed fleet as curves through runs at --curve-factors")
+    r.add_argument("--curve-factors", type=float, nargs="+", default=None, metavar="F",
+                   help="capacity factors of the oracle and fixed-fleet curves (default: 0.5 0.75 1 1.5 2 3)")
+    r.add_argument("--timeline", type=Path, default=None, help="write a timeline PNG of the planners here")
     r.set_defaults(func=run_replay)
 
     p = subparsers.add_parser("profile", help="profile the replay engine's worker (prefill and decode sweep)")
@@ -72,6 +77,8 @@ def run_replay(args: argparse.Namespace) -> int:
         return _fail("--startup-delay must be >= 0")
     if args.warmup < 0:
         return _fail("--warmup must be >= 0")
+    if args.curve_factors is not None and any(f <= 0 for f in args.curve_factors):
+        return _fail("--curve-factors must be > 0")
     if args.gpu_budget is not None and args.gpu_budget < 2:
         return _fail("--gpu-budget must be >= 2 (one worker per pool)")
     names = policies.names() if args.planner == "all" else [args.planner]
@@ -114,10 +121,24 @@ def run_replay(args: argparse.Namespace) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(shown if len(shown) > 1 else shown[0], indent=2))
-    if args.plot:
+    if args.timeline:
         from scaler.demo.report import plot
 
-        plot({n: runs[n] for n in names}, args.plot, f"{args.trace.name} x{args.rate_scale:g}")
+        plot({n: runs[n] for n in names}, args.timeline, f"{args.trace.name} x{args.rate_scale:g}")
+    if args.plot:
+        from scaler.replay import frontier
+        from scaler.replay.metrics import feasible_keys
+
+        feasible = feasible_keys(runs["ceiling"])
+        factors = args.curve_factors or frontier.DEFAULT_FACTORS
+        curves = {}
+        for kind in frontier.CURVE_KINDS:
+            console.print(f"{kind} curve at x{', x'.join(f'{f:g}' for f in factors)} ...")
+            curves[kind] = frontier.curve_runs(kind, setting, feasible, factors)
+        title = (f"{args.trace.name} x{args.rate_scale:g}, start-up {args.startup_delay:.0f} s, "
+                 f"TTFT {args.ttft_ms:.0f} ms, ITL {args.itl_ms:.0f} ms")
+        frontier.plot([frontier.build(title, shown, curves)], args.plot)
+        console.print(f"frontier: {args.plot}", soft_wrap=True)
     return 0
 
 

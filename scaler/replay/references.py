@@ -29,6 +29,7 @@ class Reference:
     target: float           # feasible attainment asked for
     headroom: float | None  # smallest factor found that reaches it (None: not reached)
     row: dict               # the score of the run at that factor (or at the largest factor tried)
+    runs: tuple[dict, ...] = ()  # every run of the search, by factor: points of the kind's attainment/cost curve
 
     @property
     def reached(self) -> bool:
@@ -84,7 +85,7 @@ def sized_for(kind: str, setting: Setting, target: float, feasible: Counter, max
         lo, hi = 1.0, min(2.0, max_headroom)
         while not good(hi):
             if hi >= max_headroom:
-                return Reference(kind, target, None, tried[round(hi, 3)])
+                return Reference(kind, target, None, tried[round(hi, 3)], _by_factor(tried))
             lo, hi = hi, min(hi * 2, max_headroom)
     if lo is not None:
         while hi / lo - 1 > resolution:
@@ -94,4 +95,8 @@ def sized_for(kind: str, setting: Setting, target: float, feasible: Counter, max
             else:
                 lo = mid
     best = min((r for r in tried.values() if r["feasible_attainment"] >= target), key=lambda r: r["gpu_hours"])
-    return Reference(kind, target, best["headroom"], best)
+    return Reference(kind, target, best["headroom"], best, _by_factor(tried))
+
+
+def _by_factor(tried: dict[float, dict]) -> tuple[dict, ...]:
+    return tuple(tried[h] for h in sorted(tried))
