@@ -7,6 +7,7 @@ import json
 import logging
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from adapter.kube import Kube
 
 log = logging.getLogger(__name__)
 MAX_BODY = 8 * 1024 * 1024  # a ConversionReview of a long list can be large
+RELOAD_PERIOD_S = 2.0  # how often the serving certificate files are checked for a renewal
 
 
 def convert_review(review: dict) -> dict:
@@ -109,7 +111,31 @@ def serve(address: str, port: int, cert_file: Path, key_file: Path, validator: V
     server = ThreadingHTTPServer((address, port), Handler)
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True, name="webhook").start()
+    threading.Thread(target=_follow_renewals, args=(ctx, cert_file, key_file), daemon=True,
+                     name="webhook-cert").start()
     return server
+
+
+def _stamp(*files: Path) -> tuple:
+    return tuple(f.stat().st_mtime_ns for f in files)
+
+
+def _follow_renewals(ctx: ssl.SSLContext, cert_file: Path, key_file: Path, period_s: float = RELOAD_PERIOD_S) -> None:
+    """cert-manager renews the mounted Secret in place: load a changed pair into the serving
+    context (new handshakes get it). A pair caught half-written fails to load and is retried."""
+    seen = _stamp(cert_file, key_file)
+    while True:
+        time.sleep(period_s)
+        try:
+            now = _stamp(cert_file, key_file)
+            if now == seen:
+                continue
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cert_file), str(key_file))  # check first
+            ctx.load_cert_chain(str(cert_file), str(key_file))
+            seen = now
+            log.info("webhook serving certificate reloaded", extra={"cert_file": str(cert_file)})
+        except (OSError, ssl.SSLError) as exc:
+            log.warning("webhook certificate changed but does not load yet", extra={"error": str(exc)})
 
 
 def own_username(api) -> str | None:
