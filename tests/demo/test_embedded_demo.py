@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from scaler.replay import policies
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -18,18 +20,31 @@ def _demo(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=timeout, cwd=REPO)
 
 
-def test_report_shows_planner_beside_baseline(tmp_path):
+def test_report_shows_planner_beside_baseline_and_a_fixed_fleet_on_the_frontier(tmp_path):
     res = _demo("--speed", "0", "--out", str(tmp_path))
     assert res.returncode == 0, res.stderr
     assert f"report: {(tmp_path / 'report.md').resolve()}" in res.stdout
     rows = json.loads((tmp_path / "results.json").read_text())
-    assert [r["planner"] for r in rows] == ["predictive", "dynamo-throughput"]
+    # Dynamo's own planner code joins where its optional environment (benchmarks/dynamo_planner) is installed
+    own = ["dynamo-own-throughput"] if "dynamo-own-throughput" in policies.names() else []
+    assert [r["planner"] for r in rows] == ["predictive", "dynamo-throughput", *own, "fixed fleet, same attainment"]
     for r in rows:
         assert 0.0 <= r["sla_attainment"] <= 1.0 and r["gpu_hours"] > 0 and r["requests"] > 10_000
+    by = {r["planner"]: r for r in rows}
+    fixed, pred = by["fixed fleet, same attainment"], by["predictive"]
+    # sized for the planner's own attainment, and the smallest fleet found reaches it
+    assert fixed["sized_for"] == "predictive" and fixed["target_attainment"] == pred["feasible_attainment"]
+    assert fixed["reached"] and fixed["feasible_attainment"] >= pred["feasible_attainment"]
+    assert fixed["scale_events"] == 0 and fixed["capacity_factor"] > 0
     md = (tmp_path / "report.md").read_text()
-    assert "| predictive |" in md and "| dynamo-throughput |" in md and "timeline.png" in md
-    png = (tmp_path / "timeline.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    for name in ("predictive", "dynamo-throughput", *own, "fixed fleet, same attainment"):
+        assert f"| {name} |" in md
+    ratio = pred["gpu_hours"] / fixed["gpu_hours"]
+    assert f"needs {fixed['gpu_hours']:.2f} GPU-hours: predictive uses {ratio:.2f}x of that" in md
+    assert "![frontier](frontier.png)" in md and "![timeline](timeline.png)" in md
+    for png in ("timeline.png", "frontier.png"):
+        data = (tmp_path / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 
 
 @pytest.mark.parametrize(
@@ -48,7 +63,8 @@ def test_bad_input_names_the_flag(tmp_path, args, message):
 
 def test_live_view_in_a_terminal(tmp_path):
     session = f"demo-{tmp_path.name[-8:]}"
-    cmd = f"{sys.executable} -m dynamo_scaling.cli demo --speed 400 --out {tmp_path}; echo DEMO-EXIT=$?; sleep 120"
+    cmd = (f"{sys.executable} -m dynamo_scaling.cli demo --speed 400 --no-frontier --out {tmp_path}; "
+           "echo DEMO-EXIT=$?; sleep 120")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "50", "-c", str(REPO), cmd],
                    check=True)
     try:
@@ -63,6 +79,6 @@ def test_live_view_in_a_terminal(tmp_path):
             time.sleep(0.5)
         assert seen_live, screen
         assert "DEMO-EXIT=0" in screen, screen
-        assert (tmp_path / "report.md").exists()
+        assert (tmp_path / "report.md").exists() and not (tmp_path / "frontier.png").exists()
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
