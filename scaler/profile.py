@@ -10,10 +10,15 @@ max_kv_tokens, x_kv_usage, y_context_length, z_itl, z_thpt_per_gpu). Pure numpy.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+BUNDLED = Path(__file__).parent / "data" / "mocker_profile.json"
 
 NPZ_KEYS = ("prefill_isl", "prefill_ttft", "prefill_thpt_per_gpu", "max_kv_tokens",
             "x_kv_usage", "y_context_length", "z_itl", "z_thpt_per_gpu")
@@ -157,4 +162,16 @@ class PerformanceProfile:
 
 def bundled_profile() -> PerformanceProfile:
     """The profile of the replay engine's default mocker worker, shipped with the package."""
-    return PerformanceProfile.load(Path(__file__).parent / "data" / "mocker_profile.json")
+    return PerformanceProfile.load(BUNDLED)
+
+
+def planner_profile(path: str | Path | None) -> tuple[PerformanceProfile, str]:
+    """The profile the live planner sizes with and its `profile_source`: "file" for the given
+    profile, else "bundled" with a warning. Nothing is fitted online: without a profile the planner
+    sizes real workers with the mocker's numbers (its latency correction factors only rescale them)."""
+    if path:
+        return PerformanceProfile.load(path), "file"
+    log.warning("no performance profile given: sizing with the bundled profile of Dynamo's mocker worker, "
+                "which describes no real GPU; give the planner a profile of your workers (chart value "
+                "planner.profile, config profile_file)", extra={"profile_source": "bundled", "profile": str(BUNDLED)})
+    return bundled_profile(), "bundled"

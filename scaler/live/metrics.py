@@ -28,6 +28,9 @@ class PlannerMetrics:
                              ["service"], registry=r)
         self.last_tick = Gauge("dynamo_planner_last_tick_timestamp_seconds",
                                "Unix time of the last completed planning decision", registry=r)
+        self.profile_source = Gauge("dynamo_planner_profile_info",
+                                    "1 for where the performance profile came from: file, or bundled (the mocker's)",
+                                    ["source"], registry=r)
         self.dependency_up = Gauge("dynamo_planner_dependency_up",
                                    "1 when the last tick reached the dependency (prometheus, kubernetes)",
                                    ["dependency"], registry=r)

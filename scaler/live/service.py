@@ -32,7 +32,7 @@ from external_metrics.prom import PrometheusClient
 from external_metrics.tls import ServingCert
 from scaler.live.observe import LiveObserver
 from scaler.planner.predictive import PredictivePlanner
-from scaler.profile import PerformanceProfile, bundled_profile
+from scaler.profile import planner_profile
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class PlannerService:
         self.cfg, self.opts, self.api = cfg, opts, api
         self._request_error: str | None = None
         d = cfg.deployment
-        profile = PerformanceProfile.load(cfg.profile_file) if cfg.profile_file else bundled_profile()
+        profile, self.profile_source = planner_profile(cfg.profile_file)
         self.store = ConfigMapStore(api, d.namespace, cfg.configmap)
         state = self.store.load(SLATargets(ttft_ms=cfg.planner.ttft_ms, itl_ms=cfg.planner.itl_ms))
         if opts.advisory:
@@ -83,6 +83,7 @@ class PlannerService:
         self.pools = PoolServices(d.prefill_service, d.decode_service)
         self.policy = PredictivePlanner(profile, cfg.planner)
         self.metrics = PlannerMetrics()
+        self.metrics.profile_source.labels(self.profile_source).set(1)
         audit = Audit(api, d.namespace, {"api_version": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
                                          "name": d.name})
         self.control = ControlService(state, self.store.save, audit, self.status, services=self.pools.names,
@@ -141,6 +142,7 @@ class PlannerService:
             "held": last.held if last else {},
             "last_error": self.last_error,
             "dependencies": {k: v or "ok" for k, v in self.dependencies.items()},
+            "profile_source": self.profile_source,
         }
 
     def _sync_request_sla(self) -> None:
