@@ -1,4 +1,6 @@
-"""The DGDSA controller against the real control plane, driven by the real kubectl."""
+"""The DGDSA controller against the real control plane, driven by the real kubectl. The DGDSA
+contract tests run against v1alpha1 and v1beta1 objects: for v1beta1 both CRDs serve it through
+the adapter's conversion webhook (tests/adapter/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,15 @@ import pytest
 from adapter_process import holds_for
 from helpers import wait_for
 
+from adapter import versions
+
 pytestmark = pytest.mark.cluster
 
+BOTH = pytest.mark.parametrize("version", [versions.V1ALPHA1, versions.V1BETA1])
 
-def dgd(replicas_decode: int = 1, adapters: bool = True, extra: dict | None = None) -> dict:
+
+def dgd(replicas_decode: int = 1, adapters: bool = True, extra: dict | None = None,
+        version: str = versions.V1ALPHA1) -> dict:
     services = {
         "Frontend": {"componentType": "frontend", "replicas": 1},
         "prefill": {"componentType": "worker", "subComponentType": "prefill", "replicas": 1,
@@ -21,16 +28,45 @@ def dgd(replicas_decode: int = 1, adapters: bool = True, extra: dict | None = No
                              "scalingAdapter": {"enabled": adapters}},
     }
     services.update(extra or {})
-    return {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
+    body = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
             "spec": {"services": services}}
+    if version == versions.V1BETA1:
+        body = {"apiVersion": "nvidia.com/v1beta1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
+                "spec": {"components": [
+                    {"name": "Frontend", "type": "frontend", "replicas": 1},
+                    {"name": "prefill", "type": "worker", "subComponentType": "prefill", "replicas": 1,
+                     **({"scalingAdapter": {}} if adapters else {})},
+                    {"name": "VllmDecodeWorker", "type": "worker", "subComponentType": "decode",
+                     "replicas": replicas_decode, **({"scalingAdapter": {}} if adapters else {})}]}}
+        assert not extra, "extra services are v1alpha1-only here"
+    return body
 
 
-def svc_replicas(kubectl, ns: str, svc: str) -> int | None:
-    return kubectl.json("-n", ns, "get", "dgd", "llama")["spec"]["services"][svc].get("replicas")
+def dgd_resource(version: str) -> str:
+    return f"dynamographdeployments.{version}.nvidia.com"
 
 
-def get_adapter(kubectl, ns: str, name: str) -> dict:
-    return kubectl.json("-n", ns, "get", "dgdsa", name)
+def dgdsa_resource(version: str) -> str:
+    return f"dynamographdeploymentscalingadapters.{version}.nvidia.com"
+
+
+def svc_replicas(kubectl, ns: str, svc: str, version: str = versions.V1ALPHA1) -> int | None:
+    d = kubectl.json("-n", ns, "get", dgd_resource(version), "llama")
+    if version == versions.V1ALPHA1:
+        return d["spec"]["services"][svc].get("replicas")
+    return next(c for c in d["spec"]["components"] if c["name"] == svc).get("replicas")
+
+
+def component_path(kubectl, ns: str, svc: str, version: str) -> str:
+    """JSON-pointer of a service (v1alpha1) or component (v1beta1) of the DGD `llama`."""
+    if version == versions.V1ALPHA1:
+        return f"/spec/services/{svc}"
+    comps = kubectl.json("-n", ns, "get", dgd_resource(version), "llama")["spec"]["components"]
+    return f"/spec/components/{next(i for i, c in enumerate(comps) if c['name'] == svc)}"
+
+
+def get_adapter(kubectl, ns: str, name: str, version: str = versions.V1ALPHA1) -> dict:
+    return kubectl.json("-n", ns, "get", dgdsa_resource(version), name)
 
 
 def cond(obj: dict, ctype: str) -> dict:
@@ -41,46 +77,59 @@ def events(kubectl, ns: str) -> list[dict]:
     return kubectl.json("-n", ns, "get", "events")["items"]
 
 
-def test_adapters_created_seeded_and_owned(kubectl, namespace, adapter):
-    kubectl.apply(dgd(replicas_decode=2), namespace)
-    names = wait_for(lambda: sorted(kubectl("-n", namespace, "get", "dgdsa", "-o", "name").split()),
+@pytest.fixture()
+def contract_adapter(request, version):
+    """The adapter for `version`: plain for v1alpha1; for v1beta1 with its conversion webhook
+    and both CRDs serving v1beta1 (restored afterwards)."""
+    return request.getfixturevalue("adapter" if version == versions.V1ALPHA1 else "converting_adapter")
+
+
+@BOTH
+def test_adapters_created_seeded_and_owned(kubectl, namespace, contract_adapter, version):
+    kubectl.apply(dgd(replicas_decode=2, version=version), namespace)
+    names = wait_for(lambda: sorted(kubectl("-n", namespace, "get", dgdsa_resource(version), "-o", "name").split()),
                      what="adapters created")
     assert names == ["dynamographdeploymentscalingadapter.nvidia.com/llama-prefill",
                      "dynamographdeploymentscalingadapter.nvidia.com/llama-vllmdecodeworker"]
-    a = get_adapter(kubectl, namespace, "llama-vllmdecodeworker")
-    assert a["spec"] == {"replicas": 2, "dgdRef": {"name": "llama", "serviceName": "VllmDecodeWorker"}}
+    a = get_adapter(kubectl, namespace, "llama-vllmdecodeworker", version)
+    ref_key = "serviceName" if version == versions.V1ALPHA1 else "componentName"
+    assert a["spec"] == {"replicas": 2, "dgdRef": {"name": "llama", ref_key: "VllmDecodeWorker"}}
     assert a["metadata"]["ownerReferences"][0]["kind"] == "DynamoGraphDeployment"
-    st = wait_for(lambda: get_adapter(kubectl, namespace, "llama-vllmdecodeworker").get("status", {}).get("selector"),
-                  what="status.selector")
+    st = wait_for(lambda: get_adapter(kubectl, namespace, "llama-vllmdecodeworker", version).get("status", {})
+                  .get("selector"), what="status.selector")
     assert st == "nvidia.com/dynamo-graph-deployment-name=llama,nvidia.com/dynamo-component=VllmDecodeWorker"
     # turning the flag off removes the adapter; a later DGD replica change is not pulled back in
-    patch = {"spec": {"services": {"prefill": {"scalingAdapter": {"enabled": False}}}}}
-    kubectl("-n", namespace, "patch", "dgd", "llama", "--type=merge", "-p", json.dumps(patch))
+    prefill = component_path(kubectl, namespace, "prefill", version)
+    off = ({"op": "replace", "path": f"{prefill}/scalingAdapter/enabled", "value": False}
+           if version == versions.V1ALPHA1 else {"op": "remove", "path": f"{prefill}/scalingAdapter"})
+    kubectl("-n", namespace, "patch", dgd_resource(version), "llama", "--type=json", "-p", json.dumps([off]))
     wait_for(lambda: "llama-prefill" not in kubectl("-n", namespace, "get", "dgdsa", "-o", "name"),
              what="adapter removed when the flag is off")
-    patch = {"spec": {"services": {"prefill": {"replicas": 4}}}}
-    kubectl("-n", namespace, "patch", "dgd", "llama", "--type=merge", "-p", json.dumps(patch))
+    kubectl("-n", namespace, "patch", dgd_resource(version), "llama", "--type=json", "-p", json.dumps([
+        {"op": "replace", "path": f"{prefill}/replicas", "value": 4}]))
     # the watch sees the edit at once; two resyncs cover a controller that would act on re-list only
     holds_for(lambda: not adapter_exists(kubectl, namespace, "llama-prefill") and
-              svc_replicas(kubectl, namespace, "prefill") == 4,
-              2 * adapter.resync_period, what="no adapter re-created and the DGD keeps 4 replicas")
+              svc_replicas(kubectl, namespace, "prefill", version) == 4,
+              2 * contract_adapter.resync_period, what="no adapter re-created and the DGD keeps 4 replicas")
 
 
-def test_kubectl_scale_reaches_dgd_and_pods(kubectl, namespace, adapter, standin):
-    kubectl.apply(dgd(), namespace)
+@BOTH
+def test_kubectl_scale_reaches_dgd_and_pods(kubectl, namespace, contract_adapter, standin, version):
+    kubectl.apply(dgd(version=version), namespace)
     wait_for(lambda: adapter_exists(kubectl, namespace, "llama-vllmdecodeworker"), what="adapter")
-    kubectl("-n", namespace, "scale", "dgdsa", "llama-vllmdecodeworker", "--replicas=4")
+    kubectl("-n", namespace, "scale", dgdsa_resource(version), "llama-vllmdecodeworker", "--replicas=4")
     # latency is measured by benchmarks/adapter_latency.py, not asserted here
-    wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 4, what="DGD service at 4")
-    out = wait_for(lambda: (o := kubectl("-n", namespace, "get", "dgdsa", "llama-vllmdecodeworker")) and
-                   o.splitlines()[1].split()[3] == "4" and o, what="kubectl get shows 4")
+    wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker", version) == 4, what="DGD service at 4")
+    out = wait_for(lambda: (o := kubectl("-n", namespace, "get", dgdsa_resource(version), "llama-vllmdecodeworker"))
+                   and o.splitlines()[1].split()[3] == "4" and o, what="kubectl get shows 4")
     assert "VllmDecodeWorker" in out
-    sel = get_adapter(kubectl, namespace, "llama-vllmdecodeworker")["status"]["selector"]
+    assert out.split()[2] == ("SERVICE" if version == versions.V1ALPHA1 else "COMPONENT")
+    sel = get_adapter(kubectl, namespace, "llama-vllmdecodeworker", version)["status"]["selector"]
     wait_for(lambda: len([p for p in kubectl.json("-n", namespace, "get", "pods", "-l", sel)["items"]
                           if any(c["type"] == "Ready" and c["status"] == "True"
                                  for c in p.get("status", {}).get("conditions", []))]) == 4,
              what="4 ready pods matching the selector")
-    a = wait_for(lambda: (x := get_adapter(kubectl, namespace, "llama-vllmdecodeworker")) and
+    a = wait_for(lambda: (x := get_adapter(kubectl, namespace, "llama-vllmdecodeworker", version)) and
                  cond(x, "Ready").get("status") == "True" and x, what="adapter Ready")
     assert a["status"]["replicas"] == 4 and a["status"]["readyReplicas"] == 4 and a["status"]["lastScaleTime"]
     assert any(e["reason"] == "Scaled" for e in events(kubectl, namespace))
@@ -90,18 +139,21 @@ def adapter_exists(kubectl, ns: str, name: str) -> bool:
     return kubectl.run("-n", ns, "get", "dgdsa", name, check=False).returncode == 0
 
 
-def test_direct_dgd_edit_is_reverted_and_settles(kubectl, namespace, adapter):
-    kubectl.apply(dgd(), namespace)
-    wait_for(lambda: get_adapter(kubectl, namespace, "llama-vllmdecodeworker").get("status", {}).get("replicas") == 1
-             if adapter_exists(kubectl, namespace, "llama-vllmdecodeworker") else False, what="synced")
-    kubectl("-n", namespace, "patch", "dgd", "llama", "--type=merge",
-            "-p", json.dumps({"spec": {"services": {"VllmDecodeWorker": {"replicas": 7}}}}))
-    wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker") == 1, what="edit reverted")
+@BOTH
+def test_direct_dgd_edit_is_reverted_and_settles(kubectl, namespace, contract_adapter, version):
+    kubectl.apply(dgd(version=version), namespace)
+    wait_for(lambda: get_adapter(kubectl, namespace, "llama-vllmdecodeworker", version).get("status", {})
+             .get("replicas") == 1 if adapter_exists(kubectl, namespace, "llama-vllmdecodeworker") else False,
+             what="synced")
+    decode = component_path(kubectl, namespace, "VllmDecodeWorker", version)
+    kubectl("-n", namespace, "patch", dgd_resource(version), "llama", "--type=json",
+            "-p", json.dumps([{"op": "replace", "path": f"{decode}/replicas", "value": 7}]))
+    wait_for(lambda: svc_replicas(kubectl, namespace, "VllmDecodeWorker", version) == 1, what="edit reverted")
     gen = kubectl.json("-n", namespace, "get", "dgd", "llama")["metadata"]["generation"]
     # two resync periods: nothing may keep writing (no ping-pong)
     holds_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama")["metadata"]["generation"] == gen,
-              2 * adapter.resync_period, what="DGD generation unchanged")
-    assert get_adapter(kubectl, namespace, "llama-vllmdecodeworker")["spec"]["replicas"] == 1
+              2 * contract_adapter.resync_period, what="DGD generation unchanged")
+    assert get_adapter(kubectl, namespace, "llama-vllmdecodeworker", version)["spec"]["replicas"] == 1
     assert any(e["reason"] == "DirectEditReverted" and e["type"] == "Warning" for e in events(kubectl, namespace))
 
 

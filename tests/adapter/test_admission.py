@@ -7,7 +7,7 @@ import json
 
 import pytest
 from helpers import wait_for
-from test_webhooks import dgd_v1alpha1, get, serving_cert, start_adapter, webhook_port  # noqa: F401
+from test_webhooks import dgd_v1alpha1, get, start_adapter
 
 from adapter import webhook
 from devcluster.kubectl import KubectlError

@@ -1,68 +1,19 @@
-"""The adapter's conversion and validating webhooks through the real kube-apiserver and kubectl."""
+"""The adapter's conversion and validating webhooks through the real kube-apiserver and kubectl
+(fixtures: tests/adapter/conftest.py)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 from adapter_process import AdapterProcess
 from helpers import wait_for
-
-from adapter import webhook
-from devcluster import certs
-from devcluster.kubectl import KubectlError
-from devcluster.procs import free_port
+from webhook_support import webhook_args
 
 pytestmark = pytest.mark.cluster
 
-CRDS = ("dynamographdeployments.nvidia.com", "dynamographdeploymentscalingadapters.nvidia.com")
-
-
-@pytest.fixture()
-def serving_cert(tmp_path):
-    ca = certs.make_ca(tmp_path, "webhook-ca", "webhook-ca")
-    pair = certs.issue(ca, tmp_path, "webhook", "dynamo-scaling-adapter", dns=("localhost",), ips=("127.0.0.1",),
-                       server=True)
-    return ca.cert.read_text(), pair
-
-
-@pytest.fixture()
-def webhook_port():
-    return free_port()
-
 
 def start_adapter(cluster, namespace, kubeconfig, tmp_path, port=None, pair=None) -> AdapterProcess:
-    extra = () if port is None else ("--webhook-port", str(port), "--webhook-bind-address", "127.0.0.1",
-                                     "--webhook-cert-file", str(pair.cert), "--webhook-key-file", str(pair.key))
+    extra = () if port is None else webhook_args(port, pair)
     return AdapterProcess(cluster, namespace, kubeconfig, tmp_path, extra_args=extra).start()
-
-
-@pytest.fixture()
-def both_versions(kubectl, serving_cert, webhook_port):
-    """Both CRDs serve v1beta1, converted by the adapter's webhook; restored afterwards so the
-    rest of the session keeps the default (v1alpha1 only, no webhook)."""
-    ca_pem, _ = serving_cert
-    patch = webhook.conversion_patch(ca_pem, url=f"https://127.0.0.1:{webhook_port}")
-    for crd in CRDS:
-        kubectl("patch", "crd", crd, "--type=json", "-p", json.dumps([
-            {"op": "replace", "path": "/spec/versions/1/served", "value": True}]))
-        kubectl("patch", "crd", crd, "--type=merge", "-p", json.dumps(patch))
-    yield
-    for crd in CRDS:
-        kubectl("patch", "crd", crd, "--type=merge", "-p",
-                json.dumps({"spec": {"conversion": {"strategy": "None", "webhook": None}}}))
-        kubectl("patch", "crd", crd, "--type=json", "-p", json.dumps([
-            {"op": "replace", "path": "/spec/versions/1/served", "value": False}]))
-    # the next test starts on a settled API: v1beta1 gone from discovery again
-    wait_for(lambda: "nvidia.com/v1beta1" not in kubectl("api-versions").split(), what="v1beta1 no longer served")
-
-
-@pytest.fixture()
-def converting_adapter(cluster, kubectl, namespace, adapter_kubeconfig, tmp_path, both_versions, serving_cert,
-                       webhook_port):
-    proc = start_adapter(cluster, namespace, adapter_kubeconfig, tmp_path, webhook_port, serving_cert[1])
-    yield proc
-    proc.stop()
 
 
 def dgd_v1alpha1(replicas: int = 1) -> dict:
