@@ -45,12 +45,22 @@ class Cache:
     def signals(self) -> list[str]:
         return list(self._states)
 
-    def update(self, signal: str, values: list[SignalValue], at: float | None = None) -> None:
+    @staticmethod
+    def group(values: list[SignalValue]) -> dict[str, list[SignalValue]]:
+        """`values` by namespace, the form `replace` takes (the collector builds it off the serving loop)."""
         by_ns: dict[str, list[SignalValue]] = {}
         for v in values:
             by_ns.setdefault(v.namespace, []).append(v)
+        return by_ns
+
+    def update(self, signal: str, values: list[SignalValue], at: float | None = None) -> None:
+        self.replace(signal, self.group(values), len(values), at)
+
+    def replace(self, signal: str, by_namespace: dict[str, list[SignalValue]], series: int,
+                at: float | None = None) -> None:
+        """Swap in a whole collection of `signal` at once (call from the serving loop only)."""
         st = self._states[signal]
-        st.by_namespace, st.collected_at, st.series = by_ns, at if at is not None else self.clock(), len(values)
+        st.by_namespace, st.collected_at, st.series = by_namespace, at if at is not None else self.clock(), series
         st.error = st.error_at = None
 
     def fail(self, signal: str, error: str, at: float | None = None) -> None:

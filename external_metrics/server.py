@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import ssl
 
 import grpc
 import uvicorn
+from hypercorn.app_wrappers import ASGIWrapper
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config as HypercornConfig
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from external_metrics.api import create_app
@@ -56,12 +61,81 @@ except ImportError:  # pragma: no cover
         pass
 
 
+class _PeerCertApp:
+    """Hypercorn's per-connection app: the connection's verified client certificate in every
+    request's scope, as `_PeerCert` does for uvicorn."""
+
+    def __init__(self, inner: ASGIWrapper, tls: dict) -> None:
+        self.inner, self.tls = inner, tls
+
+    async def __call__(self, scope, receive, send, sync_spawn, call_soon):
+        scope.setdefault("extensions", {})["tls"] = self.tls
+        await self.inner(scope, receive, send, sync_spawn, call_soon)
+
+
+class TLSListener:
+    """The TLS port, on hypercorn so that it speaks HTTP/2 to clients that offer it by ALPN.
+
+    kube-apiserver's aggregation layer multiplexes every read onto one or a few HTTP/2
+    connections to a backend that negotiates h2 (as Go servers do); over HTTP/1.1 it needs a
+    connection per read in flight and closes those beyond its idle pool, so under concurrency
+    the server spends its time in TLS handshakes. HTTP/1.1 callers (probes, curl) still work.
+    The SSL context is ours, so certificate renewal and CA rotation apply as before."""
+
+    def __init__(self, app, host: str, port: int, ssl_ctx: ssl.SSLContext) -> None:
+        ssl_ctx.set_alpn_protocols(["h2", "http/1.1"])
+        cfg = HypercornConfig()
+        cfg.accesslog, cfg.errorlog = None, logging.getLogger("hypercorn.error")
+        cfg.include_server_header = False
+        cfg.keep_alive_timeout = 30  # as uvicorn had: outlive the aggregator's idle connections
+        cfg.keep_alive_max_requests = 1 << 30  # never make the aggregator reconnect (a full TLS handshake)
+        cfg.h2_max_concurrent_streams = 250  # the aggregator's streams share one connection
+        self.config, self.host, self.port, self.ssl_ctx = cfg, host, port, ssl_ctx
+        self.app = ASGIWrapper(app)
+        self.context = WorkerContext(None)
+        self.started = False
+        self.should_exit = False
+        self._connections: set[asyncio.Task] = set()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)  # type: ignore[arg-type]
+        try:
+            ssl_object = writer.get_extra_info("ssl_object")
+            cert = ssl_object.getpeercert() if ssl_object is not None else None
+            der = ssl_object.getpeercert(binary_form=True) if cert else None
+            app = _PeerCertApp(self.app, {"client_cert": cert or None, "client_cert_der": der})
+            await TCPServer(app, asyncio.get_running_loop(), self.config, self.context, {}, reader, writer)
+        finally:
+            self._connections.discard(task)  # type: ignore[arg-type]
+
+    async def serve(self) -> None:
+        server = await asyncio.start_server(self._connection, self.host, self.port, ssl=self.ssl_ctx,
+                                            ssl_handshake_timeout=self.config.ssl_handshake_timeout)
+        self.started = True
+        try:
+            while not self.should_exit:
+                await asyncio.sleep(0.1)
+        finally:
+            server.close()
+            await self.context.terminated.set()  # idle HTTP/2 connections send GOAWAY and close
+            await asyncio.sleep(0)
+            for t in list(self._connections):
+                t.cancel()
+            await asyncio.gather(*self._connections, return_exceptions=True)
+            await server.wait_closed()
+
+
 class _Uvicorn(uvicorn.Server):
     """The process owns the signals, not each listener."""
 
     @contextlib.contextmanager
     def capture_signals(self):
         yield
+
+    @property
+    def port(self) -> int:
+        return self.config.port
 
 
 def kube_client(settings: Settings):
@@ -197,7 +271,7 @@ class MetricsServer:
         s = self.settings
         self.cert = ServingCert(s.tls_cert_file, s.tls_private_key_file, s.tls_sans)
         api_client = kube_client(s) if s.secure_port else None
-        servers: list[_Uvicorn] = []
+        servers: list[_Uvicorn | TLSListener] = []
         grpc_server = None
         tasks: list[asyncio.Task] = [asyncio.create_task(self.collector.run(stop), name="collector")]
         try:
@@ -208,7 +282,7 @@ class MetricsServer:
                 app = create_app(self.reader, self.metrics, interface="https", authenticator=authn,
                                  authorizer=authz, keda_token=s.token(), ready=self.ready, token_reviewer=tokens)
                 ctx = self.cert.server_context(authn.config.ca_pem if authn.config else None)
-                servers.append(self._uvicorn(app, s.secure_port, ctx))
+                servers.append(TLSListener(app, s.bind_address, s.secure_port, ctx))
                 tasks.append(asyncio.create_task(self._refresh_requestheader(api_client, authn, ctx, stop),
                                                  name="requestheader-refresh"))
             if s.http_port:
@@ -216,7 +290,7 @@ class MetricsServer:
                                  serve_api=s.http_serves_api)
                 servers.append(self._uvicorn(app, s.http_port, None))
             for srv in servers:
-                tasks.append(asyncio.create_task(srv.serve(), name=f"uvicorn:{srv.config.port}"))
+                tasks.append(asyncio.create_task(srv.serve(), name=f"listener:{srv.port}"))
             if s.grpc_port:
                 grpc_server = await self._grpc()
             tls_in_use = s.secure_port or (s.grpc_port and (s.grpc_tls or s.grpc_client_ca_file))
@@ -233,6 +307,9 @@ class MetricsServer:
                 "bind": s.bind_address, "secure_port": s.secure_port, "http_port": s.http_port,
                 "grpc_port": s.grpc_port, "prometheus": s.prometheus_url, "signals": len(self.mapping.signals),
                 "self_signed": self.cert.generated})
+            # what is alive now (modules, models, clients) lives as long as the process: keep it
+            # out of the collector's way, or each full collection scans it again and stalls reads
+            gc.freeze()
             self.started.set()
             stop_task = asyncio.create_task(stop.wait())
             await asyncio.wait([stop_task, *tasks], return_when=asyncio.FIRST_COMPLETED)
@@ -246,7 +323,7 @@ class MetricsServer:
             await asyncio.wait(tasks, timeout=5)
             for t in tasks:
                 t.cancel()
-            await self.prom.close()
+            await self.collector.close()
             if api_client is not None:
                 api_client.close()
             self.cert.close()
