@@ -87,6 +87,7 @@ class Guard:
         self.authenticator, self.authorizer, self.keda_token = authenticator, authorizer, keda_token
         self.token_reviewer = token_reviewer
         self._timers: dict[tuple[str, int], object] = {}  # histogram children, looked up once each
+        self._issuer_checked: dict[bytes, object] = {}  # client certificate (DER) -> the config it passed under
 
     def _observe(self, path: str, code: int, seconds: float) -> None:
         route = _route(path)
@@ -94,6 +95,24 @@ class Guard:
         if timer is None:
             timer = self._timers[(route, code)] = self.metrics.requests.labels(self.interface, route, str(code))
         timer.observe(seconds)
+
+    def _authenticate(self, cert: dict | None, der: bytes | None, headers: list):
+        """The front-proxy user of a request. The signature of the client certificate is checked
+        against the CAs in effect once per certificate and CA set, not on every read: the
+        aggregator sends all its reads with one certificate, and the check is the costliest step
+        of a cached read. A CA change (rotation) makes every certificate checked again."""
+        authn = self.authenticator
+        if authn is None:
+            return Authenticator(None).authenticate(cert, headers)
+        config = authn.config
+        if der is not None and config is not None and self._issuer_checked.get(der) is config:
+            return authn.authenticate(cert, headers)  # same certificate, same CAs: signature known good
+        user = authn.authenticate(cert, headers, der)
+        if der is not None and config is not None and authn.config is config:
+            if len(self._issuer_checked) >= 256:
+                self._issuer_checked.clear()
+            self._issuer_checked[der] = config
+        return user
 
     async def _reject(self, send, code: int, message: str, reason_label: str) -> None:
         self.metrics.auth_failures.labels(reason_label).inc()
@@ -155,8 +174,7 @@ class Guard:
                 tls = scope.get("extensions", {}).get("tls", {})
                 cert, der = tls.get("client_cert"), tls.get("client_cert_der")
                 try:
-                    user = self.authenticator.authenticate(cert, scope["headers"], der) if self.authenticator \
-                        else Authenticator(None).authenticate(cert, scope["headers"])
+                    user = self._authenticate(cert, der, scope["headers"])
                 except AuthError as exc:
                     await self._reject(send_wrapper, exc.code, exc.message, "unauthenticated")
                     return

@@ -183,6 +183,28 @@ def check_token(expected: str | None, headers: list[tuple[bytes, bytes]]) -> boo
     return False
 
 
+class SingleFlight:
+    """Concurrent callers with the same key share the one call in flight, and its answer or its
+    error: when a cached review expires under load, every read in flight for that key would
+    otherwise send its own review and most would be turned away by the concurrency bound."""
+
+    def __init__(self) -> None:
+        self._calls: dict = {}
+
+    async def run(self, key, make):
+        task = self._calls.get(key)
+        if task is None:
+            task = self._calls[key] = asyncio.ensure_future(make())
+            task.add_done_callback(lambda t: self._done(key, t))
+        return await asyncio.shield(task)  # a caller that gives up does not cancel the others' call
+
+    def _done(self, key, task: asyncio.Future) -> None:
+        if self._calls.get(key) is task:
+            del self._calls[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an error nobody waited for is not logged as lost
+
+
 class SubjectAccessReviewer:
     """Delegated authorization: asks the API server whether the user may get the resource
     (external.metrics.k8s.io metric in a namespace) or the non-resource path. Answers are
@@ -203,6 +225,7 @@ class SubjectAccessReviewer:
         self.review_timeout_s, self.queue_wait_s = review_timeout_s, queue_wait_s
         self._slots = asyncio.Semaphore(max_concurrent)
         self._cache: dict[tuple, tuple[float, bool, str]] = {}
+        self._flights = SingleFlight()
 
     def _review(self, user: User, attrs: dict) -> tuple[bool, str]:
         c = self._models
@@ -223,6 +246,9 @@ class SubjectAccessReviewer:
         hit = self._cache.get(key)
         if hit and hit[0] > now:
             return hit[1], hit[2]
+        return await self._flights.run(key, lambda: self._review_and_cache(key, user, attrs))
+
+    async def _review_and_cache(self, key: tuple, user: User, attrs: dict) -> tuple[bool, str]:
         try:
             await asyncio.wait_for(self._slots.acquire(), self.queue_wait_s)
         except TimeoutError:
@@ -265,6 +291,7 @@ class TokenReviewer:
         self.review_timeout_s, self.queue_wait_s = review_timeout_s, queue_wait_s
         self._slots = asyncio.Semaphore(max_concurrent)
         self._cache: dict[str, tuple[float, User | None]] = {}
+        self._flights = SingleFlight()
 
     def _review(self, token: str) -> User | None:
         c = self._models
@@ -284,6 +311,9 @@ class TokenReviewer:
             if hit[1] is None:
                 raise AuthError(401, "invalid or expired bearer token")
             return hit[1]
+        return await self._flights.run(key, lambda: self._review_and_cache(key, token))
+
+    async def _review_and_cache(self, key: str, token: str) -> User:
         try:
             await asyncio.wait_for(self._slots.acquire(), self.queue_wait_s)
         except TimeoutError:

@@ -71,3 +71,13 @@ async def test_reviews_beyond_the_bound_are_refused_not_queued(silent):
     assert set(codes) <= {429, 503}, codes
     assert 429 in codes, codes
     assert srv.max_open <= bound, f"{srv.max_open} reviews reached the API server at once"
+
+
+async def test_concurrent_reads_of_one_caller_share_one_review(silent):
+    # what an expired cache entry meets under load: many reads in flight for the same user and
+    # metric; one review answers them all instead of each its own (and most of them 429)
+    srv, api = silent
+    guard = _guard(SubjectAccessReviewer(api, review_timeout_s=REVIEW_TIMEOUT_S, max_concurrent=2, queue_wait_s=0.3))
+    codes = await asyncio.wait_for(asyncio.gather(*(_read(guard, "hpa") for _ in range(6))), 30)
+    assert codes == [503] * 6, codes
+    assert srv.accepted == 1, f"{srv.accepted} reviews for one caller and one metric"
