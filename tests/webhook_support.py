@@ -21,6 +21,7 @@ CRDS = ("dynamographdeployments.nvidia.com", "dynamographdeploymentscalingadapte
 
 def make_serving_cert(directory: Path) -> tuple[str, certs.KeyPair]:
     """(CA PEM, key pair) for a webhook on 127.0.0.1 / localhost."""
+    directory.mkdir(parents=True, exist_ok=True)
     ca = certs.make_ca(directory, "webhook-ca", "webhook-ca")
     pair = certs.issue(ca, directory, "webhook", "dynamo-scaling-adapter", dns=("localhost",), ips=("127.0.0.1",),
                        server=True)

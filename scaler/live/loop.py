@@ -16,6 +16,9 @@ from scaler.policy import Decision, Observation, Outcome, Policy
 
 log = logging.getLogger(__name__)
 
+# how adapter.scale_client names Dynamo's own planner running as a component of the graph
+IN_GRAPH_PLANNER = "DynamoPlanner/"
+
 
 @dataclass(frozen=True)
 class PoolServices:
@@ -63,6 +66,7 @@ class PlannerLoop:
         self.control, self.pools = control, pools
         self.last: TickResult | None = None
         self.held: dict[str, str] = {}
+        self.in_graph: dict[str, str] = {}  # pools Dynamo's in-graph planner scales, and the message
 
     def tick(self) -> TickResult:
         now = utcnow()
@@ -111,6 +115,7 @@ class PlannerLoop:
         log.info("planner tick", extra={"targets": targets, "written": written, "mode": mode,
                                         "outcome": outcome.value, "reason": record.reason})
         self._announce(held, keep)
+        self._announce_in_graph(snap.blocked)
         self.last = TickResult(record, decision, written, held)
         return self.last
 
@@ -128,5 +133,24 @@ class PlannerLoop:
                     log.info("pool planned again: data is back", extra={"service": svc})
                     self.control.audit.record("planner", "ResumedWithData",
                                               f"{svc}: the inputs are back, planning resumes")
+            except Exception:  # an Event is a report; it must never fail the decision
+                log.warning("could not record the event", exc_info=True, extra={"service": svc})
+
+    def _announce_in_graph(self, blocked: dict[str, str]) -> None:
+        """A Warning Event on the DGD when Dynamo's own planner, deployed in the graph, is found
+        scaling a pool (so this planner leaves it alone), and one when it is gone; not per tick."""
+        now = {svc: why for svc, why in blocked.items() if svc in self.pools.names() and IN_GRAPH_PLANNER in why}
+        before, self.in_graph = self.in_graph, now
+        for svc in self.pools.names():
+            try:
+                if svc in now and svc not in before:
+                    log.warning("pool left to the in-graph Dynamo planner", extra={"service": svc, "why": now[svc]})
+                    self.control.audit.record(
+                        "planner", "InGraphPlanner",
+                        f"{svc} not scaled by this planner: {now[svc]} (Dynamo's planner is a component of "
+                        "this graph and scales its adapters; remove it or this planner's claim)", ok=False)
+                elif svc in before and svc not in now:
+                    self.control.audit.record("planner", "InGraphPlannerGone",
+                                              f"{svc}: no in-graph Dynamo planner any more, planning resumes")
             except Exception:  # an Event is a report; it must never fail the decision
                 log.warning("could not record the event", exc_info=True, extra={"service": svc})
