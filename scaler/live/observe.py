@@ -9,7 +9,7 @@ import time
 
 from kubernetes import client
 
-from adapter.models import DGD, DGD_PLURAL, GROUP, VERSION, adapter_name
+from adapter.models import DGD, DGD_PLURAL, GROUP, adapter_name, parse_dgd
 from adapter.scale_client import ScaleClient
 from external_metrics.prom import PrometheusClient, PrometheusError, read_signal
 from external_metrics.signals import LabelNames, SignalMapping
@@ -94,8 +94,9 @@ class LiveObserver:
 
     def observe(self) -> Snapshot:
         d = self.cfg.deployment
-        raw = self.custom.get_namespaced_custom_object(GROUP, VERSION, d.namespace, DGD_PLURAL, d.name)
-        dgd = DGD.model_validate(raw)
+        # in the version the cluster serves (the scale client discovered it), either shape
+        raw = self.custom.get_namespaced_custom_object(GROUP, self.scale.versions.dgd, d.namespace, DGD_PLURAL, d.name)
+        dgd = parse_dgd(raw)
         self.prom_error = None
         window = self.mapping.window_seconds()
         rate = self._signal("dynamo_request_rate")
