@@ -74,6 +74,7 @@ def adapter_query(mapping, name: str) -> str:
     label matchers in place of {sel} (every other placeholder rendered as our server does)."""
     sig = mapping.signals[name]
     return (sig.query.replace("{sel}", ADAPTER_SELECTOR)
+            .replace("{join}", mapping.join())
             .replace("{by}", mapping.group_by)
             .replace("{window}", mapping.window))
 
@@ -83,7 +84,8 @@ def rules_config(mapping=None, signals: tuple[str, ...] = SIGNALS) -> dict:
     the same names, namespaced by the Prometheus label our mapping reads the namespace from."""
     if mapping is None:
         from external_metrics.signals import SignalMapping
-        mapping = SignalMapping()
+        # the adapter's rules select series by their `dgd`/`service` labels
+        mapping = SignalMapping(preset="dgd-labels")
     rules = []
     for name in signals:
         rules.append({

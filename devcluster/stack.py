@@ -34,6 +34,8 @@ from devcluster.kubectl import Kubectl, KubectlError
 from devcluster.procs import die_with_parent, free_port, stop_child
 from devcluster.prometheus import Prometheus
 
+SIGNALS_FILE = Path(__file__).resolve().parent / "signals.yaml"
+
 log = logging.getLogger(__name__)
 
 APISERVICE = "v1beta1.external.metrics.k8s.io"
@@ -163,9 +165,10 @@ class LiveStack:
             "--health-port", str(health), "--metrics-port", str(free_port()), "--resync-period", "5"),
             ready=lambda: http_ok(f"http://127.0.0.1:{health}/readyz"))
 
-    def start_metrics_server(self) -> Component:
+    def start_metrics_server(self, signals_file: Path | None = SIGNALS_FILE) -> Component:
         """The metrics server on TLS, registered as the external metrics API (APIService ->
-        ExternalName Service `localhost`, caBundle of a CA made here)."""
+        ExternalName Service `localhost`, caBundle of a CA made here). `signals_file`: its
+        signal mapping (default: the stack's DGD service names; None: the built-in default)."""
         self._claim_apiservice()
         tls = self.workdir / "metrics-tls"
         tls.mkdir(parents=True, exist_ok=True)
@@ -177,7 +180,7 @@ class LiveStack:
             "metrics-server", f"--prometheus-url={self.prometheus.url}", f"--secure-port={secure}",
             f"--http-port={http}", "--grpc-port=0", "--interval=2", "--staleness=15",
             f"--kubeconfig={self.kubeconfig}", f"--tls-cert-file={serving.cert}",
-            f"--tls-private-key-file={serving.key}"),
+            f"--tls-private-key-file={serving.key}", *([f"--signals-file={signals_file}"] if signals_file else [])),
             ready=lambda: http_ok(f"http://127.0.0.1:{http}/readyz"))
         self.kubectl.apply({"apiVersion": "v1", "kind": "Service",
                             "metadata": {"name": "metrics", "namespace": self.namespace},

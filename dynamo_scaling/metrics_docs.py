@@ -5,6 +5,7 @@ the metrics each component exports on `/metrics`. `python -m dynamo_scaling.metr
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -38,6 +39,19 @@ def _touch_labelled(metrics) -> None:
             attr.labels(*["x"] * len(names))
 
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
+HAND_WRITTEN = "<!-- Hand-written from here on: python -m dynamo_scaling.metrics_docs keeps it. -->"
+
+
+def _hand_written() -> str:
+    """The hand-written part of docs/metrics.md (after the marker), kept as it is."""
+    try:
+        text = DOC.read_text()
+    except OSError:
+        return ""
+    return text[text.index(HAND_WRITTEN):] if HAND_WRITTEN in text else ""
+
+
 def render() -> str:
     mapping = SignalMapping()
     out = ["# Metrics reference", "",
@@ -46,7 +60,8 @@ def render() -> str:
            "Served as `external.metrics.k8s.io/v1beta1` metrics, by KEDA's `metrics-api` endpoint and "
            "by the KEDA external scaler, per DGD service, with `metricLabels` `dgd`, `service`, "
            "`dynamo_namespace` and `model`. The planner reads the same signals. Override any PromQL "
-           "with `--signals-file`.", "",
+           "with `--signals-file`. The default mapping needs only the labels a stock cluster has; "
+           "see [How a series finds its DGD and service](#how-a-series-finds-its-dgd-and-service).", "",
            "| signal | unit | meaning | PromQL (default mapping, every service) |", "| --- | --- | --- | --- |"]
     for name, sig in DEFAULT_SIGNALS.items():
         out.append(f"| `{name}` | {sig.unit or '-'} | {_cell(sig.description)} | `{_cell(mapping.render(name))}` |")
@@ -65,7 +80,8 @@ def render() -> str:
         _touch_labelled(metrics)
         out += ["", f"## {title}", "", "| metric | type | labels | meaning |", "| --- | --- | --- | --- |",
                 *_registry_rows(metrics.registry)]
-    return "\n".join(out) + "\n"
+    tail = _hand_written()
+    return "\n".join(out) + "\n" + (f"\n{tail}" if tail else "")
 
 
 if __name__ == "__main__":

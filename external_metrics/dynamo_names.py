@@ -38,8 +38,12 @@ DYNAMO_METRICS: tuple[DynamoMetric, ...] = (
                  "prompt tokens in prefill per worker, as the KV router sees them", True),
     DynamoMetric("dynamo_frontend_router_queue_pending_requests", "gauge", _F,
                  "requests held in the KV router's queue", True),
+    DynamoMetric("dynamo_component_router_requests_total", "counter", _F,
+                 "requests the KV router routed; labelled with the DGD's Dynamo namespace, so the default "
+                 "mapping tells a frontend pod's DGD from it", True),
     DynamoMetric("dynamo_component_inflight_requests", "gauge", "worker (any engine, and the mocker)",
-                 "requests an endpoint of the worker holds", True),
+                 "requests an endpoint of the worker holds; labelled `dynamo_namespace`, `dynamo_component`, "
+                 "so the default mapping tells a worker pod's DGD and service from its `generate` endpoint", True),
     DynamoMetric("vllm:kv_cache_usage_perc", "gauge", _M, "KV-cache usage in [0, 1]", True),
     DynamoMetric("vllm:num_requests_running", "gauge", _M, "requests running on the worker", True),
     DynamoMetric("vllm:num_requests_waiting", "gauge", _M, "requests waiting on the worker", True),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from external_metrics.signals import MappingError, SignalMapping
 from scaler.planner.config import PlannerConfig
+
+ENV_PREFIX = "DYNAMO_PLANNER_"
 
 NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
@@ -26,13 +30,19 @@ class DeploymentRef(BaseModel):
 
 
 class MetricLabels(BaseModel):
-    """Prometheus label names that carry the Kubernetes namespace, DGD and service of a series."""
+    """Prometheus label names that carry the Kubernetes namespace, DGD and service of a series
+    (`dgd` and `service` only with the signal mapping's `dgd-labels` preset), and, with the
+    default preset, the Dynamo components of the two pools: the component a worker's series
+    carry in `dynamo_component`. Dynamo's workers name them `prefill` and `backend` unless the
+    worker's `--endpoint` says otherwise (Dynamo's own planner assumes the same)."""
 
     model_config = ConfigDict(extra="forbid")
 
     namespace: str = "namespace"
     dgd: str = "dgd"
     service: str = "service"
+    prefill_component: str = Field("prefill", min_length=1)
+    decode_component: str = Field("backend", min_length=1)
 
 
 class ServiceConfig(BaseModel):
@@ -43,6 +53,11 @@ class ServiceConfig(BaseModel):
     profile_file: Path | None = Field(None, description="performance profile (JSON or Dynamo profiler npz)")
     state_configmap: str | None = Field(None, pattern=NAME, description="ConfigMap holding overrides")
     labels: MetricLabels = Field(default_factory=MetricLabels)
+    signals_file: Path | None = Field(None, description=(
+        "the metrics server's signal mapping (YAML), so the planner reads the numbers HPA and KEDA read; "
+        f"also {ENV_PREFIX}SIGNALS_FILE"))
+    signals: dict | None = Field(None, description=(
+        "the signal mapping inline (the signals file's schema), e.g. {preset: dgd-labels}; not with signals_file"))
     liveness_intervals: int = Field(3, ge=1, le=1000, description=(
         "/healthz fails when the planning loop has completed no tick, successful or not, for this "
         "many planning intervals (plus any back-off after failed ticks)"))
@@ -63,6 +78,11 @@ def load(path: Path) -> ServiceConfig:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    # the chart passes the shared signals file through the environment
+    if os.environ.get(ENV_PREFIX + "SIGNALS_FILE") and not data.get("signals_file"):
+        data["signals_file"] = os.environ[ENV_PREFIX + "SIGNALS_FILE"]
     try:
         cfg = ServiceConfig.model_validate(data)
     except ValidationError as exc:
@@ -70,4 +90,12 @@ def load(path: Path) -> ServiceConfig:
         raise ConfigError(f"{path}: {problems}") from None
     if cfg.profile_file and not cfg.profile_file.is_absolute():
         cfg = cfg.model_copy(update={"profile_file": path.parent / cfg.profile_file})
+    if cfg.signals_file and cfg.signals is not None:
+        raise ConfigError(f"{path}: give signals_file or signals, not both")
+    if cfg.signals_file and not cfg.signals_file.is_absolute():
+        cfg = cfg.model_copy(update={"signals_file": path.parent / cfg.signals_file})
+    try:  # a mapping the planner cannot use stops it here, not at its first tick
+        SignalMapping.load(cfg.signals_file) if cfg.signals_file else SignalMapping.from_overrides(cfg.signals)
+    except MappingError as exc:
+        raise ConfigError(f"{path}: {'signals_file' if cfg.signals_file else 'signals'}: {exc}") from None
     return cfg

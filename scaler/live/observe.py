@@ -29,10 +29,14 @@ class ObservationError(RuntimeError):
 
 
 def signal_mapping(cfg: ServiceConfig) -> SignalMapping:
-    """The metrics server's signal mapping, under this deployment's Prometheus label names,
-    averaged over two planning intervals."""
-    lb = cfg.labels
+    """The metrics server's signal mapping (the shared signals file, if given), averaged over
+    two planning intervals; without a file, the defaults under the config's label names."""
     window = f"{max(2, int(round(cfg.planner.interval_s * 2)))}s"
+    if cfg.signals_file:
+        return SignalMapping.load(cfg.signals_file).model_copy(update={"window": window})
+    if cfg.signals is not None:
+        return SignalMapping.from_overrides(cfg.signals).model_copy(update={"window": window})
+    lb = cfg.labels
     return SignalMapping(labels=LabelNames(namespace=lb.namespace, dgd=lb.dgd, service=lb.service), window=window)
 
 
@@ -50,6 +54,8 @@ class LiveObserver:
         self.custom = client.CustomObjectsApi(api)
         self.scale = ScaleClient(api, d.namespace)
         self.adapters = {svc: adapter_name(d.name, svc) for svc in (d.prefill_service, d.decode_service)}
+        self.components = {d.prefill_service: cfg.labels.prefill_component,
+                           d.decode_service: cfg.labels.decode_component}
         # the Prometheus error of the latest observation, None when every query was answered
         self.prom_error: str | None = "not queried yet"
 
@@ -59,14 +65,25 @@ class LiveObserver:
         does not query again, so an unreachable Prometheus costs one timeout per tick."""
         if self.prom_error is not None:
             return None
-        d = self.cfg.deployment
-        where = {"namespace": d.namespace, "dgd": d.name, **({"service": service} if service else {})}
+        where = self._where(service)
         try:
             values = [v.value for v in read_signal(self.prom, self.mapping, name, where)]
         except PrometheusError as exc:
             self.prom_error = str(exc)[:300]
             return None
         return combine(values) if values else None
+
+    def _where(self, service: str | None) -> dict[str, str]:
+        """The deployment's series, or one pool's: by its service label where the series carry
+        one (or the mapping names a component after it), else by its Dynamo component."""
+        d = self.cfg.deployment
+        where = {"namespace": d.namespace, "dgd": d.name}
+        if service is not None:
+            if self.mapping.preset == "dgd-labels" or service in self.mapping.services.values():
+                where["service"] = service
+            else:
+                where["dynamo_component"] = self.components[service]
+        return where
 
     def _why(self, what: str) -> str:
         return f"Prometheus error: {self.prom_error}" if self.prom_error else f"no data for {what}"

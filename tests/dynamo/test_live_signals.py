@@ -1,6 +1,11 @@
 """The external metrics API on live Dynamo series: real frontend and mocker workers -> Prometheus
 -> metrics server -> kube-apiserver aggregation -> kubectl and the real HPA, which scales the
-decode pool 1 -> N -> 1 on `dynamo_queue_depth` under a load burst."""
+decode pool 1 -> N -> 1 on `dynamo_queue_depth` under a load burst.
+
+Both label modes: `dynamo`, where Prometheus labels targets as Dynamo's stock PodMonitors do
+(no `dgd`/`service`) and the default mapping finds the DGD and service from Dynamo's own
+labels; and `dgd-labels`, where relabelled PodMonitors add `dgd`/`service` and the metrics
+server reads a signals file selecting that preset."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from kubernetes.utils.quantity import parse_quantity
 from devcluster import scenario
 from devcluster.loadgen import run_load, synthetic
 from devcluster.manifests import external_hpa
+from devcluster.prometheus import Prometheus
 from devcluster.stack import LiveStack
 from external_metrics.signals import DEFAULT_SIGNALS, SignalMapping
 
@@ -35,17 +41,22 @@ def value(item: dict) -> float:
     return float(parse_quantity(item["value"]))
 
 
-def held(prometheus, signal: str, namespace: str, labels: dict[str, str], seconds: float = 30.0) -> list[float]:
+def held(prometheus, mapping: SignalMapping, signal: str, namespace: str, labels: dict[str, str],
+         seconds: float = 30.0) -> list[float]:
     """What Prometheus computed for the signal's own PromQL for one series over the last
     `seconds`, evaluated every 250 ms (finer than the 1 s scrape interval)."""
     end = time.time()
-    series = prometheus.query_range(SignalMapping().render(signal), end - seconds, end, 0.25)
-    want = {"namespace": namespace, **labels}
-    return [float(v) for s in series if all(s["metric"].get(k) == x for k, x in want.items())
-            for _, v in s["values"]]
+    series = prometheus.query_range(mapping.render(signal), end - seconds, end, 0.25)
+    out = []
+    for s in series:
+        ns, ident = mapping.identity(s["metric"])
+        if ns == namespace and all(ident.get(k) == x for k, x in labels.items()):
+            out += [float(v) for _, v in s["values"]]
+    return out
 
 
-def served_as_held(kubectl, prometheus, namespace: str, signal: str, labels: dict[str, str]) -> float:
+def served_as_held(kubectl, prometheus, mapping: SignalMapping, namespace: str, signal: str,
+                   labels: dict[str, str]) -> dict:
     """Read one series through the aggregation layer once it is above zero, and check it is a
     value Prometheus computed for that series: exactly (to the quantity's nano precision) for
     instant signals, within the range Prometheus computed for windowed ones (whose rate
@@ -54,7 +65,7 @@ def served_as_held(kubectl, prometheus, namespace: str, signal: str, labels: dic
     items = wait_for(lambda: [i for i in read(kubectl, namespace, signal, selector) if value(i) > 0],
                      timeout=40, what=f"{signal} above zero for {selector}")
     assert len(items) == 1, items
-    got, seen = value(items[0]), held(prometheus, signal, namespace, labels)
+    got, seen = value(items[0]), held(prometheus, mapping, signal, namespace, labels)
     assert seen, f"Prometheus holds no {signal} for {selector}"
     if DEFAULT_SIGNALS[signal].windowed:
         assert min(seen) - 1e-9 <= got <= max(seen) + 1e-9, f"{signal}: API {got}, Prometheus {min(seen)}..{max(seen)}"
@@ -65,17 +76,30 @@ def served_as_held(kubectl, prometheus, namespace: str, signal: str, labels: dic
     return items[0]
 
 
-def test_live_dynamo_signals_through_the_aggregation_layer_drive_an_hpa(cluster, kubectl, namespace, tmp_path):
+# (label mode of Prometheus and the mapping, the decode pool's `service`, the frontend's)
+MODES = {"dynamo": ("backend", "frontend"), "dgd-labels": ("decode", "Frontend")}
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_live_dynamo_signals_through_the_aggregation_layer_drive_an_hpa(cluster, kubectl, namespace, tmp_path, mode):
+    decode, frontend = MODES[mode]
+    signals = None  # the built-in default mapping
+    if mode == "dgd-labels":
+        signals = tmp_path / "signals.yaml"
+        signals.write_text("preset: dgd-labels\n")
+    mapping = SignalMapping.load(signals)
     with LiveStack(tmp_path / "stack", cluster.kubeconfig, kubectl, namespace, scenario.STARTUP_DELAY_S) as stack:
+        stack.prometheus = Prometheus(stack.workdir / "prometheus", scrape_interval_s=1.0,
+                                      labels="podmonitor" if mode == "dynamo" else "dgd-labels")
         stack.start_prometheus()
         stack.start_standin()
         stack.start_adapter()
-        stack.start_metrics_server()
+        stack.start_metrics_server(signals_file=signals)
         kubectl.apply([scenario.LLM], namespace)
         wait_for(lambda: scenario.dgd_ready(kubectl, namespace, "llm"), timeout=90, what="DGD Ready")
         url = wait_for(lambda: stack.frontend_url("llm"), what="frontend")
         wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="model served")
-        hpa = external_hpa("decode-queue", "llm-decode", "dynamo_queue_depth", "4", {"dgd": "llm", "service": "decode"},
+        hpa = external_hpa("decode-queue", "llm-decode", "dynamo_queue_depth", "4", {"dgd": "llm", "service": decode},
                            max_replicas=3, behavior={"scaleUp": {"stabilizationWindowSeconds": 0},
                                                      "scaleDown": {"stabilizationWindowSeconds": 10}})
         wait_for(lambda: kubectl.run("-n", namespace, "get", "dgdsa", "llm-decode", check=False).returncode == 0,
@@ -89,14 +113,25 @@ def test_live_dynamo_signals_through_the_aggregation_layer_drive_an_hpa(cluster,
         load.start()
         try:
             # during the burst the API serves what Prometheus computes, per service, with Dynamo's labels
-            rate = served_as_held(kubectl, stack.prometheus, namespace, "dynamo_request_rate",
-                                  {"dgd": "llm", "service": "Frontend"})
-            assert rate["metricLabels"]["dynamo_namespace"] == f"{namespace}-llm"
-            kv = served_as_held(kubectl, stack.prometheus, namespace, "dynamo_kv_cache_usage",
-                                {"dgd": "llm", "service": "decode"})
+            rate = served_as_held(kubectl, stack.prometheus, mapping, namespace, "dynamo_request_rate",
+                                  {"dgd": "llm", "service": frontend})
+            kv = served_as_held(kubectl, stack.prometheus, mapping, namespace, "dynamo_kv_cache_usage",
+                                {"dgd": "llm", "service": decode})
             assert value(kv) <= 1 and kv["metricLabels"]["model"] == "tiny-mocker"
-            served_as_held(kubectl, stack.prometheus, namespace, "dynamo_queue_depth",
-                           {"dgd": "llm", "service": "decode"})
+            served_as_held(kubectl, stack.prometheus, mapping, namespace, "dynamo_queue_depth",
+                           {"dgd": "llm", "service": decode})
+            # the stand-in runs the processes as the operator would (DYN_NAMESPACE <ns>-<dgd>), and
+            # Dynamo exports that namespace with `_` for `-`; neither the frontend's series nor the
+            # mocker's vllm:* gauges carry it, so only the pod join of preset `dynamo` reports it
+            dyn = f"{namespace}-llm".replace("-", "_") if mode == "dynamo" else ""
+            assert kv["metricLabels"]["dynamo_namespace"] == dyn
+            assert rate["metricLabels"]["dynamo_namespace"] == dyn
+            if mode == "dynamo":  # nothing but what a stock PodMonitor gives
+                series = stack.prometheus.query(f'up{{namespace="{namespace}"}}')
+                assert series and all(set(s["metric"]) == {"__name__", "namespace", "pod", "container", "endpoint",
+                                                           "job", "instance"} for s in series), series
+                assert {s["metric"]["job"] for s in series} == {"dynamo-system/dynamo-frontend",
+                                                                "dynamo-system/dynamo-worker"}
             # the real HPA scales the decode pool on it
             while load.is_alive():
                 peak["decode"] = max(peak["decode"], scenario.replicas(kubectl, namespace, "llm", "decode"))

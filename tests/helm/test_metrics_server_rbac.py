@@ -104,10 +104,10 @@ def test_metrics_server_does_its_job_under_the_chart_service_account(
     exp = support.Exporter(tmp_path / "exporter")
     server = None
     try:
-        exp.set([{"name": "vllm:num_requests_waiting", "labels": {"model_name": "llama"}, "value": 5}])
+        exp.set([{"name": "vllm:num_requests_waiting", "labels": {"model_name": "llama"}, "value": 5},
+                 *support.dynamo_identity(ns, "llm", "prefill")])
         prometheus.set_targets("prefill", [(exp.address, {
-            "namespace": ns, "dgd": "llm", "service": "prefill", "dynamo_namespace": f"{ns}-llm",
-            "pod": "llm-prefill-0", "component_type": "prefill"})])
+            "namespace": ns, "pod": "llm-prefill-0", "component_type": "prefill"})])
         prometheus.wait_for_targets("prefill", 1)
 
         server = start_server(kubeconfig, prometheus.url, crt, key, tmp_path / "server")

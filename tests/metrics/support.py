@@ -78,3 +78,16 @@ class MetricsServerProcess:
                 self.proc.wait()
         self._log.close()
         return self.proc.returncode
+
+
+def dynamo_identity(namespace: str, dgd: str, component: str) -> list[dict]:
+    """The series by which the default signal mapping tells which DGD and service a pod's
+    series belong to, as Dynamo exports them (its namespace `<namespace>-<dgd>` with `_` for
+    `-`): a worker's `generate` endpoint, or (component `frontend`) the frontend's KV router."""
+    dyn = f"{namespace}-{dgd}".replace("-", "_")
+    if component == "frontend":
+        return [{"name": "dynamo_component_router_requests", "type": "counter", "value": 0,
+                 "labels": {"dynamo_namespace": dyn, "dynamo_component": "backend", "router_id": "1"}}]
+    return [{"name": "dynamo_component_inflight_requests", "value": 0,
+             "labels": {"dynamo_namespace": dyn, "dynamo_component": component, "dynamo_endpoint": "generate",
+                        "worker_id": "1"}}]

@@ -19,7 +19,7 @@ from devcluster.manifests import external_hpa
 from devcluster.procs import free_port
 from devcluster.prometheus import Prometheus
 from helpers import wait_for
-from support import Exporter, MetricsServerProcess
+from support import Exporter, MetricsServerProcess, dynamo_identity
 
 pytestmark = pytest.mark.cluster
 
@@ -78,10 +78,10 @@ def aggregated(cluster, kubectl, tmp_path_factory):
 
 
 def _publish(prom: Prometheus, exp: Exporter, namespace: str, queue: float) -> None:
-    exp.set([{"name": "vllm:num_requests_waiting", "labels": {"model_name": "llama"}, "value": queue}])
+    exp.set([{"name": "vllm:num_requests_waiting", "labels": {"model_name": "llama"}, "value": queue},
+             *dynamo_identity(namespace, "llm", "prefill")])
     prom.set_targets(f"prefill-{namespace}", [(exp.address, {
-        "namespace": namespace, "dgd": "llm", "service": "prefill", "dynamo_namespace": f"{namespace}-llm",
-        "pod": "llm-prefill-0", "component_type": "prefill"})])
+        "namespace": namespace, "pod": "llm-prefill-0", "component_type": "prefill"})])
 
 
 def test_kubectl_reads_the_value_through_the_aggregation_layer(aggregated, kubectl, namespace):
@@ -103,8 +103,8 @@ def test_kubectl_reads_the_value_through_the_aggregation_layer(aggregated, kubec
     assert body["kind"] == "ExternalMetricValueList"
     item = body["items"][0]
     assert item["value"] == "5" and item["metricName"] == "dynamo_queue_depth"
-    assert item["metricLabels"] == {"dgd": "llm", "service": "prefill", "dynamo_namespace": f"{namespace}-llm",
-                                    "model": "llama"}
+    assert item["metricLabels"] == {"dgd": "llm", "service": "prefill", "model": "llama",
+                                    "dynamo_namespace": f"{namespace}-llm".replace("-", "_")}
     discovery = json.loads(kubectl("get", "--raw", BASE))
     assert "dynamo_queue_depth" in {r["name"] for r in discovery["resources"]}
     assert "external.metrics.k8s.io" in kubectl("get", "--raw", "/apis")  # api-versions may answer from its cache

@@ -68,7 +68,8 @@ def test_adapter_queries_answer_like_ours_on_real_series(prometheus, exporters):
             s["observations"] = [0.05, 0.3, 0.3, 0.7]
     exp.set(series)
 
-    mapping = SignalMapping()
+    # the rules read `dgd`/`service` labels, as relabelled PodMonitors give them
+    mapping = SignalMapping(preset="dgd-labels")
     rules = {r["name"]["as"]: r for r in yaml.safe_load(pa.RULES_FILE.read_text())["externalRules"]}
     for name in pa.SIGNALS:
         service = "Frontend" if name in ("dynamo_request_rate", "dynamo_ttft_seconds_p95") else "decode"

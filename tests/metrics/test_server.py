@@ -14,6 +14,7 @@ import urllib.request
 import gjson
 import grpc
 import pytest
+import yaml
 
 from devcluster.prometheus import Prometheus
 from external_metrics.keda_grpc import ExternalScalerClient
@@ -22,15 +23,18 @@ from external_metrics.proto import externalscaler_pb2 as pb
 from external_metrics.quantity import parse_quantity
 from external_metrics.signals import SignalMapping
 from helpers import wait_for
-from support import Exporter, MetricsServerProcess
+from support import Exporter, MetricsServerProcess, dynamo_identity
 
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
 BUCKETS = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
+# Dynamo's components reported under the DGD's service names (the default signal mapping)
+SERVICES = {"backend": "decode", "frontend": "Frontend"}
+MAPPING = SignalMapping.from_overrides({"services": SERVICES})
 
 
 def target(ns: str, dgd: str, service: str, pod: str, ctype: str) -> dict[str, str]:
-    return {"namespace": ns, "dgd": dgd, "service": service, "pod": pod,
-            "dynamo_namespace": f"{ns}-{dgd}", "component_type": ctype}
+    """A pod's target; Prometheus keeps only what a stock PodMonitor gives (no dgd, service)."""
+    return {"namespace": ns, "dgd": dgd, "service": service, "pod": pod, "component_type": ctype}
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
@@ -45,7 +49,8 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
     """Namespace ns1, DGD llm: a frontend, two decode workers (mocker-style vllm:* gauges), one
-    prefill worker (dynamo_component_kvstats_*); namespace ns2, DGD other: a frontend."""
+    prefill worker (dynamo_component_kvstats_*); namespace ns2, DGD other: a frontend. Each pod
+    also exports the series Dynamo identifies it by; the server maps `backend` to `decode`."""
     work = tmp_path_factory.mktemp("deployment")
     procs: list = []
     prom = Prometheus(work / "prometheus").start()
@@ -61,18 +66,23 @@ def deployment(tmp_path_factory):
              "value": 100},
             {"name": "dynamo_frontend_time_to_first_token_seconds", "type": "histogram", "labels": {"model": "m1"},
              "buckets": BUCKETS, "observations": [0.2] * 1000},
+            *dynamo_identity("ns1", "llm", "frontend"),
         ])
         d0.set([{"name": "vllm:kv_cache_usage_perc", "labels": {"model_name": "m1"}, "value": 0.25},
                 {"name": "vllm:num_requests_waiting", "labels": {"model_name": "m1"}, "value": 2},
-                {"name": "vllm:num_requests_running", "labels": {"model_name": "m1"}, "value": 4}])
+                {"name": "vllm:num_requests_running", "labels": {"model_name": "m1"}, "value": 4},
+                *dynamo_identity("ns1", "llm", "backend")])
         d1.set([{"name": "vllm:kv_cache_usage_perc", "labels": {"model_name": "m1"}, "value": 0.75},
                 {"name": "vllm:num_requests_waiting", "labels": {"model_name": "m1"}, "value": 5},
-                {"name": "vllm:num_requests_running", "labels": {"model_name": "m1"}, "value": 6}])
+                {"name": "vllm:num_requests_running", "labels": {"model_name": "m1"}, "value": 6},
+                *dynamo_identity("ns1", "llm", "backend")])
         pf.set([{"name": "dynamo_component_kvstats_active_blocks", "labels": {"model": "m1"}, "value": 30},
                 {"name": "dynamo_component_kvstats_total_blocks", "labels": {"model": "m1"}, "value": 100},
                 {"name": "dynamo_component_kvstats_gpu_cache_usage_percent", "labels": {"model": "m1"}, "value": 0.3},
-                {"name": "dynamo_component_num_requests_waiting", "labels": {"model": "m1"}, "value": 4}])
-        fe2.set([{"name": "dynamo_frontend_queued_requests", "labels": {"model": "m2"}, "value": 11}])
+                {"name": "dynamo_component_num_requests_waiting", "labels": {"model": "m1"}, "value": 4},
+                *dynamo_identity("ns1", "llm", "prefill")])
+        fe2.set([{"name": "dynamo_frontend_queued_requests", "labels": {"model": "m2"}, "value": 11},
+                 *dynamo_identity("ns2", "other", "frontend")])
         prom.set_targets("frontend", [(fe.address, target("ns1", "llm", "Frontend", "llm-frontend-0", "frontend")),
                                       (fe2.address, target("ns2", "other", "Frontend", "other-fe-0", "frontend"))])
         prom.set_targets("decode", [(d0.address, target("ns1", "llm", "decode", "llm-decode-0", "decode")),
@@ -80,7 +90,10 @@ def deployment(tmp_path_factory):
         prom.set_targets("prefill", [(pf.address, target("ns1", "llm", "prefill", "llm-prefill-0", "prefill"))])
         for job, n in (("frontend", 2), ("decode", 2), ("prefill", 1)):
             prom.wait_for_targets(job, n)
+        signals = work / "signals.yaml"
+        signals.write_text(yaml.safe_dump({"services": SERVICES}))
         server = MetricsServerProcess(work / "server", prom.url, "--interval=0.5", "--staleness=5", "--window=30s",
+                                      f"--signals-file={signals}",
                                       "--authorization=none", "--http-serves-api", secure=False)
         procs.append(server)
 
@@ -120,7 +133,7 @@ def test_values_labels_and_filtering(deployment):
     assert len(items) == 1
     item = items[0]
     assert item["metricName"] == "dynamo_queue_depth" and item["value"] == "7"
-    assert item["metricLabels"] == {"dgd": "llm", "service": "decode", "dynamo_namespace": "ns1-llm", "model": "m1"}
+    assert item["metricLabels"] == {"dgd": "llm", "service": "decode", "dynamo_namespace": "ns1_llm", "model": "m1"}
     assert item["timestamp"].endswith("Z") and "window" not in item
     assert value("dynamo_queue_depth", "service=Frontend")[0]["value"] == "3"
     assert value("dynamo_queue_depth", "service=prefill")[0]["value"] == "4"
@@ -148,12 +161,12 @@ def test_histogram_signals_over_the_window(deployment):
             "buckets": BUCKETS}
     fe.set([{"name": "dynamo_frontend_queued_requests", "labels": {"model": "m1"}, "value": 3},
             {"name": "dynamo_frontend_requests", "type": "counter", "labels": {"model": "m1"}, "value": 100},
-            {**hist, "observations": [0.2] * 1000}])
+            {**hist, "observations": [0.2] * 1000}, *dynamo_identity("ns1", "llm", "frontend")])
     wait_for(lambda: value("dynamo_queue_depth", "service=Frontend"), what="frontend")
     # 20 more requests, all with TTFT 0.4 s: the window mean over the new ones is 0.4 s
     fe.set([{"name": "dynamo_frontend_queued_requests", "labels": {"model": "m1"}, "value": 3},
             {"name": "dynamo_frontend_requests", "type": "counter", "labels": {"model": "m1"}, "value": 120},
-            {**hist, "observations": [0.2] * 1000 + [0.4] * 20}])
+            {**hist, "observations": [0.2] * 1000 + [0.4] * 20}, *dynamo_identity("ns1", "llm", "frontend")])
     items = wait_for(lambda: value("dynamo_ttft_seconds", "service=Frontend"), what="ttft")
     assert items[0]["value"] == "400m" and items[0]["window"] == 30
     p95 = wait_for(lambda: value("dynamo_ttft_seconds_p95", "service=Frontend"), what="p95")
@@ -248,7 +261,7 @@ def test_external_scaler_over_grpc(deployment):
 def test_planner_reads_signals_with_the_same_mapping(deployment):
     prom, _, _, _ = deployment
     with PrometheusClient(prom.url) as client:
-        vals = read_signal(client, SignalMapping(), "dynamo_kv_cache_usage", {"namespace": "ns1", "dgd": "llm"})
+        vals = read_signal(client, MAPPING, "dynamo_kv_cache_usage", {"namespace": "ns1", "dgd": "llm"})
     by_service = {v.labels["service"]: v.value for v in vals}
     assert by_service == {"decode": pytest.approx(0.5), "prefill": pytest.approx(0.3)}
 

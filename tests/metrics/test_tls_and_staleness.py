@@ -15,11 +15,12 @@ from devcluster import certs
 from external_metrics.keda_grpc import ExternalScalerClient
 from external_metrics.proto import externalscaler_pb2 as pb
 from helpers import wait_for
-from support import MetricsServerProcess
+from support import MetricsServerProcess, dynamo_identity
 
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
-TARGET = {"namespace": "ns1", "dgd": "llm", "service": "decode", "dynamo_namespace": "ns1-llm", "pod": "llm-decode-0"}
-QUEUE = [{"name": "vllm:num_requests_waiting", "labels": {"model_name": "m1"}, "value": 6}]
+TARGET = {"namespace": "ns1", "pod": "llm-decode-0", "component_type": "decode"}
+QUEUE = [{"name": "vllm:num_requests_waiting", "labels": {"model_name": "m1"}, "value": 6},
+         *dynamo_identity("ns1", "llm", "decode")]
 
 
 @pytest.fixture()

@@ -95,21 +95,80 @@ def test_parse_quantity_rejects(bad):
 
 # -- signal mapping -------------------------------------------------------------------------
 
+ALL = ("dynamo_queue_depth", "dynamo_kv_cache_usage", "dynamo_kv_cache_usage_max", "dynamo_kv_active_blocks",
+       "dynamo_inflight_requests", "dynamo_ttft_seconds", "dynamo_ttft_seconds_p95", "dynamo_itl_seconds",
+       "dynamo_itl_seconds_p95", "dynamo_request_rate")
+
+
 def test_default_mapping_covers_every_signal_and_both_kv_families():
+    """The default finds a series' DGD from stock labels only: every pod's series are joined
+    on (namespace, pod) to that pod's Dynamo namespace and component, and `dgd`/`service`
+    appear nowhere in the PromQL."""
     m = SignalMapping()
-    for name in ("dynamo_queue_depth", "dynamo_kv_cache_usage", "dynamo_kv_cache_usage_max",
-                 "dynamo_kv_active_blocks", "dynamo_inflight_requests", "dynamo_ttft_seconds",
-                 "dynamo_ttft_seconds_p95", "dynamo_itl_seconds", "dynamo_itl_seconds_p95", "dynamo_request_rate"):
+    assert m.preset == "dynamo"
+    for name in ALL:
         q = m.render(name)
-        assert "{sel}" not in q and "{by}" not in q and "{window}" not in q
-        assert 'dgd!=""' in q and "by (namespace, dgd, service, dynamo_namespace, model" in q
+        assert "{sel}" not in q and "{by}" not in q and "{window}" not in q and "{join}" not in q
+        assert "dgd" not in q and "service" not in q
+        assert "by (namespace, dynamo_namespace, dynamo_component, model" in q
+        assert "on (namespace, pod) group_left (dynamo_namespace, dynamo_component)" in q
+        assert 'dynamo_component_inflight_requests{dynamo_endpoint="generate",pod!=""}' in q
+        assert 'label_replace(dynamo_component_router_requests_total{pod!=""}, "dynamo_component", "frontend"' in q
     kv = m.render("dynamo_kv_cache_usage")
     assert "dynamo_component_kvstats_active_blocks" in kv and "vllm:kv_cache_usage_perc" in kv
     assert "dynamo_component_gpu_cache_usage_percent" in kv
 
 
+def test_dgd_labels_preset_reads_the_relabelled_labels():
+    m = SignalMapping.from_overrides({"preset": "dgd-labels"})
+    for name in ALL:
+        q = m.render(name)
+        assert "{join}" not in q and "group_left" not in q and "dynamo_component_router" not in q
+        assert 'dgd!=""' in q and "by (namespace, dgd, service, dynamo_namespace, model" in q
+    q = m.render("dynamo_queue_depth", where={"namespace": "ns", "dgd": "llm", "service": "decode"})
+    assert 'dgd="llm"' in q and 'service="decode"' in q and 'namespace="ns"' in q
+    assert m.identity({"namespace": "ns", "dgd": "llm", "service": "decode", "model": "m"}) == \
+        ("ns", {"dgd": "llm", "service": "decode", "dynamo_namespace": "", "model": "m"})
+
+
+def test_stock_filters_go_to_the_pod_identity():
+    """A DGD is its Dynamo namespace `<ns>-<dgd>` in either spelling Dynamo uses; a service is a
+    Dynamo component (renamed through `services`); the frontend's identity is only asked for
+    when the frontend can match."""
+    m = SignalMapping.from_overrides({"services": {"backend": "decode"}})
+    q = m.render("dynamo_kv_cache_usage", where={"namespace": "team-a", "dgd": "llm.v2", "service": "decode"})
+    assert 'namespace="team-a"' in q
+    assert 'dynamo_namespace=~"team\\\\-a\\\\-llm\\\\.v2|team_a_llm\\\\.v2"' in q
+    assert 'dynamo_component="backend"' in q and "dynamo_component_router" not in q
+    q = m.render("dynamo_request_rate", where={"namespace": "ns", "dgd": "llm", "service": "frontend"})
+    assert "dynamo_component_router_requests_total" in q and "dynamo_component_inflight_requests" not in q
+    # an unknown component still gives a valid query, which finds nothing
+    q = m.render("dynamo_queue_depth", where={"namespace": "ns", "dynamo_component": "prefill", "service": "decode"})
+    assert 'pod=""' in q
+    with pytest.raises(MappingError, match="needs the namespace"):
+        m.render("dynamo_queue_depth", where={"dgd": "llm"})
+    with pytest.raises(MappingError, match="unknown identity label"):
+        m.render("dynamo_queue_depth", where={"gpu": "h100"})
+
+
+@pytest.mark.parametrize("labels,identity", [
+    ({"namespace": "ns1", "dynamo_namespace": "ns1_llm", "dynamo_component": "backend", "model": "m"},
+     ("ns1", {"dgd": "llm", "service": "decode", "dynamo_namespace": "ns1_llm", "model": "m"})),
+    ({"namespace": "team-a", "dynamo_namespace": "team_a_llm_x", "dynamo_component": "prefill"},
+     ("team-a", {"dgd": "llm-x", "service": "prefill", "dynamo_namespace": "team_a_llm_x", "model": ""})),
+    ({"namespace": "team-a", "dynamo_namespace": "team-a-llm", "dynamo_component": "frontend"},
+     ("team-a", {"dgd": "llm", "service": "frontend", "dynamo_namespace": "team-a-llm", "model": ""})),
+    # the global Dynamo namespace belongs to no DGD
+    ({"namespace": "ns1", "dynamo_namespace": "dynamo", "dynamo_component": "backend"},
+     ("ns1", {"dgd": "", "service": "decode", "dynamo_namespace": "dynamo", "model": ""})),
+])
+def test_stock_identity_from_dynamo_labels(labels, identity):
+    m = SignalMapping.from_overrides({"services": {"backend": "decode"}})
+    assert m.identity(labels) == identity
+
+
 def test_render_with_filters_window_and_relabelled_names():
-    m = SignalMapping.from_overrides({
+    m = SignalMapping.from_overrides({"preset": "dgd-labels",
         "labels": {"dgd": "label_nvidia_com_dynamo_graph_deployment_name",
                    "service": "label_nvidia_com_dynamo_component"},
         "window": "2m", "matchers": 'job="dynamo"'})
@@ -149,6 +208,8 @@ def test_overrides_rename_add_and_drop_signals(tmp_path):
     ({"labels": {"dgd": "bad-label"}}, "not a Prometheus label name"),
     ({"signals": {"dynamo_queue_depth": "oops"}}, "expected a mapping or null"),
     ({"bogus": 1}, "bogus"),
+    ({"preset": "dgd"}, "dgd-labels"),
+    ({"worker_identity": "sum(x)"}, "not a series selector"),
 ])
 def test_bad_overrides_are_rejected(overrides, fragment):
     with pytest.raises(MappingError) as err:

@@ -34,7 +34,8 @@ class PlannerProcess:
         self.cfg = {"deployment": {"name": name, "namespace": namespace, "prefill_service": "prefill",
                                    "decode_service": "decode"},
                     "planner": {"interval_s": 1, "scale_down_hold_s": 0, "scale_down_step": 0.5, "startup_s": 1,
-                                "peak_window_s": 0, **(planner or {})}}
+                                "peak_window_s": 0, **(planner or {})},
+                    "signals": {"preset": "dgd-labels"}}  # the exporters' series carry dgd/service labels
         self.args = ["--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus_url]
         self.port = free_port()
         self.verify: ssl.SSLContext | bool = True
