@@ -167,7 +167,8 @@ class MetricsServer:
         self.cache = Cache(list(self.mapping.signals), settings.staleness)
         self.metrics = ServerMetrics(self.cache)
         self.reader = Reader(self.mapping, self.cache)
-        self.prom = AsyncPrometheusClient(settings.prometheus_url, settings.prometheus_timeout)
+        self.prom = AsyncPrometheusClient(settings.prometheus_url, settings.prometheus_timeout,
+                                         connection=settings.prometheus_connection())
         self.collector = Collector(self.mapping, self.prom, self.cache, settings.interval, self.metrics)
         self.started = asyncio.Event()
 

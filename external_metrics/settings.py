@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from external_metrics.prom import PrometheusConnection
 
 ENV_PREFIX = "DYNAMO_METRICS_"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -19,6 +21,15 @@ class Settings(BaseSettings):
 
     prometheus_url: str = Field("http://127.0.0.1:9090", description="Prometheus base URL")
     prometheus_timeout: float = Field(5.0, gt=0, description="seconds per Prometheus query")
+    prometheus_bearer_token_file: Path | None = Field(
+        None, description="file holding a bearer token for Prometheus, re-read on every query (rotation)")
+    prometheus_username: str | None = Field(None, description="basic-auth user for Prometheus")
+    prometheus_password_file: Path | None = Field(None, description="file holding the basic-auth password")
+    prometheus_ca_file: Path | None = Field(None, description="CA bundle (PEM) of Prometheus' serving certificate")
+    prometheus_cert_file: Path | None = Field(None, description="client certificate (PEM) for Prometheus (mutual TLS)")
+    prometheus_key_file: Path | None = Field(None, description="key of --prometheus-cert-file")
+    prometheus_headers: str | None = Field(None, description="extra headers for Prometheus, 'Name: value' comma-separated "
+                                                             "(e.g. X-Scope-OrgID: team-a)")
     interval: float = Field(5.0, gt=0, description="seconds between collections (one query per signal)")
     staleness: float = Field(30.0, gt=0, description="seconds after which values are unavailable (503)")
     signals_file: Path | None = Field(None, description="YAML overrides of the signal -> PromQL mapping")
@@ -80,9 +91,21 @@ class Settings(BaseSettings):
             raise ValueError(f"the gRPC port on {self.bind_address} authenticates callers only by TLS client "
                              "certificates: give --grpc-client-ca-file (KEDA's TriggerAuthentication holds the "
                              "client certificate), or --grpc-insecure to accept any caller, or --grpc-port=0")
+        try:
+            self.prometheus_connection()
+        except ValidationError as exc:
+            raise ValueError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
         if self.staleness < self.interval:
             raise ValueError(f"--staleness ({self.staleness:g}) must be at least --interval ({self.interval:g})")
         return self
+
+    def prometheus_connection(self) -> PrometheusConnection:
+        """How to reach Prometheus; errors name the flags."""
+        return PrometheusConnection(
+            bearer_token_file=self.prometheus_bearer_token_file, username=self.prometheus_username,
+            password_file=self.prometheus_password_file, ca_file=self.prometheus_ca_file,
+            cert_file=self.prometheus_cert_file, key_file=self.prometheus_key_file,
+            headers=self.prometheus_headers or {}, style="flag")
 
     def token(self) -> str | None:
         if self.keda_token_file:

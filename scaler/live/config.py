@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from external_metrics.prom import PrometheusConnection
 from external_metrics.signals import MappingError, SignalMapping
 from scaler.planner.config import PlannerConfig
 
@@ -58,6 +59,8 @@ class ServiceConfig(BaseModel):
         f"also {ENV_PREFIX}SIGNALS_FILE"))
     signals: dict | None = Field(None, description=(
         "the signal mapping inline (the signals file's schema), e.g. {preset: dgd-labels}; not with signals_file"))
+    prometheus: PrometheusConnection = Field(default_factory=PrometheusConnection, description=(
+        f"how to reach Prometheus behind authentication; every field also {ENV_PREFIX}PROMETHEUS_<FIELD>"))
     liveness_intervals: int = Field(3, ge=1, le=1000, description=(
         "/healthz fails when the planning loop has completed no tick, successful or not, for this "
         "many planning intervals (plus any back-off after failed ticks)"))
@@ -80,9 +83,10 @@ def load(path: Path) -> ServiceConfig:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    # the chart passes the shared signals file through the environment
+    # the chart passes the shared signals file and Prometheus credentials through the environment
     if os.environ.get(ENV_PREFIX + "SIGNALS_FILE") and not data.get("signals_file"):
         data["signals_file"] = os.environ[ENV_PREFIX + "SIGNALS_FILE"]
+    data["prometheus"] = PrometheusConnection.env_overrides(data.get("prometheus"), ENV_PREFIX + "PROMETHEUS_")
     try:
         cfg = ServiceConfig.model_validate(data)
     except ValidationError as exc:

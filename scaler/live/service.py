@@ -88,7 +88,7 @@ class PlannerService:
                                          "name": d.name})
         self.control = ControlService(state, self.store.save, audit, self.status, services=self.pools.names,
                                       limits=self.limits)
-        self.observer = LiveObserver(cfg, api, PrometheusClient(opts.prometheus_url))
+        self.observer = LiveObserver(cfg, api, PrometheusClient(opts.prometheus_url, connection=cfg.prometheus))
         self.loop = PlannerLoop(self.policy, self.observer,
                                 ScaleActuator(ScaleClient(api, d.namespace), d.name), self.control, self.pools)
         self.app = create_app(self.control, authorizer, api_docs=opts.api_docs, max_body_bytes=opts.max_body_bytes)
