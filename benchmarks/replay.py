@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from scaler.profile import bundled_profile
+from benchmarks.dynamo_planner import baseline as _dynamo_own  # noqa: F401  registers dynamo-own-* where installed
 from scaler.replay import frontier, policies
 from scaler.replay.metrics import feasible_keys
 from scaler.replay.references import sized_for

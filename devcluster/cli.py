@@ -33,6 +33,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = sub.add_parser("status", help="report whether the control plane runs, as JSON")
     s.set_defaults(func=_status)
 
+    demo = sub.add_parser(
+        "demo", help="the whole loop live: real Dynamo processes, adapter, metrics server, HPA, planner",
+        description="Runs the live scenario on the local control plane (needs scripts/setup.sh --all): "
+                    "load rises and falls while the adapter, the metrics server and the planner scale "
+                    "real Dynamo workers, and prints a timeline and who scaled what. --state-dir "
+                    "(before `demo`) defaults to a control plane of its own beside the tests' one.")
+    demo.add_argument("--namespace", default="demo", help="namespace of the live demo (default demo)")
+    demo.add_argument("--no-chaos", action="store_true", help="do not kill and restart components mid-scenario")
+    demo.add_argument("--keep-cluster", action="store_true", help="leave the control plane running afterwards")
+    demo.set_defaults(func=_demo)
+
 
 def _build(args: argparse.Namespace) -> int:
     bins = build.ensure_binaries()
@@ -50,6 +61,12 @@ def _up(args: argparse.Namespace) -> int:
     print(f"kubectl: {kubectl}")
     print(f"export KUBECONFIG={state.kubeconfig}")
     return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from devcluster import live_demo  # rich and the live stack load only for the demo
+
+    return live_demo.run(args)
 
 
 def _down(args: argparse.Namespace) -> int:

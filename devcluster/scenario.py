@@ -1,4 +1,4 @@
-"""The live scenario shared by the end-to-end test and `dynamo-scaling demo --cluster`.
+"""The live scenario shared by the end-to-end test and `dynamo-scaling devcluster demo`.
 
 Two DGDs served by real Dynamo processes. In `llm` the planner drives prefill and an HPA on
 `dynamo_kv_cache_usage_sum` drives decode: the planner plans decode too, sees the HPA on that

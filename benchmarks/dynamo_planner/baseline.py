@@ -200,3 +200,19 @@ def _timeline(ticks: list[dict], per_request: list[dict], offset_s: float) -> li
 def _pool(topology: dict, name: str) -> tuple[int, int, int]:
     p = topology.get(name) or {}
     return int(p.get("active_count", 0)), int(p.get("starting_count", 0)), int(p.get("draining_count", 0))
+
+
+def register() -> None:
+    """Add `dynamo-own-load` and `dynamo-own-throughput` to replay's policies, where the optional
+    environment is installed (a replay plugin: `--plugin benchmarks.dynamo_planner.baseline`)."""
+    from scaler.replay.policies import register_policy
+
+    if not available():
+        log.info("Dynamo's own planner is not registered: %s", unavailable_reason())
+        return
+    for target in MODES:
+        register_policy(f"dynamo-own-{target}", lambda ctx, target=target: DynamoOwnPlanner(
+            target, ctx.profile, ctx.ttft_ms, ctx.itl_ms))
+
+
+register()

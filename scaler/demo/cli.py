@@ -17,8 +17,8 @@ OWN_CODE = {"dynamo-throughput": "dynamo-own-throughput", "dynamo-load": "dynamo
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "demo", help="the predictive planner beside a baseline on a bundled trace (no cluster needed); "
-                     "--cluster runs the whole loop live",
+        "demo", help="the predictive planner beside a baseline on a bundled trace (no cluster needed; "
+                     "`devcluster demo` runs the whole loop live)",
         description="Replays a trace in Dynamo's replay engine with the predictive planner and a baseline "
                     "(and Dynamo's own planner code where benchmarks/dynamo_planner's environment is "
                     "installed), shows them live side by side and writes a report (markdown + JSON, a "
@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--trace", type=Path, default=DEFAULT_TRACE, help="Mooncake JSONL or Azure CSV trace")
     p.add_argument("--planner", default="predictive", help="planner to show (default predictive)")
     p.add_argument("--baseline", default="dynamo-throughput", help="baseline beside it (default dynamo-throughput)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="a module that registers more planners, e.g. benchmarks.dynamo_planner.baseline (Dynamo's own planner code, where its optional environment is installed); repeatable")
     p.add_argument("--no-frontier", action="store_true",
                    help="skip sizing the fixed fleet to the planner's attainment and the frontier plot")
     p.add_argument("--rate-scale", type=float, default=5.0, help="arrival-rate multiplier (default 5)")
@@ -36,13 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--speed", type=float, default=30.0,
                    help="simulated seconds per wall second in the live view (default 30); 0 skips the live view")
     p.add_argument("--out", type=Path, default=Path("reports") / "demo", help="report directory")
-    live = p.add_argument_group("live demo on the local control plane (needs scripts/setup.sh --all)")
-    live.add_argument("--cluster", action="store_true",
-                      help="run the whole loop live: real Dynamo processes, adapter, metrics server, HPA, planner")
-    live.add_argument("--namespace", default="demo", help="namespace of the live demo (default demo)")
-    live.add_argument("--state-dir", type=Path, default=None, help="control-plane state directory")
-    live.add_argument("--no-chaos", action="store_true", help="do not kill and restart components mid-scenario")
-    live.add_argument("--keep-cluster", action="store_true", help="leave the control plane running afterwards")
     p.set_defaults(func=run)
 
 
@@ -60,12 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from scaler.replay.traces import TraceError, read_trace, scale_rate
 
     from scaler.demo import live_view, report
+    from scaler.replay import timeline
 
-    if args.cluster:
-        from scaler.demo import cluster
-
-        return cluster.run(args)
-
+    try:
+        policies.load_plugins(args.plugin)
+    except ValueError as exc:
+        return _fail(str(exc))
     for flag, value in (("--rate-scale", args.rate_scale), ("--ttft-ms", args.ttft_ms), ("--itl-ms", args.itl_ms)):
         if value <= 0:
             return _fail(f"{flag} must be > 0")
@@ -104,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if args.speed > 0:
         live_view.play(shown, args.speed, console)
     args.out.mkdir(parents=True, exist_ok=True)
-    png = report.plot(shown, args.out / "timeline.png",
+    png = timeline.plot(shown, args.out / "timeline.png",
                       f"{' vs '.join(names)} on {args.trace.name} x{args.rate_scale:g}")
     frontier_png = None
     if fixed is not None:

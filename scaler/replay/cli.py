@@ -19,6 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--trace", type=Path, required=True)
     r.add_argument("--trace-format", choices=["azure", "mooncake"], default=None, help="default: detected")
     r.add_argument("--planner", default="predictive", help="a planner name, or 'all'")
+    r.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="a module that registers more planners, e.g. benchmarks.dynamo_planner.baseline (Dynamo's own planner code, where its optional environment is installed); repeatable")
     r.add_argument("--profile", type=Path, default=None, help="profile JSON or Dynamo profiler npz (default: bundled)")
     r.add_argument("--rate-scale", type=float, default=1.0)
     r.add_argument("--time-scale", type=float, default=1.0)
@@ -69,6 +71,10 @@ def run_replay(args: argparse.Namespace) -> int:
     from scaler.replay.runner import Setting, compare
     from scaler.replay.traces import TraceError, read_trace, scale_rate, scale_time, window
 
+    try:
+        policies.load_plugins(args.plugin)
+    except ValueError as exc:
+        return _fail(str(exc))
     for flag, v in (("--rate-scale", args.rate_scale), ("--time-scale", args.time_scale),
                     ("--ttft-ms", args.ttft_ms), ("--itl-ms", args.itl_ms)):
         if v <= 0:
@@ -122,7 +128,7 @@ def run_replay(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(shown if len(shown) > 1 else shown[0], indent=2))
     if args.timeline:
-        from scaler.demo.report import plot
+        from scaler.replay.timeline import plot
 
         plot({n: runs[n] for n in names}, args.timeline, f"{args.trace.name} x{args.rate_scale:g}")
     if args.plot:

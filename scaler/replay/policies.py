@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -82,18 +84,11 @@ register_policy("oracle", lambda ctx: baselines.Oracle(ctx.needs(), ctx.startup_
 register_policy("ceiling", _ceiling)
 
 
-def _register_dynamo_own() -> None:
-    """Dynamo's own planner code (benchmarks/dynamo_planner), registered only where the repository's
-    benchmarks and their optional environment are installed; nothing heavy is imported here."""
-    try:
-        from benchmarks.dynamo_planner import baseline
-    except ImportError:
-        return
-    if not baseline.available():
-        return
-    for target in baseline.MODES:
-        register_policy(f"dynamo-own-{target}", lambda ctx, target=target: baseline.DynamoOwnPlanner(
-            target, ctx.profile, ctx.ttft_ms, ctx.itl_ms))
-
-
-_register_dynamo_own()
+def load_plugins(modules: list[str]) -> None:
+    """Import modules that register more policies (e.g. `benchmarks.dynamo_planner.baseline`,
+    Dynamo's own planner code); replay itself never imports benchmark code."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"--plugin {module}: cannot import it ({exc})") from exc

@@ -1,4 +1,4 @@
-"""`dynamo-scaling demo --cluster` says what is missing instead of failing half-way; run live,
+"""`dynamo-scaling devcluster demo` says what is missing instead of failing half-way; run live,
 `--no-chaos` leaves every component alone, `--keep-cluster` leaves the control plane running, and
 the summary table names each service with its scaler (the scenario's own assertions run in
 tests/e2e/test_full_loop.py, through the same scenario module)."""
@@ -21,8 +21,8 @@ def test_live_demo_names_a_missing_prerequisite(tmp_path):
     (bindir / "python").symlink_to(sys.executable)
     env = {**os.environ, "PATH": str(bindir)}
     assert shutil.which("prometheus", path=env["PATH"]) is None
-    r = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "demo", "--cluster",
-                        "--state-dir", str(tmp_path / "plane")],
+    r = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "devcluster",
+                        "--state-dir", str(tmp_path / "plane"), "demo"],
                        capture_output=True, text=True, timeout=60, env=env, cwd=Path(__file__).parents[2])
     assert r.returncode == 2, r.stdout + r.stderr
     assert "prometheus" in r.stdout and "scripts/setup.sh --all" in r.stdout
@@ -48,8 +48,8 @@ def test_live_demo_without_chaos_keeps_its_control_plane_and_says_who_scaled_wha
     # TMPDIR: the demo's component logs land in the test's own directory
     env = {**os.environ, "COLUMNS": "200", "TMPDIR": str(tmp_path)}
     try:
-        r = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "demo", "--cluster", "--no-chaos",
-                            "--keep-cluster", "--state-dir", str(state_dir)],
+        r = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "devcluster",
+                            "--state-dir", str(state_dir), "demo", "--no-chaos", "--keep-cluster"],
                            capture_output=True, text=True, timeout=900, env=env, cwd=Path(__file__).parents[2])
         out = r.stdout
         assert r.returncode == 0, out[-4000:] + r.stderr[-4000:]

@@ -1,4 +1,4 @@
-"""`dynamo-scaling demo --cluster`: the whole loop live on the local control plane.
+"""`dynamo-scaling devcluster demo`: the whole loop live on the local control plane.
 
 Starts (or reuses) the local Kubernetes control plane, then Prometheus, real Dynamo frontend
 and mocker workers behind the stand-in operator, the adapter, the external-metrics server and
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                       + ". Run scripts/setup.sh --all first.")
         return 2
     state_dir = args.state_dir or controlplane.default_state_dir().parent / "demo-plane"
-    console.print(f"[bold]dynamo-scaling demo --cluster[/bold]: starting the local control plane in {state_dir} "
+    console.print(f"[bold]dynamo-scaling devcluster demo[/bold]: starting the local control plane in {state_dir} "
                   "(the first run builds it from source, about 10 minutes) ...")
     state = controlplane.up(state_dir, hpa_sync_period_s=2.0)
     kubectl = Kubectl(controlplane.kubectl_path(), state.kubeconfig)
