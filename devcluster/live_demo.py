@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
                   "(the first run builds it from source, about 10 minutes) ...")
     state = controlplane.up(state_dir, hpa_sync_period_s=2.0)
     kubectl = Kubectl(controlplane.kubectl_path(), state.kubeconfig)
-    crds = Path(__file__).resolve().parents[2] / "crds"
+    crds = Path(__file__).resolve().parents[1] / "crds"
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crds))
     kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
     ns = args.namespace
