@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from adapter_process import AdapterProcess
 from helpers import wait_for
 
 from adapter import webhook
 from devcluster import certs
+from devcluster.procs import free_port
 
 CRDS = ("dynamographdeployments.nvidia.com", "dynamographdeploymentscalingadapters.nvidia.com")
 
@@ -51,3 +53,16 @@ def v1beta1_served(kubectl, ca_pem: str, port: int) -> Iterator[None]:
                 {"op": "replace", "path": "/spec/versions/1/served", "value": False}]))
         # the next test starts on a settled API: v1beta1 gone from discovery again
         wait_for(lambda: "nvidia.com/v1beta1" not in kubectl("api-versions").split(), what="v1beta1 no longer served")
+
+
+@contextmanager
+def converting_adapter(cluster, kubectl, namespace: str, kubeconfig: Path, workdir: Path) -> Iterator[AdapterProcess]:
+    """The adapter controller with its conversion webhook, both CRDs serving v1beta1 through it."""
+    ca_pem, pair = make_serving_cert(workdir / "webhook")
+    port = free_port()
+    with v1beta1_served(kubectl, ca_pem, port):
+        proc = AdapterProcess(cluster, namespace, kubeconfig, workdir, extra_args=webhook_args(port, pair)).start()
+        try:
+            yield proc
+        finally:
+            proc.stop()

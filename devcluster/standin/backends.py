@@ -29,6 +29,8 @@ class PodInfo:
             return "frontend"
         if self.sub_component_type in ("prefill", "decode"):
             return self.sub_component_type
+        if self.component_type in ("prefill", "decode"):  # v1beta1 names the role in `type` itself
+            return self.component_type
         return "agg"
 
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from adapter_process import AdapterProcess
 from helpers import wait_for
 from planner_process import IdleSeries, PlannerProcess
-from webhook_support import make_serving_cert, v1beta1_served, webhook_args
+from webhook_support import converting_adapter
 
 from adapter import versions
 from adapter.sync import OWNER_ANNOTATION, replicas_writers
-from devcluster.procs import free_port
 
 pytestmark = pytest.mark.cluster
 
@@ -66,16 +64,9 @@ def controller(request, cluster, kubectl, namespace, adapter_kubeconfig, version
     if version == versions.V1ALPHA1:
         yield request.getfixturevalue("adapter")
         return
-    ca_pem, pair = make_serving_cert(tmp_path / "webhook")
-    port = free_port()
-    with v1beta1_served(kubectl, ca_pem, port):
-        proc = AdapterProcess(cluster, namespace, adapter_kubeconfig, tmp_path,
-                              extra_args=webhook_args(port, pair)).start()
-        try:
-            yield proc
-        finally:
-            proc.stop()
-            kubectl.run("delete", "clusterrole,clusterrolebinding", f"{namespace}-adapter", check=False)
+    with converting_adapter(cluster, kubectl, namespace, adapter_kubeconfig, tmp_path) as proc:
+        yield proc
+    kubectl.run("delete", "clusterrole,clusterrolebinding", f"{namespace}-adapter", check=False)
 
 
 def spec(kubectl, ns: str, svc: str) -> int:
