@@ -16,9 +16,9 @@ from devcluster.procs import free_port
 
 def served_cert(port: int, ca_file) -> bytes:
     ctx = ssl.create_default_context(cafile=str(ca_file))
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
-            return tls.getpeercert(binary_form=True)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        return tls.getpeercert(binary_form=True)
 
 
 def der(pem_path) -> bytes:

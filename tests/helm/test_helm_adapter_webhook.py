@@ -9,9 +9,9 @@ import base64
 import pytest
 import yaml
 from cryptography import x509
+from helm_chart_helpers import REPO, find, one
 
 from adapter import webhook
-from helm_chart_helpers import REPO, find, one
 
 SVC = "ds-dynamo-scaling-adapter-webhook"
 HOST = f"{SVC}.dynamo-scaling.svc"

@@ -12,12 +12,12 @@ import json
 
 import pytest
 from adapter_process import AdapterProcess
+from helm_chart_helpers import CHART, DATA, kubectl_dry_run
 from helpers import wait_for
 
 from devcluster.controlplane import write_kubeconfig
 from devcluster.kubectl import KubectlError
 from devcluster.procs import free_port
-from helm_chart_helpers import CHART
 
 pytestmark = pytest.mark.cluster
 
@@ -90,3 +90,20 @@ def test_installed_adapter_serves_conversion_and_admission(private_helm, private
         proc.stop()
         # nothing may call a webhook that is gone while helm uninstalls
         k.run("delete", "validatingwebhookconfiguration", SVC, "--ignore-not-found", check=False)
+
+
+def test_cert_manager_and_given_secret_variants_pass_server_validation(private_kubectl, render):
+    """The variants not installed above, validated object by object by a real API server (strict
+    server-side dry run; cert-manager's CRDs from tests/helm/data)."""
+    k = private_kubectl
+    k("apply", "--server-side", "-f", str(DATA / "cert-manager-crds.yaml"))
+    k("wait", "--for=condition=Established", "--timeout=30s", "crd", "--all")
+    k("create", "namespace", NS)
+    k("create", "namespace", APPS)  # the watched namespace's RoleBinding lives there
+    for sets in ({"adapter.webhook.certManager.enabled": "true"},
+                 {"adapter.webhook.certManager.enabled": "true", "adapter.webhook.certManager.issuerName": "corp",
+                  "adapter.webhook.certManager.issuerKind": "ClusterIssuer", "adapter.watchNamespaces": "{llm}"},
+                 {"adapter.webhook.certSecret": "mine", "adapter.webhook.caBundle": base64.b64encode(b"x").decode(),
+                  "adapter.webhook.failurePolicy": "Fail"}):
+        dry = kubectl_dry_run(k, render.text(release="ds", namespace=NS, sets=sets))
+        assert dry.returncode == 0, (sets, dry.stderr)
