@@ -9,13 +9,22 @@ the weighted `quantile` of the rises: all but 1 - quantile of the recent request
 no larger. Kept on top of the mean load of the last L seconds, it holds capacity through the gaps
 between bursts, and falls back as old bursts lose weight once bursts stop, instead of a flat
 recent peak held for a fixed time.
+
+`distribution` gives the recent history itself as a distribution over requests (bursts=mix): each
+sample's load, weighted by the requests it carried and by age as above. The tail model of need
+(scaler/planner/tail.py) then sizes the fleet for which the share of requests meeting the target,
+over that whole distribution, reaches the attainment target: a fleet that would have served the
+recent bursts, and that shrinks as they age once bursts stop.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 
 @dataclass
@@ -100,3 +109,31 @@ class BurstHeadroom:
         s = list(self.samples)
         recent = self._mean_between(ends, area, span, s, self.t - length_s, ends[-1]) or 0.0
         return recent + self.rise(length_s)
+
+    def distribution(self, bins: int = 32) -> tuple[np.ndarray, np.ndarray] | None:
+        """The recent load as a distribution over requests: (load, weight) with each sample weighted
+        by its load and duration (the requests it carried) and decayed with age, grouped into
+        `bins` log-spaced classes (a bounded cost per decision); None without load."""
+        if not self.samples:
+            return None
+        v = np.array([x for _, x, _ in self.samples])
+        w = np.array([x * d * 0.5 ** ((self.t - t_end) / self.half_life_s) for t_end, x, d in self.samples])
+        busy = (v > 0) & (w > 0)
+        if not busy.any():
+            return None
+        v, w = v[busy], w[busy]
+        edges = np.geomspace(v.min(), v.max() * (1 + 1e-9), bins + 1)
+        k = np.clip(np.searchsorted(edges, v, side="right") - 1, 0, bins - 1)
+        tot = np.bincount(k, weights=w, minlength=bins)
+        mass = np.bincount(k, weights=w * v, minlength=bins)
+        keep = tot > 0
+        return mass[keep] / tot[keep], tot[keep] / tot[keep].sum()
+
+    def mean(self, length_s: float) -> float:
+        """Mean load of the last `length_s` seconds."""
+        if not self.samples:
+            return 0.0
+        ends, area, span = self._prefix()
+        s = list(self.samples)
+        m = self._mean_between(ends, area, span, s, self.t - length_s, ends[-1])
+        return 0.0 if m is None or not math.isfinite(m) else m

@@ -22,9 +22,22 @@ class PlannerConfig(BaseModel):
     headroom: Literal["mean_latency", "error_budget"] = Field(
         "mean_latency", description="what scales the profile's capacity: mean latency against comfort x target, or "
         "the error-budget loop on attainment_target (needs SLA counts, which replay provides)")
-    bursts: Literal["recent_peak", "rises"] = Field(
-        "recent_peak", description="capacity kept for bursts: the recent peak, or the decayed distribution of load "
-        "rises within a start-up delay")
+    bursts: Literal["recent_peak", "rises", "mix"] = Field(
+        "recent_peak", description="capacity kept for bursts: the recent peak; the decayed distribution of load "
+        "rises within a start-up delay (its quantile); or, with need_model=tail, the decayed distribution of recent "
+        "load itself, request by request, sized so that attainment_target is met over it")
+    need_model: Literal["tail", "mean"] = Field(
+        "mean", description="model of need: 'tail' sizes prefill so the share of requests meeting the TTFT target "
+        "reaches attainment_target, from the recent distribution of prompt lengths (M/G/c queueing), and decode KV "
+        "for its tail; 'mean' sizes from the mean prompt at a utilisation bound (the earlier model)")
+    prompt_half_life_s: float = Field(300.0, gt=0, description="half-life of the prompt-length distribution "
+                                      "the tail model sizes from")
+    mix_forecast_weight: float = Field(0.1, ge=0, le=1, description="bursts=mix: share of requests taken to "
+                                       "arrive at the forecast load, beside the recent history")
+    arrival_ca2: float = Field(1.0, ge=0, description="tail model: squared coefficient of variation of the gaps "
+                               "between arrivals within a decision interval (1: Poisson; more: clumped arrivals)")
+    burst_half_life_s: float = Field(150.0, gt=0, description="half-life of the load history the burst headroom "
+                                     "is drawn from (bursts=rises or mix)")
     startup_s: float = Field(60.0, ge=0, description="prior for worker start-up time; refined from observation")
     scale_down_hold_s: float = Field(300.0, ge=0, description="a lower need must last this long before removing")
     scale_down_step: float = Field(0.25, gt=0, le=1, description="at most this fraction removed per decision")

@@ -2,16 +2,24 @@
 
 Each decision: update the load forecast; plan capacity for the load expected once a worker
 started now would be ready (measured start-up time + one interval), at the chosen quantile and
-never below the recent peak; add what the queues say is missing right now (fast load path);
+never below the burst headroom; add what the queues say is missing right now (fast load path);
 bound, budget and hold back scale-downs.
+
+Model of need (`need_model="tail"`, scaler/planner/tail.py, shared with the replay oracle):
+prefill workers such that the share of requests meeting the TTFT target reaches
+`attainment_target`, from the recent distribution of prompt lengths (fed through
+`observe_prompts`: in replay each arriving prompt, live the frontend's ISL histogram; without it
+the mean prompt), and decode capacity for the tail of the KV held in flight.
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 from dataclasses import dataclass, field
 
-from scaler.planner import predictors
+from scaler.planner import predictors, tail
 from scaler.planner.budget import ErrorBudgetLoop
 from scaler.planner.bursts import BurstHeadroom
 from scaler.planner.config import PlannerConfig
@@ -55,8 +63,8 @@ class PredictivePlanner:
         c = self.config
         self.rate = predictors.make(c.predictor)
         self.peak = predictors.RecentPeak(window_s=c.peak_window_s)
-        self.burst_tokens = BurstHeadroom(history_s=c.peak_window_s)
-        self.burst_rate = BurstHeadroom(history_s=c.peak_window_s)
+        self.burst_tokens = BurstHeadroom(half_life_s=c.burst_half_life_s, history_s=c.peak_window_s)
+        self.burst_rate = BurstHeadroom(half_life_s=c.burst_half_life_s, history_s=c.peak_window_s)
         self.prefill_budget = ErrorBudgetLoop(target=c.attainment_target, hi=c.max_correction)
         self.decode_budget = ErrorBudgetLoop(target=c.attainment_target, hi=c.max_correction)
         self.isl = _Smoothed(0.3)
@@ -69,6 +77,54 @@ class PredictivePlanner:
         self.prefill_correction = 1.0
         self.decode_correction = 1.0
         self.surprise_until = -math.inf
+        self.prompts = tail.PromptHistory(half_life_s=c.prompt_half_life_s)
+        self._pending: list[float] = []
+        self._pending_mix: tail.PromptMix | None = None
+        self._pending_count = 0.0
+        self._fed = False  # prompt lengths come through observe_prompts
+
+    def observe_prompts(self, lengths) -> None:
+        """Prompt lengths that arrived since the last decision (replay: each request's)."""
+        self._fed = True
+        self._pending.extend(float(x) for x in lengths)
+
+    def observe_prompt_histogram(self, buckets) -> None:
+        """Live: the increase of the frontend's ISL histogram since the last decision."""
+        mix = tail.PromptMix.from_histogram(buckets)
+        if mix is not None:
+            self._fed = True
+            self._pending_mix = mix
+            self._pending_count = float(max(buckets.values()))
+
+    def _update_prompts(self, obs: Observation, dt: float) -> tail.PromptMix | None:
+        if self._fed:
+            mix = tail.PromptMix.from_lengths(self._pending) if self._pending else self._pending_mix
+            n = len(self._pending) if self._pending else self._pending_count
+            self._pending, self._pending_mix, self._pending_count = [], None, 0.0
+        else:  # only the window's mean is known
+            t = obs.traffic
+            mix = tail.PromptMix.point(t.avg_isl) if t.avg_isl else None
+            n = t.num_requests
+        self.prompts.add(mix, n, dt)
+        return self.prompts.mix()
+
+    def _prefill(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None, factors=None) -> float:
+        c, p = self.config, self.profile
+        if c.need_model == "tail" and rate > 0:
+            m = mix if mix is not None else tail.PromptMix.point(isl)
+            return tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms, c.attainment_target,
+                                        ca2=c.arrival_ca2, bursts=factors)
+        return prefill_replicas(Load(rate, isl, osl), p, c.ttft_ms, correction=self.prefill_correction)
+
+    def _decode(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None) -> float:
+        c, p = self.config, self.profile
+        need = decode_replicas(Load(rate, isl, osl), p, c.itl_ms, correction=self.decode_correction,
+                               kv_headroom=c.kv_headroom)
+        if c.need_model == "tail" and rate > 0 and mix is not None:
+            itl_s = p.decode.itl_ms_at(0.5, isl + osl / 2) / 1000.0 * self.decode_correction
+            need = max(need, tail.decode_kv_workers(rate, mix.isl, np.full(mix.isl.size, osl), mix.weight, itl_s,
+                                                    p.decode.max_kv_tokens, c.kv_headroom, c.attainment_target))
+        return need
 
     def _learn_from_budget(self, obs: Observation, settle_s: float, isl: float) -> None:
         """Misses against the error budget set the headroom: TTFT misses that capacity can help
@@ -121,8 +177,9 @@ class PredictivePlanner:
         rate_now = obs.traffic.request_rate
         self.rate.update(rate_now, dt)
         isl = self.isl.update(obs.traffic.avg_isl) or 1.0
+        mix = self._update_prompts(obs, dt)
         osl = self.osl.update(obs.traffic.avg_osl) or 1.0
-        if c.bursts == "rises":
+        if c.bursts in ("rises", "mix"):
             self.burst_tokens.update(rate_now * (obs.traffic.avg_isl or isl), dt)
             self.burst_rate.update(rate_now, dt)
         else:
@@ -138,21 +195,33 @@ class PredictivePlanner:
             self._learn_corrections(obs)
         rate_f = self.rate.upper(horizon, c.quantile)
         # burst headroom: the recent peak, or the rises of load within a start-up delay
-        burst_len = max(startup, c.interval_s) if c.bursts == "rises" else c.peak_window_s
-        if c.bursts == "rises":
+        burst_len = max(startup, c.interval_s) if c.bursts in ("rises", "mix") else c.peak_window_s
+        factors = None
+        if c.bursts == "mix" and c.need_model == "tail":
+            # the fleet that would have served the recent load, burst by burst, at the target
+            history = self.burst_rate.distribution() if c.peak_window_s > 0 else None
+            level = self.rate.upper(horizon, 0.5)
+            if history is not None:  # absolute loads, sized at unit rate below
+                rates, weights = history
+                factors = (np.append(rates, level), np.append(weights * (1 - c.mix_forecast_weight),
+                                                              c.mix_forecast_weight))
+            burst_rate = max(rate_f, self.burst_rate.mean(burst_len))
+            burst_prefill_rate = level
+        elif c.bursts in ("rises", "mix"):
             burst_rate = self.burst_rate.level(burst_len) if c.peak_window_s > 0 else 0.0
             burst_prefill_rate = self.burst_tokens.level(burst_len) / isl if c.peak_window_s > 0 else 0.0
         else:
             burst_rate = burst_prefill_rate = self.peak.forecast(horizon)
 
         # throughput path: capacity for the forecast load, never below the burst headroom
-        pre_base = prefill_replicas(Load(rate_f, isl, osl), p, c.ttft_ms, correction=self.prefill_correction)
-        dec_base = decode_replicas(Load(rate_f, isl, osl), p, c.itl_ms, correction=self.decode_correction,
-                                   kv_headroom=c.kv_headroom)
-        pre_need = prefill_replicas(Load(max(rate_f, burst_prefill_rate), isl, osl), p, c.ttft_ms,
-                                    correction=self.prefill_correction)
-        dec_need = decode_replicas(Load(max(rate_f, burst_rate), isl, osl), p, c.itl_ms,
-                                   correction=self.decode_correction, kv_headroom=c.kv_headroom)
+        pre_base = self._prefill(rate_f, isl, osl, mix)
+        dec_base = self._decode(rate_f, isl, osl, mix)
+        if factors is not None:
+            pre_base = self._prefill(level, isl, osl, mix)
+            pre_need = self._prefill(1.0, isl, osl, mix, factors)
+        else:
+            pre_need = self._prefill(max(rate_f, burst_prefill_rate), isl, osl, mix)
+        dec_need = self._decode(max(rate_f, burst_rate), isl, osl, mix)
         pre_burst, dec_burst = pre_need - pre_base, dec_need - dec_base
 
         # load path: what the queues say is missing now. New workers help only once started, so
@@ -179,7 +248,8 @@ class PredictivePlanner:
                   f"OSL {osl:.0f}: prefill {pre_need:.2f} -> {pre}, decode {dec_need:.2f} -> {dec}; "
                   f"headroom x{self.prefill_correction:.2f}/x{self.decode_correction:.2f}")
         if pre_burst > 0.005 or dec_burst > 0.005:
-            how = f"rises over {burst_len:.0f}s" if c.bursts == "rises" else f"peak of {burst_len:.0f}s"
+            how = {"rises": f"rises over {burst_len:.0f}s", "mix": f"recent load, half-life {c.burst_half_life_s:.0f}s"}.get(
+                c.bursts, f"peak of {burst_len:.0f}s")
             reason += (f"; kept for bursts ({how}): {pre_burst:.2f} prefill, {dec_burst:.2f} decode "
                        f"({burst_prefill_rate * isl:.0f} prompt tok/s, {burst_rate:.2f} req/s)")
         if backlog > 0.05:

@@ -179,6 +179,16 @@ class PolicyBridge:
         self.probe_s: float | None = float(probe) if probe else None
         self.tally = _SLOTally(ttft_ms, itl_ms, unloaded_ttft_ms, arrivals) if self.probe_s else None
         self.next_decision_ms = 0.0
+        # prompt lengths as the frontend sees them on arrival (live: its ISL histogram), for a
+        # policy that sizes from their distribution (an `observe_prompts(lengths)` method)
+        self.observe_prompts = getattr(policy, "observe_prompts", None)
+        self.arrivals, self.next_prompt = arrivals or [], 0
+
+    def _prompts_until(self, now_ms: float) -> list[int]:
+        start = self.next_prompt
+        while self.next_prompt < len(self.arrivals) and self.arrivals[self.next_prompt][0] <= now_ms:
+            self.next_prompt += 1
+        return [isl for _, isl in self.arrivals[start:self.next_prompt]]
 
     def initial_tick_ms(self) -> float:
         if self.probe_s:
@@ -199,6 +209,8 @@ class PolicyBridge:
                 obs = Observation(obs.now_s, self.tally.window(), obs.prefill, obs.decode,
                                   obs.gpus_per_prefill_worker, obs.gpus_per_decode_worker)
                 self.tally.reset()
+            if self.observe_prompts is not None:
+                self.observe_prompts(self._prompts_until(now_ms))
             decision: Decision = self.policy.decide(obs)
         except BaseException as exc:  # an exception inside the engine callback is hard to trace
             self.errors.append(exc)

@@ -110,7 +110,9 @@ def test_references_sized_for_an_attainment():
     from scaler.replay.metrics import feasible_keys
     from scaler.replay.references import sized_for
 
-    reqs = [Request(i * 100.0, 6000 if i % 10 else 20000, 20) for i in range(600)]  # 10 req/s, some long prompts
+    # 10 req/s with some long prompts, arriving ten at a time each second: the oracle's model sees
+    # load per 5 s slice, so these clumps leave it misses to size for
+    reqs = [Request((i // 10) * 1000.0, 6000 if i % 10 else 20000, 20) for i in range(600)]
     setting = Setting("burst", reqs, bundled_profile(), startup_s=5.0, warmup_s=10.0)
     rows, runs = compare(setting, ["oracle"])
     feasible = feasible_keys(runs["ceiling"])

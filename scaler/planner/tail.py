@@ -1,0 +1,299 @@
+"""A model of need that holds in the tail: workers sized so that the share of requests meeting the
+SLA reaches the attainment target, from the distribution of prompt lengths rather than its mean.
+Pure functions (numpy); shared by the predictive planner and the replay oracle (scaler/replay/needs.py).
+
+Prefill. A prefill worker serves prompts one after another, so a short prompt queued behind a
+20k-token one waits for all of it: the tail of TTFT is set by the spread of prompt lengths, which
+the mean hides. The pool is modelled as an M/G/c queue (the router hands a prompt to a free worker
+when there is one, so a long prompt holds one worker, not the whole pool). The service time of a
+prompt of length x is the profile's unloaded TTFT S(x); over the prompt mix it has mean E[S],
+second moment E[S^2] and squared coefficient of variation cs2 = E[S^2] / E[S]^2 - 1. With arrival
+rate l and c workers (offered load a = l E[S] < c):
+
+- the probability of waiting is Erlang's C formula for M/M/c at (c, a), which is also the
+  standard first approximation for M/G/c;
+- given a wait, it is taken as exponential, with the M/M/c rate (c / E[S] - l) scaled by
+  2 / (ca2 + cs2): the two-moment (Kingman; Allen-Cunneen) correction, whose mean wait matches the
+  Pollaczek-Khinchine formula l E[S^2] / (2 (1 - rho)) at c = 1 and Poisson arrivals (ca2 = 1);
+  ca2 is the squared coefficient of variation of the gaps between arrivals;
+- a prompt of length x meets the TTFT target T when its wait W <= T - S(x). Prompts with
+  S(x) > T meet it on no fleet and are left out of the share (as the replay's "feasible
+  attainment" leaves them out), but their service time still loads the queue.
+
+The attainment is the mean of P(W <= T - S(x)) over the reachable prompts; the workers needed are
+the fewest at which it reaches the target (bisection: attainment rises with c). Load is rarely
+steady within a window: with `bursts` (rates and the share of requests that arrived at each rate:
+the slices of a window for the oracle, the recent history for the planner) each rate is taken as
+steady and the shares are summed, so a clump of requests counts with the requests it holds.
+Checked against a direct simulation of the queue in tests/planner/test_tail_model.py: within
+0.02 where the attainment is 0.93-0.999, and cautious (lower) near saturation.
+
+Decode. KV tokens held at any moment are a sum over the requests in flight (an M/G/infinity
+"shot noise"): a request of prompt x and output y holds about x + y/2 tokens for y x ITL seconds.
+Campbell's theorem gives the mean l E[y ITL (x + y/2)] and the variance l E[y ITL (x + y/2)^2] of
+that sum; capacity for the mean plus z standard deviations, z the normal quantile of the
+attainment target, keeps the KV cache from filling (and requests from queueing) in all but
+1 - target of the time. Token throughput at the ITL target bounds it too, as before.
+
+Sources: L. Kleinrock, Queueing Systems Vol. 1 (1975), sec. 3.5 (Erlang C) and 5.6-5.7 (M/G/1,
+Pollaczek-Khinchine mean value formula); J. F. C. Kingman, "The single server queue in heavy
+traffic", Proc. Cambridge Philos. Soc. 57 (1961) (G/G/1 mean wait); A. O. Allen, Probability,
+Statistics, and Queueing Theory (1990), sec. 6 (the Allen-Cunneen G/G/c approximation);
+W. Whitt, "Approximations for the GI/G/m queue", Production and Operations Management 2(2) (1993)
+(two-moment approximations, the exponential conditional wait); S. M. Ross, Stochastic Processes
+(1996), sec. 2.3 (M/G/infinity, Campbell's theorem).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaler.profile import PerformanceProfile
+
+# log-spaced prompt-length bins: 48 edges from 16 to 512k tokens (constant-size state, fast sums)
+_EDGES = np.geomspace(16.0, 524288.0, 49)
+
+
+@dataclass(frozen=True)
+class PromptMix:
+    """A distribution of prompt lengths: representative lengths and their weights (sum 1)."""
+
+    isl: np.ndarray
+    weight: np.ndarray
+
+    @classmethod
+    def point(cls, isl: float) -> "PromptMix":
+        return cls(np.array([max(1.0, float(isl))]), np.array([1.0]))
+
+    @classmethod
+    def from_lengths(cls, lengths: Iterable[float], weights: Iterable[float] | None = None) -> "PromptMix | None":
+        """From individual prompt lengths (replay: the trace's requests), binned on a log scale
+        with each bin represented by the mean length in it. None when there is nothing."""
+        x = np.asarray(list(lengths), float)
+        if x.size == 0:
+            return None
+        w = np.ones_like(x) if weights is None else np.asarray(list(weights), float)
+        k = np.clip(np.searchsorted(_EDGES, x, side="right") - 1, 0, _EDGES.size - 2)
+        tot = np.bincount(k, weights=w, minlength=_EDGES.size - 1)
+        mass = np.bincount(k, weights=w * x, minlength=_EDGES.size - 1)
+        keep = tot > 0
+        if not keep.any():
+            return None
+        return cls(mass[keep] / tot[keep], tot[keep] / tot[keep].sum())
+
+    @classmethod
+    def from_histogram(cls, buckets: Mapping[float, float]) -> "PromptMix | None":
+        """From a cumulative histogram by upper edge (live: the increase of the frontend's
+        `dynamo_frontend_input_sequence_tokens_bucket` over a window; +Inf is the total). Each
+        bucket is represented by its upper edge (the cautious side); the +Inf bucket by twice the
+        largest finite edge."""
+        edges = sorted((float(le), max(0.0, float(c))) for le, c in buckets.items())
+        lengths, weights, prev = [], [], 0.0
+        finite = [le for le, _ in edges if math.isfinite(le)]
+        for le, c in edges:
+            n = c - prev
+            prev = max(prev, c)
+            if n <= 0:
+                continue
+            lengths.append(le if math.isfinite(le) else 2.0 * (finite[-1] if finite else 1.0))
+            weights.append(n)
+        if not weights:
+            return None
+        w = np.array(weights)
+        return cls(np.maximum(1.0, np.array(lengths)), w / w.sum())
+
+    @property
+    def mean(self) -> float:
+        return float(np.dot(self.isl, self.weight))
+
+    def scaled_to_mean(self, mean: float) -> "PromptMix":
+        """The same shape with another mean (the recent mean over an older, wider sample)."""
+        m = self.mean
+        return self if m <= 0 or mean <= 0 else PromptMix(self.isl * (mean / m), self.weight)
+
+
+def _service_s(mix: PromptMix, profile: PerformanceProfile) -> np.ndarray:
+    """Seconds a worker is busy with each length: its unloaded TTFT (per GPU count as profiled)."""
+    return np.array([profile.prefill.ttft_ms_at(x) for x in mix.isl]) / 1000.0
+
+
+def burst_factors(arrivals_s: np.ndarray, slice_s: float, span: tuple[float, float] | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The request-weighted distribution of load in short slices relative to the mean: (rate of
+    the slice / mean rate, share of the requests that arrived in such a slice). Arrivals clump
+    (a burst of requests in a second, then a quiet spell); a queue sees the clump, not the mean."""
+    t = np.asarray(arrivals_s, float)
+    if t.size == 0:
+        return np.array([1.0]), np.array([1.0])
+    a, b = span if span is not None else (float(t.min()), float(t.max()) + 1e-9)
+    n_slices = max(1, int(math.ceil((b - a) / slice_s)))
+    counts = np.bincount(np.clip(((t - a) // slice_s).astype(int), 0, n_slices - 1), minlength=n_slices)
+    mean = t.size / n_slices
+    busy = counts > 0
+    return counts[busy] / mean, counts[busy] / t.size
+
+
+def prefill_attainment(rate: float, mix: PromptMix, workers: float, profile: PerformanceProfile,
+                       ttft_ms: float, ca2: float = 1.0, bursts: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Expected share of reachable requests whose TTFT meets `ttft_ms` on `workers` prefill
+    workers (see the module docstring); 1.0 when no prompt is reachable or nothing arrives.
+    `bursts`: (rate factors, request shares) from `burst_factors`; each slice is taken as
+    stationary at its own rate (overloaded slices meet nothing)."""
+    s = _service_s(mix, profile)
+    return _mixed(rate, s, mix.weight, workers, ttft_ms / 1000.0, ca2, bursts)
+
+
+def _mixed(rate: float, s: np.ndarray, w: np.ndarray, workers: float, target_s: float, ca2: float,
+           bursts: tuple[np.ndarray, np.ndarray] | None) -> float:
+    if bursts is None or len(bursts[0]) == 0 or float(np.sum(bursts[1])) <= 0:
+        return _attainment(rate, s, w, workers, target_s, ca2)
+    f, share = bursts
+    return float(np.dot(share, _attainment_v(rate * np.asarray(f, float), s, w, workers, target_s, ca2)))
+
+
+def erlang_c(servers: int, offered: float) -> float:
+    """Probability that an arrival waits in M/M/c with `servers` and offered load `offered`
+    (= rate x mean service), by the numerically stable Erlang-B recursion; 1 when overloaded."""
+    return float(erlang_c_v(servers, np.array([offered]))[0])
+
+
+def erlang_c_v(servers: int, offered: np.ndarray) -> np.ndarray:
+    """`erlang_c` for many offered loads at once."""
+    a = np.maximum(np.asarray(offered, float), 0.0)
+    b = np.ones_like(a)
+    for k in range(1, servers + 1):
+        b = a * b / (k + a * b)
+    rho = a / servers
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(a >= servers, 1.0, b / (1.0 - rho + rho * b))
+    return np.where(a <= 0, 0.0, out)
+
+
+def _attainment(rate: float, s: np.ndarray, w: np.ndarray, workers: float, target_s: float, ca2: float) -> float:
+    return float(_attainment_v(np.array([rate]), s, w, workers, target_s, ca2)[0])
+
+
+def _attainment_v(rates: np.ndarray, s: np.ndarray, w: np.ndarray, workers: float, target_s: float,
+                  ca2: float) -> np.ndarray:
+    """Attainment at each arrival rate, pooled M/G/c: the router sends each prompt to a free worker
+    when there is one, so a long prompt holds one worker, not the queue. P(wait) is Erlang C at
+    c = floor(workers); given a wait, it is exponential with rate (c / E[S] - rate) scaled by
+    2 / (ca2 + cs2) (the two-moment correction of Kingman and Whitt to the M/M/c rate)."""
+    reach = s <= target_s
+    if not reach.any():
+        return np.ones_like(rates)
+    c = int(math.floor(workers + 1e-9))
+    if c <= 0:
+        return np.where(rates > 0, 0.0, 1.0)
+    es, es2 = float(np.dot(w, s)), float(np.dot(w, s * s))
+    cs2 = max(0.0, es2 / (es * es) - 1.0) if es > 0 else 0.0
+    offered = rates * es
+    wait = erlang_c_v(c, offered)
+    theta = np.maximum(0.0, c / es - rates) * 2.0 / (max(0.0, ca2) + cs2)
+    slack = target_s - s[reach]
+    ok = 1.0 - wait[:, None] * np.exp(-theta[:, None] * slack[None, :])
+    att = ok @ w[reach] / w[reach].sum()
+    return np.where(rates <= 0, 1.0, np.where(offered >= c, 0.0, att))
+
+
+def prefill_workers(rate: float, mix: PromptMix, profile: PerformanceProfile, ttft_ms: float,
+                    attainment: float, ca2: float = 1.0, bursts: tuple[np.ndarray, np.ndarray] | None = None,
+                    tol: float = 1e-3) -> float:
+    """Fractional prefill workers whose expected attainment reaches `attainment` (callers round)."""
+    if rate <= 0:
+        return 0.0
+    s, w, target_s = _service_s(mix, profile), mix.weight, ttft_ms / 1000.0
+    load = rate * float(np.dot(w, s))  # workers kept busy on average: the floor (rho = 1)
+    lo = load
+    hi = max(load * 2.0, load + 1.0)
+    while _mixed(rate, s, w, hi, target_s, ca2, bursts) < attainment:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e6:
+            return hi
+    while hi - lo > tol * max(1.0, lo):
+        mid = 0.5 * (lo + hi)
+        if _mixed(rate, s, w, mid, target_s, ca2, bursts) >= attainment:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def normal_quantile(p: float) -> float:
+    """z with P(Z <= z) = p for a standard normal (P. J. Acklam's rational approximation, relative
+    error below 1.2e-9: plenty for sizing a headroom, without scipy)."""
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    a = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
+         -3.066479806614716e+01, 2.506628277459239e+00)
+    b = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
+         -1.328068155211027e+01)
+    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
+         4.374664141464968e+00, 2.938163982698783e+00)
+    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00)
+    if p < 0.02425:
+        q = math.sqrt(-2 * math.log(p))
+        return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
+               ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    if p > 1 - 0.02425:
+        return -normal_quantile(1 - p)
+    q = p - 0.5
+    r = q * q
+    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / \
+           (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+
+
+def kv_in_flight(rate: float, isl: np.ndarray, osl: np.ndarray, weight: np.ndarray, itl_s: float) -> tuple[float, float]:
+    """(mean, standard deviation) of the KV tokens held by requests in flight (Campbell's theorem)."""
+    hold = osl * itl_s
+    size = isl + osl / 2.0
+    mean = rate * float(np.dot(weight, hold * size))
+    var = rate * float(np.dot(weight, hold * size * size))
+    return mean, math.sqrt(max(0.0, var))
+
+
+def decode_kv_workers(rate: float, isl: np.ndarray, osl: np.ndarray, weight: np.ndarray, itl_s: float,
+                      kv_tokens: float, kv_headroom: float, attainment: float) -> float:
+    """Decode workers whose KV cache holds what is in flight in all but 1 - attainment of the time."""
+    if rate <= 0 or kv_tokens <= 0:
+        return 0.0
+    mean, sd = kv_in_flight(rate, isl, osl, weight, itl_s)
+    return (mean + max(0.0, normal_quantile(attainment)) * sd) / (kv_tokens * kv_headroom)
+
+
+@dataclass
+class PromptHistory:
+    """The recent prompt-length distribution, decayed with age (half-life `half_life_s`), in the
+    fixed log-spaced bins of `PromptMix.from_lengths`: constant memory and time per decision."""
+
+    half_life_s: float = 300.0
+    weight: np.ndarray | None = None
+    mass: np.ndarray | None = None
+
+    def _decay(self, dt: float) -> None:
+        if self.weight is None:
+            self.weight = np.zeros(_EDGES.size - 1)
+            self.mass = np.zeros(_EDGES.size - 1)
+        if dt > 0:
+            k = 0.5 ** (dt / self.half_life_s)
+            self.weight *= k
+            self.mass *= k
+
+    def add(self, mix: PromptMix | None, count: float, dt: float = 0.0) -> None:
+        """Age what is held by `dt` seconds, then add `count` prompts distributed as `mix`."""
+        self._decay(dt)
+        if mix is None or count <= 0:
+            return
+        assert self.weight is not None and self.mass is not None
+        k = np.clip(np.searchsorted(_EDGES, mix.isl, side="right") - 1, 0, _EDGES.size - 2)
+        np.add.at(self.weight, k, mix.weight * count)
+        np.add.at(self.mass, k, mix.weight * count * mix.isl)
+
+    def mix(self) -> PromptMix | None:
+        if self.weight is None or self.weight.sum() <= 1e-9:
+            return None
+        keep = self.weight > 1e-12
+        return PromptMix(self.mass[keep] / self.weight[keep], self.weight[keep] / self.weight[keep].sum())

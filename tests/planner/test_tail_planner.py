@@ -1,0 +1,66 @@
+"""The predictive planner on the tail model of need, decision by decision: it sizes prefill from
+the prompt lengths it is fed (not only their mean), and with bursts=mix holds capacity for the
+recent bursts, reports it, and releases it once they stop. Pure: observations built by hand."""
+
+from __future__ import annotations
+
+from scaler.planner.config import PlannerConfig
+from scaler.planner.predictive import PredictivePlanner
+from scaler.policy import Observation, PoolObservation, TrafficWindow
+from scaler.profile import bundled_profile
+
+STEP = 5.0
+
+
+def obs(t: float, rate: float, isl: float = 2000.0, prefill: int = 4) -> Observation:
+    n = int(rate * STEP)
+    return Observation(t, TrafficWindow(STEP, n, isl if n else None, 50.0 if n else None, 100.0 if n else None,
+                                        10.0 if n else None), PoolObservation(active=prefill), PoolObservation(active=2))
+
+
+def planner(**kw) -> PredictivePlanner:
+    return PredictivePlanner(bundled_profile(), PlannerConfig(**{"startup_s": 60.0, "need_model": "tail", **kw}))
+
+
+def test_a_few_long_prompts_raise_the_prefill_need_beyond_their_mean():
+    uniform, spread = planner(), planner()
+    for k in range(1, 40):
+        n = int(20.0 * STEP)
+        uniform.observe_prompts([2900.0] * n)
+        spread.observe_prompts([1000.0] * (n - n // 10) + [20000.0] * (n // 10))  # mean 2900 too
+        a, b = uniform.decide(obs(k * STEP, 20.0, 2900.0)), spread.decide(obs(k * STEP, 20.0, 2900.0))
+    assert b.details["prefill_need"] > a.details["prefill_need"] + 1
+
+
+def test_without_prompt_lengths_it_sizes_from_the_mean():
+    p = planner()
+    d = [p.decide(obs(k * STEP, 20.0)) for k in range(1, 20)][-1]
+    assert 0 < d.details["prefill_need"] < 3
+
+
+def test_mix_bursts_hold_capacity_report_it_and_release_it_once_bursts_stop():
+    p = planner(bursts="mix", burst_half_life_s=60.0, peak_window_s=1800.0)
+    t, decisions = 0.0, []
+    for cycle in range(10):  # a 10 s burst at 80 req/s every two minutes over 5 req/s
+        for k in range(24):
+            t += STEP
+            decisions.append(p.decide(obs(t, 80.0 if k < 2 else 5.0)))
+    during = decisions[-1]
+    assert during.details["burst_prefill_workers"] > 1  # held in the gaps, at 5 req/s
+    assert "kept for bursts (recent load" in during.reason
+    for _ in range(120):  # ten minutes without bursts
+        t += STEP
+        after = p.decide(obs(t, 5.0))
+    assert after.details["prefill_need"] < during.details["prefill_need"] - 1
+    assert after.details["burst_prefill_workers"] < 0.5
+
+
+def test_a_higher_attainment_target_asks_for_more():
+    needs = []
+    for target in (0.9, 0.99, 0.999):
+        p = planner(attainment_target=target)
+        for k in range(1, 30):
+            p.observe_prompts([1000.0] * 90 + [20000.0] * 10)
+            d = p.decide(obs(k * STEP, 20.0, 2900.0))
+        needs.append(d.details["prefill_need"])
+    assert needs == sorted(needs) and needs[0] < needs[-1]
