@@ -353,22 +353,28 @@ def test_names_fit_kubernetes_limits_for_long_release_names(render):
         assert len(dep["metadata"]["name"]) <= 63
 
 
-def test_dockerfile_is_multistage_nonroot_pinned_and_uses_the_setup_script():
+def test_dockerfile_is_multistage_nonroot_pinned_and_installs_the_locked_services_only():
     text = (REPO / "Dockerfile").read_text()
     froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
     assert len(froms) >= 2, "multi-stage"
     base = next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith("ARG PYTHON_IMAGE="))
     name, _, tag = base.partition(":")
     assert tag and tag != "latest" and tag.count(".") >= 2, f"base image {base!r} is not pinned to a patch release"
-    assert "scripts/setup.sh" in text and "pip install" not in text, "install through the CI set-up script"
+    # dependencies only from the hashed lock, the package itself without resolving anything more
+    assert "pip install --require-hashes --no-deps -r requirements/image.txt" in text
+    installs = [line for line in text.splitlines() if "pip install" in line]
+    assert all("--no-deps" in line for line in installs), installs
     user = [line.split()[1] for line in text.splitlines() if line.startswith("USER ")]
     assert user and user[-1].split(":")[0] not in ("0", "root")
     # the image user is the chart's runAsUser
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert int(user[-1].split(":")[0]) == values["podSecurityContext"]["runAsUser"]
     ignored = (REPO / ".dockerignore").read_text().split()
-    packages = ("scripts", "dynamo_scaling", "adapter", "external_metrics", "scaler", "devcluster", "crds")
-    for needed in ("pyproject.toml", "README.md", *packages):
+    packages = ("dynamo_scaling", "adapter", "external_metrics", "scaler")
+    for needed in ("pyproject.toml", "README.md", "requirements", *packages):
         assert needed not in ignored, f".dockerignore drops {needed}, which the install needs"
     for pkg in packages:
         assert f"COPY {pkg}/ {pkg}/" in text, f"the build stage does not copy {pkg}/"
+    # development code and data stay out of the image
+    for dev in ("devcluster", "tests", "benchmarks", "traces"):
+        assert f"COPY {dev}/" not in text, f"the image must not carry {dev}/"
