@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dynamo_scaling.config_docs import render
+from devtools.config_docs import render
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_configuration_reference_is_current():
     committed = (REPO / "docs" / "configuration.md").read_text()
-    assert committed == render(), "run: python -m dynamo_scaling.config_docs > docs/configuration.md"
+    assert committed == render(), "run: python -m devtools.config_docs > docs/configuration.md"
 
 
 def test_cli_help_lists_subcommands_and_version():
@@ -26,7 +26,7 @@ def test_cli_help_lists_subcommands_and_version():
 
 
 def test_metrics_reference_is_current():
-    from dynamo_scaling.metrics_docs import render as render_metrics
+    from devtools.metrics_docs import render as render_metrics
 
     committed = (REPO / "docs" / "metrics.md").read_text()
-    assert committed == render_metrics(), "run: python -m dynamo_scaling.metrics_docs > docs/metrics.md"
+    assert committed == render_metrics(), "run: python -m devtools.metrics_docs > docs/metrics.md"

@@ -1,6 +1,6 @@
 """Generate the metrics reference (docs/metrics.md) from the code: the scaling signals the
 metrics server serves (their PromQL mapping), the Dynamo metrics they and the dashboard read, and
-the metrics each component exports on `/metrics`. `python -m dynamo_scaling.metrics_docs > docs/metrics.md`."""
+the metrics each component exports on `/metrics`. `python -m devtools.metrics_docs > docs/metrics.md`."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _touch_labelled(metrics) -> None:
 
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
-HAND_WRITTEN = "<!-- Hand-written from here on: python -m dynamo_scaling.metrics_docs keeps it. -->"
+HAND_WRITTEN = "<!-- Hand-written from here on: python -m devtools.metrics_docs keeps it. -->"
 
 
 def _hand_written() -> str:
@@ -55,7 +55,7 @@ def _hand_written() -> str:
 def render() -> str:
     mapping = SignalMapping()
     out = ["# Metrics reference", "",
-           "Generated from the code by `python -m dynamo_scaling.metrics_docs`; do not edit by hand.", "",
+           "Generated from the code by `python -m devtools.metrics_docs`; do not edit by hand.", "",
            "## Scaling signals (`dynamo-scaling metrics-server`)", "",
            "Served as `external.metrics.k8s.io/v1beta1` metrics, by KEDA's `metrics-api` endpoint and "
            "by the KEDA external scaler, per DGD service, with `metricLabels` `dgd`, `service`, "

@@ -1,5 +1,5 @@
 """Generate the configuration reference (docs/configuration.md) from the pydantic models, so
-the docs cannot drift from the code: `python -m dynamo_scaling.config_docs > docs/configuration.md`."""
+the docs cannot drift from the code: `python -m devtools.config_docs > docs/configuration.md`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _type(field) -> str:
 
 def render() -> str:
     out = ["# Configuration reference", "",
-           "Generated from the code by `python -m dynamo_scaling.config_docs`; do not edit by hand.", ""]
+           "Generated from the code by `python -m devtools.config_docs`; do not edit by hand.", ""]
     for title, model, prefix in SECTIONS:
         out += [f"## {title}", "", "| field | type | default | description |", "|---|---|---|---|"]
         for name, f in model.model_fields.items():
