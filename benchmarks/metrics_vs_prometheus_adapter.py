@@ -15,11 +15,11 @@ second control plane would double the API server's CPU on a 2-core machine and p
 servers behind different API servers; switching keeps one API server, one Prometheus, one set
 of series, and both servers running (each is idle while the other is measured).
 
-Series: a static exporter (tests/exporter_process.py) serves `--series` worker gauges: per pod
+Series: static exporters (tests/exporter_process.py, one per namespace) serve `--series` worker gauges: per pod
 `vllm:num_requests_waiting` and `vllm:kv_cache_usage_perc`, 5 pods per DGD service, 2 services
 (prefill, decode) per DGD, 10 namespaces, so the number of DGD services grows with the series
-(200 services at 2,000 series, 2,000 at 20,000). A second, small exporter serves a probe service
-whose queue depth the freshness test changes. Prometheus scrapes both every `--scrape-interval`.
+(200 services at 2,000 series, 2,000 at 20,000). Another, small exporter serves a probe service
+whose queue depth the freshness test changes. Prometheus scrapes all every `--scrape-interval`.
 
 Per server and number of concurrent readers (`--readers`, wrk connections, each reading a random
 DGD service): p50/p99 latency and reads/s (wrk), Prometheus queries/s (its own
@@ -91,11 +91,32 @@ request = function()
   if auth ~= "" then headers["Authorization"] = "Bearer " .. auth end
   return wrk.format("GET", paths[math.random(#paths)], headers)
 end
+-- statuses other than 200 per thread (wrk runs one Lua state per thread; thread:get reads a
+-- global), with a sample body
+statuses = {}
+local threads = {}
+setup = function(thread) threads[#threads + 1] = thread end
+response = function(status, headers, body)
+  if status ~= 200 then
+    local k = tostring(status)
+    statuses[k] = (statuses[k] or 0) + 1
+    if not statuses["body" .. k] then statuses["body" .. k] = string.sub(body or "", 1, 200) end
+  end
+end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "socket_errors": %d, ' ..
     '"p50_us": %d, "p99_us": %d, "mean_us": %f}\n', summary.requests, summary.duration, e.status,
     e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(99), latency.mean))
+  for _, t in ipairs(threads) do
+    local st = t:get("statuses") or {}
+    for k, v in pairs(st) do
+      if type(v) == "number" then io.write(string.format("STATUS %s %d\n", k, v)) end
+    end
+    for k, v in pairs(st) do
+      if type(v) == "string" then io.write("BODY " .. string.sub(k, 5) .. " " .. string.gsub(v, "\n", " ") .. "\n") end
+    end
+  end
 end
 """
 
@@ -282,8 +303,18 @@ def wrk(url: str, paths: list[str], readers: int, seconds: float, workdir: Path,
                          capture_output=True, text=True, check=True).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
     r = json.loads(line[len("RESULT "):])
+    statuses: dict[str, int] = {}
+    bodies: dict[str, str] = {}
+    for ln in out.splitlines():
+        if ln.startswith("STATUS "):
+            _, code, n = ln.split()
+            statuses[code] = statuses.get(code, 0) + int(n)
+        elif ln.startswith("BODY "):
+            code, _, body = ln[len("BODY "):].partition(" ")
+            bodies.setdefault(code, body)
     ok = r["requests"] - r["non2xx"]
     return {"readers": readers, "seconds": r["duration_us"] / 1e6, "reads": ok, "errors": r["non2xx"] + r["socket_errors"],
+            "error_statuses": statuses, "error_bodies": bodies,
             "reads_per_s": ok / (r["duration_us"] / 1e6), "p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
             "mean_ms": r["mean_us"] / 1000}
 
@@ -300,6 +331,11 @@ def measure(url: str, paths: list[str], readers: int, seconds: float, workdir: P
     r["prometheus_queries_per_s"] = (q1 - q0) / r["seconds"]
     r["prometheus_queries_per_read"] = (q1 - q0) / reads
     r["prometheus_cpu_cores"] = cpu["prometheus"] / r["seconds"]
+    # a scrape of a workers exporter that times out marks its series stale: both servers then
+    # rightly answer "no data", and this server keeps that answer until its next collection
+    w = f'{max(1, round(r["seconds"]))}s'
+    failed = prom.query(f'sum(count_over_time(up{{job="workers"}}[{w}]) - sum_over_time(up{{job="workers"}}[{w}]))')
+    r["failed_scrapes"] = int(float(failed[0]["value"][1])) if failed else 0
     if "server" in cpu:
         r["server_cpu_ms_per_read"] = 1000 * cpu["server"] / reads
         r["server_rss_mb"] = rss_bytes(server_pid) / 2**20
@@ -362,13 +398,19 @@ def run_size(n: int, plane: Plane, adapter_bin: Path, args, work: Path, hpa: boo
     work.mkdir(parents=True)
     series, keys = worker_series(n)
     mapping = SignalMapping()
-    big, probe = Exporter(work / "big", series), Exporter(work / "probe", probe_series(0))
+    # one exporter per namespace: one process serving 20,000 series takes about a second per
+    # scrape here, and a scrape that overruns the interval marks all its series stale
+    by_ns: dict[str, list[dict]] = {}
+    for sv in series:
+        by_ns.setdefault(sv["labels"]["namespace"], []).append(sv)
+    bigs = [Exporter(work / f"workers-{ns}", part) for ns, part in by_ns.items()]
+    probe = Exporter(work / "probe", probe_series(0))
     prom = Prometheus(work / "prometheus", scrape_interval_s=args.scrape_interval).start()
     ours = adapter = None
     try:
-        prom.set_targets("workers", [(big.address, {})])
+        prom.set_targets("workers", [(b.address, {}) for b in bigs])
         prom.set_targets("probe", [(probe.address, {})])
-        prom.wait_for_targets("workers", 1, 60)
+        prom.wait_for_targets("workers", len(bigs), 60)
         prom.wait_for_targets("probe", 1, 60)
         gauges = len(prom.query('{__name__=~"vllm:.+",dgd!=""}'))
         ours = OurServer(work / "ours", prom.url, plane.state.kubeconfig, plane.serving, args.interval)
@@ -398,7 +440,8 @@ def run_size(n: int, plane: Plane, adapter_bin: Path, args, work: Path, hpa: boo
             if p:
                 p.stop()
         prom.stop()
-        big.stop()
+        for b in bigs:
+            b.stop()
         probe.stop()
 
 
@@ -408,14 +451,19 @@ def table(results: dict, args) -> str:
         lines.append(f"\n### {res['series']:,} worker series, {res['services']:,} DGD services, "
                      f"`{SIGNAL}` of one service per read (scrape {args.scrape_interval:g} s, "
                      f"collection {args.interval:g} s)\n")
-        lines.append("| server | readers | p50 ms | p99 ms | reads/s | Prom queries/s | Prom CPU cores | "
+        lines.append("| server | readers | p50 ms | p99 ms | reads/s | errors | Prom queries/s | Prom CPU cores | "
                      "server CPU ms/read | server RSS MB | apiserver CPU ms/read |")
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for name, srv in res["servers"].items():
             for r in srv["runs"]:
                 def f(key, fmt=".2f"):
                     return format(r[key], fmt) if key in r else "-"
+                errors = f"{r['errors']}" + (f" ({', '.join(f'{k}: {v}' for k, v in r['error_statuses'].items())})"
+                                             if r.get("error_statuses") else "")
+                if r.get("failed_scrapes"):
+                    errors += f"; {r['failed_scrapes']} failed scrapes"
                 lines.append(f"| {name} | {r['readers']} | {f('p50_ms')} | {f('p99_ms')} | {f('reads_per_s', ',.0f')} | "
+                             f"{errors} | "
                              f"{f('prometheus_queries_per_s', '.1f')} | {f('prometheus_cpu_cores')} | "
                              f"{f('server_cpu_ms_per_read', '.3f')} | {f('server_rss_mb', '.0f')} | "
                              f"{f('apiserver_cpu_ms_per_read', '.3f')} |")
