@@ -219,9 +219,11 @@ class Prometheus:
         return r.json()
 
     def active_targets(self, job: str | None = None) -> list[dict]:
+        """Active targets published as `job` (set_targets), or of scrape job `dynamo` (pods)."""
         data = self._json("/api/v1/targets", {"state": "active"})["data"]["activeTargets"]
-        # by the file the targets were published in: a PodMonitor's relabelling renames `job`
-        return [t for t in data if job is None or t["labels"].get("job") == job
+        # by the file the targets were published in (a PodMonitor's relabelling renames `job`),
+        # or by scrape job: `dynamo` holds every pod
+        return [t for t in data if job is None or job in (t["labels"].get("job"), t.get("scrapePool"))
                 or Path(t.get("discoveredLabels", {}).get("__meta_filepath", "")).name == f"{job}.json"]
 
     def wait_for_targets(self, job: str, count: int, timeout_s: float = 30.0) -> None:

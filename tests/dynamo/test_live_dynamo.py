@@ -74,19 +74,24 @@ def test_dgd_runs_as_live_dynamo_processes_and_scales(kubectl, namespace, promet
     assert r.status_code == 200, r.text
     assert r.json()["usage"] == {**r.json()["usage"], "prompt_tokens": 300, "completion_tokens": 12}
 
-    # Prometheus scrapes all three, labelled by namespace, DGD, service and pod
+    # Prometheus scrapes all three pods, labelled as Dynamo's stock PodMonitors label them
+    # (namespace, pod, container, endpoint, job), with Dynamo's own labels on Dynamo's series
     prometheus.wait_for_targets("dynamo", 3, timeout_s=30)
-    sel = f'namespace="{namespace}",dgd="{name}"'
+    sel = f'namespace="{namespace}"'
     requests_total = wait_for(lambda: prometheus.query(f'dynamo_frontend_requests_total{{{sel}}} > 0'),
                               what="dynamo_frontend_requests_total")
-    assert requests_total[0]["metric"]["service"] == "Frontend"
+    fe = requests_total[0]["metric"]
+    assert fe["job"] == "dynamo-system/dynamo-frontend" and fe["pod"].startswith(f"{name}-") and "dgd" not in fe
     # the mocker's decode workers export vLLM-style KV metrics; its prefill workers only
     # Dynamo's per-component request metrics (the frontend reports their prefill load)
     kv = wait_for(lambda: prometheus.query(f'vllm:kv_cache_usage_perc{{{sel}}}'), what="decode KV metrics")
-    assert {s["metric"]["service"] for s in kv} == {"decode"}
-    assert kv[0]["metric"]["pod"].startswith(f"{name}-decode-")
-    wait_for(lambda: prometheus.query(f'dynamo_component_requests_total{{{sel},service="prefill"}} > 0'),
-             what="prefill worker request metrics")
+    assert all(s["metric"]["pod"].startswith(f"{name}-decode-") for s in kv)
+    assert {s["metric"]["job"] for s in kv} == {"dynamo-system/dynamo-worker"}
+    dyn = f"{namespace}-{name}".replace("-", "_")  # DYN_NAMESPACE <ns>-<dgd>, exported with `_`
+    prefill = wait_for(lambda: prometheus.query(
+        f'dynamo_component_requests_total{{{sel},dynamo_namespace="{dyn}",dynamo_component="prefill"}} > 0'),
+        what="prefill worker request metrics")
+    assert prefill[0]["metric"]["pod"].startswith(f"{name}-prefill-")
 
     # every Dynamo name the signals and the dashboard read as live is exported by these processes
     exported = set()
@@ -112,7 +117,7 @@ def test_dgd_runs_as_live_dynamo_processes_and_scales(kubectl, namespace, promet
     # back to 1 decode and 1 prefill under load: the removed workers drain, no request fails
     with BackgroundLoad(url, synthetic(rate_per_s=6, duration_s=20, input_length=800, output_length=150)) as load:
         # scale down only once requests are in flight on the workers about to go
-        wait_for(lambda: prometheus.query(f'sum(vllm:num_requests_running{{{sel},service="decode"}}) >= 2'),
+        wait_for(lambda: prometheus.query(f'sum(vllm:num_requests_running{{{sel},pod=~"{name}-decode-.*"}}) >= 2'),
                  timeout=60, what="requests running on the decode workers")
         kubectl("scale", "dgdsa", f"{name}-decode", "--replicas=1", "-n", namespace)
         kubectl("scale", "dgdsa", f"{name}-prefill", "--replicas=1", "-n", namespace)
