@@ -179,3 +179,17 @@ class GoTool:
         tmp.replace(out)
         log.info("built %s in %.0f s", self.name, time.monotonic() - started)
         return out
+
+
+KEDA_MODULE_DIR = Path(__file__).resolve().parent / "tools" / "keda"
+
+
+def keda_tools(module_dir: Path = KEDA_MODULE_DIR) -> dict[str, GoTool]:
+    """KEDA's operator and metrics API server, both from the module pinned in tools/keda (every
+    scaler's SDK makes the first build long; the two share Go's build cache). Measured cold on 2
+    busy cores: operator 1091 s, metrics API server 204 s; 41 s and 37 s with Go's build cache warm."""
+    version = required_version(module_dir, "github.com/kedacore/keda/v2")
+    ldflags = f"-s -w -X github.com/kedacore/keda/v2/version.Version={version}"
+    return {name: GoTool(name, module_dir, "github.com/kedacore/keda/v2", f"github.com/kedacore/keda/v2/cmd/{cmd}",
+                         ldflags, rough_minutes=minutes)
+            for name, cmd, minutes in (("keda-operator", "operator", 18), ("keda-adapter", "adapter", 4))}
