@@ -77,6 +77,7 @@ NAMESPACES, SERVICES, PODS = 10, ("prefill", "decode"), 5
 SVC_NS = "metrics-bench"
 PROBE = ("ns-0", "probe", "decode")
 SERVERS = ("metrics-server", "prometheus-adapter")  # also their Services' names
+MAPPING = SignalMapping(preset="dgd-labels")  # what devcluster/prometheus_adapter.py generates the rules from
 
 WRK_SCRIPT = r"""
 local paths = {}
@@ -170,12 +171,15 @@ class OurServer:
 
     def __init__(self, workdir: Path, prom_url: str, kubeconfig: Path, cert: certs.KeyPair, interval: float):
         workdir.mkdir(parents=True, exist_ok=True)
+        # the mapping the adapter's rules are generated from: series carry `dgd`/`service` labels
+        signals = workdir / "signals.yaml"
+        signals.write_text(f"preset: {MAPPING.preset}\n")
         self.port, self.http_port = free_port(), free_port()
         self.log = open(workdir / "metrics-server.log", "ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dynamo_scaling.cli", "--log-level", "WARNING", "metrics-server",
              f"--prometheus-url={prom_url}", f"--secure-port={self.port}", f"--http-port={self.http_port}",
-             "--grpc-port=0", f"--interval={interval:g}", f"--staleness={max(30.0, 3 * interval):g}",
+             "--grpc-port=0", f"--interval={interval:g}", f"--signals-file={signals}", f"--staleness={max(30.0, 3 * interval):g}",
              f"--kubeconfig={kubeconfig}", f"--tls-cert-file={cert.cert}", f"--tls-private-key-file={cert.key}"],
             cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
         wait_http(f"http://127.0.0.1:{self.http_port}/readyz", 60)
@@ -397,7 +401,7 @@ def hpa_round_trip(plane: Plane, probe: Exporter, timeout_s: float = 180) -> dic
 def run_size(n: int, plane: Plane, adapter_bin: Path, args, work: Path, hpa: bool) -> dict:
     work.mkdir(parents=True)
     series, keys = worker_series(n)
-    mapping = SignalMapping()
+    mapping = MAPPING
     # one exporter per namespace: one process serving 20,000 series takes about a second per
     # scrape here, and a scrape that overruns the interval marks all its series stale
     by_ns: dict[str, list[dict]] = {}

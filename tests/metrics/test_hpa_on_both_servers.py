@@ -30,15 +30,11 @@ SCRAPE_S, INTERVAL_S = 1.0, 1.0
 
 
 def queue_series(namespace: str, queue: float) -> list[dict]:
-    """A decode worker's queue, labelled both ways the signal mapping can identify its DGD
-    service: `dgd`/`service` labels, and Dynamo's own identity series of the same pod."""
-    pod = {"namespace": namespace, "pod": f"{DGD}-{SERVICE}-0"}
-    dyn = f"{namespace}-{DGD}".replace("-", "_")
+    """A decode worker's queue with the `dgd`/`service` labels both servers read here (the
+    adapter's rules are generated from the mapping's `dgd-labels` preset, and so is ours)."""
     return [{"name": "vllm:num_requests_waiting", "value": queue,
-             "labels": {**pod, "dgd": DGD, "service": SERVICE, "dynamo_namespace": f"{namespace}-{DGD}",
-                        "model_name": "m"}},
-            {"name": "dynamo_component_inflight_requests", "value": 0,
-             "labels": {**pod, "dynamo_namespace": dyn, "dynamo_component": SERVICE, "dynamo_endpoint": "generate"}}]
+             "labels": {"namespace": namespace, "pod": f"{DGD}-{SERVICE}-0", "dgd": DGD, "service": SERVICE,
+                        "dynamo_namespace": f"{namespace}-{DGD}", "model_name": "m"}}]
 
 
 # which server answered a read: the adapter copies every result label, the namespace included,
@@ -75,8 +71,10 @@ def both(cluster, kubectl, tmp_path_factory):
         prom.set_targets("decode", [(exp.address, {})])
         prom.wait_for_targets("decode", 1)
         wait_for(lambda: prom.query('vllm:num_requests_waiting{dgd!=""}'), what="first scrape")
+        signals = work / "signals.yaml"
+        signals.write_text("preset: dgd-labels\n")
         ours = MetricsServerProcess(
-            work / "ours", prom.url, f"--interval={INTERVAL_S:g}", "--staleness=10",
+            work / "ours", prom.url, f"--interval={INTERVAL_S:g}", "--staleness=10", f"--signals-file={signals}",
             f"--kubeconfig={cluster.kubeconfig}", f"--tls-cert-file={serving.cert}",
             f"--tls-private-key-file={serving.key}", http=True, grpc=False)
         running.append(ours)
