@@ -51,11 +51,11 @@ def specs(warmup_s: float, quick: bool = False, only: list[str] | None = None) -
 
 def table(s: dict) -> list[str]:
     names = list(s["priorities"])
-    lines = [f"Budget {s['budget']} GPUs (sum of peak needs {sum(s['peak_need_gpus'].values())}, of mean needs "
-             f"{sum(s['mean_need_gpus'].values()):.1f}); start-up {s['startup_s']:.0f} s; planner `{s['policy']}`; "
-             f"fixed split {s['split']}.", "",
-             "| mode | " + " | ".join(f"{n} (prio {s['priorities'][n]}) att. / GPU-h" for n in names)
-             + " | total att. | total GPU-h | peak fleet GPUs |",
+    lines = [(f"Budget {s['budget']} GPUs (sum of peak needs {sum(s['peak_need_gpus'].values())}, of mean needs "
+              f"{sum(s['mean_need_gpus'].values()):.1f}); start-up {s['startup_s']:.0f} s; planner `{s['policy']}`; "
+              f"fixed split {s['split']}."), "",
+             ("| mode | " + " | ".join(f"{n} (prio {s['priorities'][n]}) att. / GPU-h" for n in names)
+              + " | total att. | total GPU-h | peak fleet GPUs |"),
              "|---|" + "---|" * (len(names) + 3)]
     for mode, m in s["modes"].items():
         cells = [f"{m['deployments'][n]['feasible_attainment']:.3f} / {m['deployments'][n]['gpu_hours']:.2f}"

@@ -22,7 +22,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from scaler.planner.fleet import Allocation, DeploymentPlan, FleetError, Holding, admit, allocate
+from scaler.planner.fleet import (
+    Allocation,
+    DeploymentPlan,
+    FleetError,
+    Holding,
+    admit,
+    allocate,
+)
 from scaler.policy import Decision, Observation, Policy
 from scaler.replay.engine import EngineConfig, ReplayRun, run
 from scaler.replay.metrics import _billed
@@ -215,7 +222,7 @@ def run_fleet(deployments: list[FleetDeployment], budget: int, engine: EngineCon
         try:
             cfg = replace(engine, initial_prefill=initial[d.name][0], initial_decode=initial[d.name][1])
             runs[d.name] = run(d.requests, FleetMember(d, coord), cfg, unloaded_ttft_ms=unloaded_ttft_ms)
-        except BaseException as exc:  # reported after every thread has finished
+        except Exception as exc:  # noqa: BLE001  any failure is re-raised once every thread has finished
             errors[d.name] = exc
         finally:
             coord.leave(d.name)  # the others must not wait for a replay that has ended

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.planner.fleet import (BUDGET_LIMITED, GRANTED, Allocation, DeploymentPlan, FleetError, Holding,
-                                  admit, allocate)
+from scaler.planner.fleet import (
+    BUDGET_LIMITED,
+    GRANTED,
+    Allocation,
+    DeploymentPlan,
+    FleetError,
+    Holding,
+    admit,
+    allocate,
+)
 
 
 def plan(name, prefill, decode, priority=0, min_prefill=1, min_decode=1, gp=1, gd=1):
