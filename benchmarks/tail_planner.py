@@ -1,0 +1,31 @@
+"""The predictive planner on the tail model of need as replay policies (a replay plugin):
+`dynamo-scaling replay --plugin benchmarks.tail_planner --planner predictive-tail ...`.
+
+- `predictive-tail`: need_model=tail, bursts=mix, arrival_ca2=9 (the setting measured in
+  docs/planner.md; arrival_ca2 from the clumping of arrivals within a decision interval on the
+  DEV Azure window);
+- `predictive-tail-peak`: need_model=tail with the default recent-peak burst headroom.
+"""
+
+from __future__ import annotations
+
+from scaler.planner.config import PlannerConfig
+from scaler.planner.predictive import PredictivePlanner
+from scaler.replay import policies
+
+VARIANTS = {
+    "predictive-tail": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0},
+    "predictive-tail-peak": {"need_model": "tail"},
+}
+
+
+def _factory(name: str, settings: dict):
+    def make(ctx: policies.RunContext) -> PredictivePlanner:
+        cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
+                            gpu_budget=ctx.gpu_budget, attainment_target=ctx.attainment_target, **settings)
+        return PredictivePlanner(ctx.profile, cfg, name=name)
+    return make
+
+
+for _name, _settings in VARIANTS.items():
+    policies.register_policy(_name, _factory(_name, _settings))
