@@ -64,3 +64,14 @@ def test_a_higher_attainment_target_asks_for_more():
             d = p.decide(obs(k * STEP, 20.0, 2900.0))
         needs.append(d.details["prefill_need"])
     assert needs == sorted(needs) and needs[0] < needs[-1]
+
+
+def test_live_isl_histogram_increases_feed_the_same_model():
+    # what the frontend's dynamo_frontend_input_sequence_tokens_bucket increased by in a window
+    short_only, with_long = planner(), planner()
+    for k in range(1, 30):
+        short_only.observe_prompt_histogram({1024.0: 100.0, 32768.0: 100.0, float("inf"): 100.0})
+        with_long.observe_prompt_histogram({1024.0: 90.0, 32768.0: 100.0, float("inf"): 100.0})
+        a = short_only.decide(obs(k * STEP, 20.0, 1000.0))
+        b = with_long.decide(obs(k * STEP, 20.0, 1000.0))
+    assert b.details["prefill_need"] > a.details["prefill_need"] + 1
