@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import secrets
 import time
@@ -62,7 +61,7 @@ class Kube:
             got = self.get_dgd(ns, dgd_name)
             if got is None:
                 raise LookupError(f"DynamoGraphDeployment {ns}/{dgd_name} not found")
-            dgd, raw = got
+            raw = got[1]
             try:
                 ops = api_versions.replicas_patch(raw, service, replicas)
             except LookupError as exc:
@@ -140,7 +139,3 @@ class Kube:
             log.info("event not recorded: not the leader", extra={"reason": reason})
         except ApiException as exc:
             log.warning("could not record event", extra={"reason": reason, "status": exc.status})
-
-
-def dump(obj: object) -> str:
-    return json.dumps(obj, default=str)

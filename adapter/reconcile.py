@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Mapping
 
 from kubernetes.client.exceptions import ApiException
 
@@ -37,9 +38,13 @@ def _conditions(old: list[dict], updates: dict[str, tuple[str, str, str]], gener
 
 
 class Reconciler:
-    def __init__(self, kube: Kube, scale: ScaleClient | None = None, metrics: AdapterMetrics | None = None,
-                 is_leader=lambda: True) -> None:
+    def __init__(self, kube: Kube, metrics: AdapterMetrics | None = None, is_leader=lambda: True,
+                 autoscalers: Callable[[str, str], Iterable[tuple[str, str, Mapping]]] | None = None) -> None:
+        """`autoscalers(namespace, adapter)`: (kind, name, scaleTargetRef) of the HPAs and
+        ScaledObjects aimed at the adapter, from the controller's index; without it they are
+        listed from the API server on every reconcile."""
         self.kube, self.metrics, self.is_leader = kube, metrics or AdapterMetrics(), is_leader
+        self.autoscalers = autoscalers
         self._scale_clients: dict[str, ScaleClient] = {}
         self._api = kube.custom.api_client
 
@@ -89,17 +94,16 @@ class Reconciler:
             log.info("adapter removed", extra={"adapter": f"{ns}/{aname}"})
 
     # -- adapter side: copy spec.replicas to the DGD, report status ------------------------
-    def reconcile_adapter(self, raw: dict) -> float | None:
-        """Returns seconds until a retry is wanted (missing DGD/service), else None."""
+    def reconcile_adapter(self, raw: dict) -> None:
         if not self.is_leader() or raw["metadata"].get("deletionTimestamp"):
-            return None
+            return
         started = time.perf_counter()
         meta, spec = raw["metadata"], raw["spec"]
         ns, name = meta["namespace"], meta["name"]
         dgd_name, service = spec["dgdRef"]["name"], dgdsa_service(raw)
         desired = int(spec["replicas"])
         got = self.kube.get_dgd(ns, dgd_name)
-        dgd, dgd_raw = got if got else (None, None)
+        dgd = got[0] if got else None
         plan = sync.plan_sync(dgd, service, desired, meta.get("annotations") or {})
         if dgd is not None:
             uid = dgd.metadata.get("uid")
@@ -111,7 +115,7 @@ class Reconciler:
             verdict = sync.judge(dgd, me, [me, *others])
             self.metrics.owns.labels(ns, name).set(1 if verdict.owns else 0)
             if not verdict.owns:
-                plan = sync.SyncPlan(None, plan.applied, verdict.reason, verdict.message, False)
+                plan = sync.SyncPlan(None, verdict.reason, verdict.message, False)
         status = dict(raw.get("status") or {})
         ok = plan.ok
         message, reason = plan.message, plan.reason
@@ -132,7 +136,9 @@ class Reconciler:
 
         svc_spec = dgd.spec.services.get(service) if dgd else None
         svc_status = dgd.status.services.get(service) if dgd and dgd.status else None
-        scalers = sync.Scalers(self._scale(ns).other_scalers(name, dgd),
+        aimed = sync.other_scalers(name, dgd, self.autoscalers(ns, name)) if self.autoscalers \
+            else self._scale(ns).other_scalers(name, dgd)
+        scalers = sync.Scalers(aimed,
                                (meta.get("annotations") or {}).get(sync.OWNER_ANNOTATION) == "planner")
         writers = sync.replicas_writers(meta.get("managedFields") or [])
         scalers.last_writer = writers[-1] if writers else None
@@ -164,4 +170,3 @@ class Reconciler:
         if status != (raw.get("status") or {}):  # an unchanged status would only cause another event
             self.kube.patch_adapter_status(ns, name, status)
         self.metrics.observe(ns, name, desired, status.get("replicas"), time.perf_counter() - started)
-        return None if ok or reason in sync.SETTLED_REFUSALS else 5.0

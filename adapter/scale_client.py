@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from adapter import sync
 from adapter import versions as api_versions
-from adapter.models import DGD, DGD_PLURAL, DGDSA_KIND, DGDSA_PLURAL, GROUP, parse_dgd
+from adapter.models import DGD, DGD_PLURAL, DGDSA_PLURAL, GROUP, parse_dgd
 
 KEDA_GROUP, KEDA_VERSION, KEDA_PLURAL = "keda.sh", "v1alpha1", "scaledobjects"
 
@@ -31,12 +32,6 @@ class ScaleState:
 
 
 _LOOKUP = object()
-
-
-def in_graph_planners(dgd: DGD) -> list[str]:
-    """Dynamo's own planner deployed as a component of the graph (type planner) scales the
-    graph's adapters itself."""
-    return [f"DynamoPlanner/{dgd.metadata.get('name')}/{svc}" for svc in dgd.planner_services()]
 
 
 class ScaleClient:
@@ -81,16 +76,16 @@ class ScaleClient:
 
     def other_scalers(self, name: str, dgd: DGD | None = _LOOKUP) -> list[str]:  # type: ignore[assignment]
         """HPAs and ScaledObjects in the namespace whose scale target is this adapter, and an
-        in-graph Dynamo planner of the DGD it scales (`dgd`, looked up when not given)."""
-        found = []
+        in-graph Dynamo planner of the DGD it scales (`dgd`, looked up when not given). Lists
+        them on every call: for callers without a watch cache (the planner); the controller keeps
+        an index instead, and both apply `sync.other_scalers`."""
         if dgd is _LOOKUP:
             dgd = self._dgd_of(name)
-        if dgd is not None:
-            found += in_graph_planners(dgd)
+        autoscalers: list[tuple[str, str, dict]] = []
         for hpa in self.autoscaling.list_namespaced_horizontal_pod_autoscaler(self.namespace).items:
             ref = hpa.spec.scale_target_ref
-            if ref.kind == DGDSA_KIND and ref.name == name and (ref.api_version or "").startswith(GROUP):
-                found.append(f"HorizontalPodAutoscaler/{hpa.metadata.name}")
+            autoscalers.append((sync.HPA_KIND, hpa.metadata.name,
+                                {"kind": ref.kind, "name": ref.name, "apiVersion": ref.api_version}))
         try:
             sos = self.custom.list_namespaced_custom_object(KEDA_GROUP, KEDA_VERSION, self.namespace, KEDA_PLURAL)
         except ApiException as exc:
@@ -98,10 +93,9 @@ class ScaleClient:
                 raise
             sos = {"items": []}
         for so in sos.get("items", []):
-            ref = (so.get("spec") or {}).get("scaleTargetRef") or {}
-            if ref.get("kind") == DGDSA_KIND and ref.get("name") == name:
-                found.append(f"ScaledObject/{so['metadata']['name']}")
-        return sorted(found)
+            autoscalers.append((sync.SCALED_OBJECT_KIND, so["metadata"]["name"],
+                                (so.get("spec") or {}).get("scaleTargetRef") or {}))
+        return sync.other_scalers(name, dgd, autoscalers)
 
     def _dgd_of(self, adapter: str) -> DGD | None:
         v = self.versions

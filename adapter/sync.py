@@ -4,9 +4,10 @@ conditions."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from adapter.models import DGD, adapter_name
+from adapter.models import DGD, DGDSA_KIND, GROUP, adapter_name
 from adapter.versions import dgdsa_service
 
 OWNER_ANNOTATION = "scaling.dynamo-scaling.io/owner"
@@ -24,8 +25,6 @@ KNOWN_MANAGERS = {
 # the controller's own writes (seeding an adapter at creation) are not scaling decisions; each
 # replica writes as "dynamo-scaling-adapter/<identity>"
 SELF_MANAGERS = {"dynamo-scaling-adapter"}
-# refusals that only a person's change clears (that change is a watch event), so no retry is asked
-SETTLED_REFUSALS = ("ScaleToZeroRefused", "DuplicateAdapter", "ServiceMismatch", "AdapterNotEnabled")
 
 
 def is_self_manager(manager: str) -> bool:
@@ -165,29 +164,54 @@ class SyncPlan:
     """What to do for one adapter."""
 
     write_replicas: int | None  # the value to write into the DGD service, None = nothing to write
-    applied: int | None  # replicas in effect on the DGD service after the write
     reason: str
     message: str
     ok: bool
-    reverted_edit: bool = False
 
 
 def plan_sync(dgd: DGD | None, service: str, desired: int, annotations: dict[str, str]) -> SyncPlan:
     if dgd is None:
-        return SyncPlan(None, None, "DGDNotFound", "the referenced DynamoGraphDeployment does not exist", False)
+        return SyncPlan(None, "DGDNotFound", "the referenced DynamoGraphDeployment does not exist", False)
     spec = dgd.spec.services.get(service)
     if spec is None:
-        return SyncPlan(None, None, "ServiceNotFound",
+        return SyncPlan(None, "ServiceNotFound",
                         f"service {service!r} is not in the DynamoGraphDeployment "
                         f"(services: {', '.join(sorted(dgd.spec.services)) or 'none'})", False)
     current = spec.effective_replicas
     if desired == 0 and spec.node_count > 1 and annotations.get(ALLOW_ZERO_ANNOTATION) != "true":
-        return SyncPlan(None, current, "ScaleToZeroRefused",
+        return SyncPlan(None, "ScaleToZeroRefused",
                         f"service {service!r} is multinode ({spec.node_count} nodes per replica): scale to zero "
                         f"needs the annotation {ALLOW_ZERO_ANNOTATION}=\"true\"", False)
     if current == desired:
-        return SyncPlan(None, current, "InSync", f"{service} runs at {desired} replicas", True)
-    return SyncPlan(desired, desired, "Scaled", f"{service} scaled from {current} to {desired}", True)
+        return SyncPlan(None, "InSync", f"{service} runs at {desired} replicas", True)
+    return SyncPlan(desired, "Scaled", f"{service} scaled from {current} to {desired}", True)
+
+
+HPA_KIND, SCALED_OBJECT_KIND = "HorizontalPodAutoscaler", "ScaledObject"
+
+
+def targeted_adapter(kind: str, ref: Mapping) -> str | None:
+    """The adapter that an autoscaler's scaleTargetRef points at, or None when it points at
+    anything else. An HPA names the API group in apiVersion; a KEDA ScaledObject may leave it out."""
+    if ref.get("kind") != DGDSA_KIND:
+        return None
+    if kind == HPA_KIND and not (ref.get("apiVersion") or "").startswith(GROUP):
+        return None
+    return ref.get("name") or None
+
+
+def in_graph_planners(dgd: DGD) -> list[str]:
+    """Dynamo's own planner deployed as a component of the graph (type planner) scales the
+    graph's adapters itself."""
+    return [f"DynamoPlanner/{dgd.metadata.get('name')}/{svc}" for svc in dgd.planner_services()]
+
+
+def other_scalers(adapter: str, dgd: DGD | None, autoscalers: Iterable[tuple[str, str, Mapping]]) -> list[str]:
+    """Who else scales `adapter`: of `autoscalers` ((kind, name, scaleTargetRef) of the HPAs and
+    ScaledObjects in its namespace) those aimed at it, and an in-graph planner of its DGD."""
+    found = in_graph_planners(dgd) if dgd is not None else []
+    found += [f"{kind}/{name}" for kind, name, ref in autoscalers if targeted_adapter(kind, ref) == adapter]
+    return sorted(found)
 
 
 def replicas_writers(managed_fields: list[dict]) -> list[str]:
