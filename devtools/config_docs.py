@@ -7,7 +7,9 @@ import sys
 
 from pydantic import BaseModel
 
+from adapter.settings import Settings as AdapterSettings
 from scaler.control.state import Override, SLATargets
+from scaler.live.cli import PlannerSettings
 from scaler.live.config import DeploymentRef, MetricLabels, ServiceConfig
 from scaler.planner.config import PlannerConfig
 
@@ -18,6 +20,9 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("`labels`", MetricLabels, "labels."),
     ("Override body (`PUT /v1/overrides/{service}`)", Override, ""),
     ("SLA body (`PUT /v1/sla`)", SLATargets, ""),
+    ("`dynamo-scaling adapter` (flag `--<field>`, env `DYNAMO_ADAPTER_<FIELD>`, or a key of `--config-file`)",
+     AdapterSettings, ""),
+    ("`dynamo-scaling planner` (flag `--<field>`, env `DYNAMO_PLANNER_<FIELD>`)", PlannerSettings, ""),
 ]
 
 
