@@ -48,6 +48,8 @@ if (( all )); then
   step "building the local Kubernetes control plane (about 5 minutes the first time, cached after)"
   .venv/bin/dynamo-scaling devcluster build >/dev/null
   step "building helm from its Go module (about 2 minutes the first time, cached after)" && .venv/bin/python -m devcluster.helm >/dev/null
+  step "building prometheus-adapter from its Go module (about 3 minutes the first time, cached after)"
+  .venv/bin/python -m devcluster.prometheus_adapter >/dev/null
   if [[ -z "${SKIP_KEDA:-}" ]]; then  # tests marked `keda`; SKIP_KEDA=1 leaves them without KEDA
     step "building KEDA from its Go module (about 20 minutes the first time on 2 cores, cached after)"
     .venv/bin/python -m devcluster.keda >/dev/null
