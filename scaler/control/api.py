@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from scaler.control.audit import Audit
 from scaler.control.auth import API_GROUP, READ, RESOURCE, WRITE, AuthError, Authorizer, Caller
+from scaler.control.policy import PolicyConflict
 from scaler.control.state import ControlState, Override, SLATargets, utcnow
 
 log = logging.getLogger(__name__)
@@ -125,25 +126,39 @@ class ControlService:
 
     def __init__(self, state: ControlState, save: Callable[[ControlState], None] | None,
                  audit: Audit, status: Callable[[], dict], services: Callable[[], list[str]] | None = None,
-                 limits: Callable[[], Limits] | None = None) -> None:
+                 limits: Callable[[], Limits] | None = None,
+                 save_change: Callable[[ControlState, ControlState, Caller], ControlState] | None = None) -> None:
+        """`save` persists a whole state (the ConfigMap); `save_change` instead writes the change
+        from the first state to the second on the caller's behalf and returns the state as
+        stored (the DynamoScalingPolicy, which other writers share)."""
         self.state, self._save, self.audit = state, save, audit
+        self._save_change = save_change
         self.status_provider, self.services, self.limits = status, services, limits
         self.lock = threading.RLock()
+
+    def _adopt(self, src: ControlState) -> None:
+        self.state.sla, self.state.paused = src.sla, src.paused
+        self.state.advisory, self.state.overrides = src.advisory, src.overrides
+        self.state.sla_request_generation = src.sla_request_generation
 
     def change(self, caller: Caller, action: str, detail: str, fn: Callable[[ControlState], None]) -> None:
         with self.lock:
             before = ControlState.from_persisted(self.state.to_persisted(), self.state.sla)
             fn(self.state)
-            if self._save:
-                try:
+            try:
+                if self._save_change:
+                    self._adopt(self._save_change(before, self.state, caller))
+                elif self._save:
                     self._save(self.state)
-                except Exception as exc:
-                    # leave state untouched when it cannot be persisted
-                    self.state.sla, self.state.paused = before.sla, before.paused
-                    self.state.advisory, self.state.overrides = before.advisory, before.overrides
-                    self.state.sla_request_generation = before.sla_request_generation
-                    self.audit.record(caller.username, action, f"{detail}: not saved ({exc})", ok=False)
-                    raise HTTPException(503, f"could not persist the change: {exc}") from exc
+            except PolicyConflict as exc:
+                self._adopt(before)
+                self.audit.record(caller.username, action, f"{detail}: refused ({exc})", ok=False)
+                raise HTTPException(409, str(exc)) from exc
+            except Exception as exc:
+                # leave state untouched when it cannot be persisted
+                self._adopt(before)
+                self.audit.record(caller.username, action, f"{detail}: not saved ({exc})", ok=False)
+                raise HTTPException(503, f"could not persist the change: {exc}") from exc
         self.audit.record(caller.username, action, detail)
 
 

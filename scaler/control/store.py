@@ -48,3 +48,19 @@ class ConfigMapStore:
             if exc.status != 404:
                 raise
             self.core.create_namespaced_config_map(self.namespace, body)
+
+    def raw(self) -> client.V1ConfigMap | None:
+        try:
+            return self.core.read_namespaced_config_map(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def mark_migrated(self, to: str) -> None:
+        """Leave the ConfigMap in place, annotated with where its state went, so it is migrated
+        once and an operator sees why it is no longer read."""
+        from scaler.control.policy import MIGRATED
+
+        self.core.patch_namespaced_config_map(self.name, self.namespace,
+                                              {"metadata": {"annotations": {MIGRATED: to}}})

@@ -57,6 +57,9 @@ class TickResult:
     decision: Decision | None
     written: dict[str, int]
     held: dict[str, str] = field(default_factory=dict)  # pools held for missing data, and why
+    current: dict[str, int] = field(default_factory=dict)  # replicas in effect when decided
+    blocked: dict[str, str] = field(default_factory=dict)  # pools another scaler owns, and why
+    mode: str = "active"  # why replicas were (not) written: active, paused, advisory, ...
 
 
 class PlannerLoop:
@@ -116,7 +119,8 @@ class PlannerLoop:
                                         "outcome": outcome.value, "reason": record.reason})
         self._announce(held, keep)
         self._announce_in_graph(snap.blocked)
-        self.last = TickResult(record, decision, written, held)
+        self.last = TickResult(record, decision, written, held, current=dict(keep),
+                               blocked={s: w for s, w in snap.blocked.items() if s in self.pools.names()}, mode=mode)
         return self.last
 
     def _announce(self, held: dict[str, str], keep: dict[str, int]) -> None:

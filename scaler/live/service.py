@@ -4,6 +4,7 @@ the cluster at start."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
@@ -21,7 +22,8 @@ from adapter.scale_client import ScaleClient
 from scaler.control.api import MAX_BODY_BYTES, ControlService, Limits, create_app
 from scaler.control.audit import Audit
 from scaler.control.auth import Authorizer, Caller
-from scaler.control.state import SLATargets
+from scaler.control.policy import PolicyStore
+from scaler.control.state import ControlState, SLATargets
 from scaler.control.store import ConfigMapStore
 from scaler.live.actuate import ScaleActuator
 from scaler.live.config import ServiceConfig
@@ -77,17 +79,29 @@ class PlannerService:
         d = cfg.deployment
         profile, self.profile_source = planner_profile(cfg.profile_file)
         self.store = ConfigMapStore(api, d.namespace, cfg.configmap)
-        state = self.store.load(SLATargets(ttft_ms=cfg.planner.ttft_ms, itl_ms=cfg.planner.itl_ms))
-        if opts.advisory:
-            state.advisory = True
+        default_sla = SLATargets(ttft_ms=cfg.planner.ttft_ms, itl_ms=cfg.planner.itl_ms,
+                                 attainment_target=cfg.planner.attainment_target)
+        # operator state lives in the DGD's DynamoScalingPolicy where the CRD is installed; the
+        # ConfigMap only where it is not (docs/policy.md)
+        self.policy_store: PolicyStore | None = None
+        self._policy_notes: set[str] = set()
+        if PolicyStore.served(api):
+            self.policy_store = PolicyStore(api, d.namespace, d.name)
+            # --advisory is the mode of a policy the planner creates; an existing policy's mode rules
+            state = self.policy_store.load(ControlState(sla=default_sla, advisory=opts.advisory), configmap=self.store)
+        else:
+            state = self.store.load(default_sla)
+            if opts.advisory:
+                state.advisory = True
         self.pools = PoolServices(d.prefill_service, d.decode_service)
         self.policy = PredictivePlanner(profile, cfg.planner)
         self.metrics = PlannerMetrics()
         self.metrics.profile_source.labels(self.profile_source).set(1)
         audit = Audit(api, d.namespace, {"api_version": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
                                          "name": d.name})
-        self.control = ControlService(state, self.store.save, audit, self.status, services=self.pools.names,
-                                      limits=self.limits)
+        self.control = ControlService(state, None if self.policy_store else self.store.save, audit, self.status,
+                                      services=self.pools.names, limits=self.limits,
+                                      save_change=self._save_policy if self.policy_store else None)
         self.observer = LiveObserver(cfg, api, PrometheusClient(opts.prometheus_url, connection=cfg.prometheus))
         self.loop = PlannerLoop(self.policy, self.observer,
                                 ScaleActuator(ScaleClient(api, d.namespace), d.name), self.control, self.pools)
@@ -143,6 +157,7 @@ class PlannerService:
             "last_error": self.last_error,
             "dependencies": {k: v or "ok" for k, v in self.dependencies.items()},
             "profile_source": self.profile_source,
+            "policy": (f"{self.policy_store.namespace}/{self.policy_store.name}" if self.policy_store else None),
         }
 
     def _sync_request_sla(self) -> None:
@@ -174,15 +189,74 @@ class PlannerService:
         except HTTPException as exc:  # could not persist: state untouched, retried next tick
             log.warning("SLA of the deployment request not saved", extra={"error": exc.detail})
 
+    def _save_policy(self, before: ControlState, after: ControlState, caller: Caller) -> ControlState:
+        return self.policy_store.save_change(before, after)
+
+    def _refresh_policy(self) -> None:
+        """Take the policy's spec as it is now (kubectl, GitOps and REST all write it)."""
+        with self.control.lock:
+            notes = self.policy_store.refresh(self.control.state)
+        for note in set(notes) - self._policy_notes:  # once per note, not per tick
+            log.info("planning policy", extra={"note": note})
+        self._policy_notes = set(notes)
+
+    def _write_policy_status(self) -> None:
+        """The last decision and the conditions into the policy's status (throttled by the store)."""
+        last, st = self.loop.last, self.control.state
+        conds: list[tuple[str, bool, str, str]] = []
+        status: dict = {}
+        if last is not None:
+            rec, pools = last.record, self.pools
+            status = {
+                "forecast": {k: float(v) for k, v in (last.decision.details if last.decision else {}).items()},
+                "plan": dict(rec.targets), "current": dict(last.current),
+                "roles": {role: {"pool": svc, "current": last.current.get(svc, 0), "desired": rec.targets.get(svc, 0)}
+                          for role, svc in (("prefill", pools.prefill), ("decode", pools.decode))},
+                "reasons": [r[:2048] for r in rec.reason.split("; ")][:32],
+                "lastDecision": {"time": rec.at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                 "outcome": rec.outcome, "applied": rec.applied, "mode": last.mode,
+                                 "reason": rec.reason[:4096]},
+            }
+            held = "; ".join(f"{svc}: {why}" for svc, why in sorted(last.held.items()))
+            conds.append(("HeldOnMissingData", bool(last.held), "MissingData" if last.held else "DataPresent",
+                          held or "every input of the decision was observed"))
+            blocked = "; ".join(f"{svc}: {why}" for svc, why in sorted(last.blocked.items()))
+            conds.append(("ConflictingScaler", bool(last.blocked), "OtherScaler" if last.blocked else "NoConflict",
+                          blocked or "no other scaler targets the planned pools"))
+            limited = "limited by GPU budget" in rec.reason
+            conds.append(("BudgetLimited", limited, "GPUBudget" if limited else "WithinBudget",
+                          f"the plan was cut to the GPU budget of {self.policy.config.gpu_budget}" if limited
+                          else "the plan fits the GPU budget"))
+        if self.last_error:
+            planning = (False, "TickFailed", self.last_error)
+        elif st.paused:
+            planning = (False, "Paused", "the policy's mode is paused: decisions are computed, nothing is written")
+        elif last is None:
+            planning = (False, "Starting", "no decision yet")
+        elif last.mode == "deployment not ready":
+            planning = (False, "DeploymentNotReady", "the DynamoGraphDeployment is not Ready")
+        elif st.advisory:
+            planning = (True, "Advisory", "planning; replicas are recommended, not written")
+        else:
+            planning = (True, "Active", "planning and writing replicas")
+        conds.insert(0, ("Planning", *planning))
+        try:
+            self.policy_store.write_status(status, conds)
+        except Exception as exc:  # a report: it must never fail planning
+            log.warning("policy status not written", extra={"error": str(exc)[:300]})
+
     def _apply_sla(self) -> None:
         # the SLA set through the API drives the decision logic
         sla = self.control.state.sla
-        self.policy.config = self.policy.config.model_copy(update={"ttft_ms": sla.ttft_ms, "itl_ms": sla.itl_ms})
+        self.policy.config = self.policy.config.model_copy(update={"ttft_ms": sla.ttft_ms, "itl_ms": sla.itl_ms,
+                                                                  "attainment_target": sla.attainment_target})
 
     def run_once(self) -> None:
         """One isolated tick: whatever fails is logged, counted and retried after a back-off;
         nothing a tick raises ends the loop."""
         try:
+            if self.policy_store:
+                self._refresh_policy()
             self._sync_request_sla()
             self._apply_sla()
             self.metrics.record(self.loop.tick())
@@ -204,6 +278,8 @@ class PlannerService:
             else f"Prometheus error: {self.observer.prom_error}"
         for dep, err in self.dependencies.items():
             self.metrics.dependency_up.labels(dep).set(0 if err else 1)
+        if self.policy_store:
+            self._write_policy_status()
 
     def run_loop(self) -> None:
         interval = self.cfg.planner.interval_s

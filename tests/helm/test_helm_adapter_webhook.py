@@ -19,7 +19,7 @@ CRD_NAMES = ("dynamographdeployments.nvidia.com", "dynamographdeploymentscalinga
 
 
 def crds(docs: list[dict]) -> dict[str, dict]:
-    return {d["metadata"]["name"]: d for d in find(docs, "CustomResourceDefinition")}
+    return {d["metadata"]["name"]: d for d in find(docs, "CustomResourceDefinition") if d["metadata"]["name"] in CRD_NAMES}
 
 
 def adapter_container(docs: list[dict]) -> dict:
@@ -50,6 +50,8 @@ def test_default_serves_both_versions_with_a_generated_certificate(render):
         for v in want["spec"]["versions"]:
             v["served"] = True
         assert crd["spec"] == want["spec"]
+    # the planning policy's CRD has one version and no conversion
+    assert "conversion" not in one(docs, "CustomResourceDefinition", "dynamoscalingpolicies.scaling.dynamo-scaling.io")["spec"]
 
     vwc = one(docs, "ValidatingWebhookConfiguration", SVC)
     hook = vwc["webhooks"][0]
