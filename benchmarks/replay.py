@@ -209,7 +209,10 @@ def main() -> int:
                    help="frontier PNG, one panel per cell (default: benchmarks/results/NAME-frontier.png)")
     p.add_argument("--subject", default="predictive",
                    help="the planner the verdicts and sized references are for (e.g. predictive-attainment)")
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                   help="a module that registers more policies, e.g. benchmarks.tail_planner; repeatable")
     args = p.parse_args()
+    policies.load_plugins(args.plugin)
     names = [n for n in (args.policies or policies.names()) if n != "ceiling"]
     if args.subject not in names:
         names.insert(0, args.subject)
