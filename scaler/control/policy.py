@@ -242,6 +242,7 @@ class PolicyStore:
         self.namespace, self.dgd, self.name = namespace, dgd, name or dgd
         self.status_every_s = status_every_s
         self.obj: dict | None = None
+        self.generation = 0
         self.priority = 0
         self._status_sig: str | None = None
         self._status_at = 0.0
@@ -283,6 +284,7 @@ class PolicyStore:
     def _take(self, obj: dict, history=None) -> ControlState:
         spec = PolicySpec.model_validate(obj.get("spec") or {})
         self.obj, self.priority = obj, spec.priority
+        self.generation = obj["metadata"].get("generation", 0)  # the spec the state was taken from
         state = spec_to_state(spec, utcnow(), history)
         gen = (obj["metadata"].get("annotations") or {}).get(SLA_REQUEST_GENERATION)
         state.sla_request_generation = int(gen) if gen and gen.isdigit() else None
@@ -316,8 +318,9 @@ class PolicyStore:
         obj = self._get()
         if obj is None:  # deleted (or pruned): plan on with the last state rather than stop
             return [f"{KIND} {self.namespace}/{self.name} is gone; planning goes on with its last state"]
-        if self.obj is not None and obj["metadata"].get("resourceVersion") == self.obj["metadata"].get("resourceVersion"):
-            fresh = None
+        # status writes do not change the generation; a spec change does
+        if self.obj is not None and obj["metadata"].get("generation") == self.generation:
+            self.obj, fresh = obj, None
         else:
             fresh = self._take(obj, state.history)
         notes = self._expired(obj)
@@ -404,8 +407,8 @@ class PolicyStore:
             since = prev["lastTransitionTime"] if prev and prev["status"] == status_s else _time(now)
             conds.append({"type": ctype, "status": status_s, "reason": reason, "message": message[:32000],
                           "lastTransitionTime": since,
-                          "observedGeneration": self.obj["metadata"].get("generation", 0)})
-        body = {**status, "conditions": conds, "observedGeneration": self.obj["metadata"].get("generation", 0)}
+                          "observedGeneration": self.generation})
+        body = {**status, "conditions": conds, "observedGeneration": self.generation}
         sig = json.dumps({k: v for k, v in body.items() if k not in ("forecast", "lastDecision")}, sort_keys=True) + \
             json.dumps({k: v for k, v in (status.get("lastDecision") or {}).items() if k != "time"}, sort_keys=True)
         if not force and sig == self._status_sig and time.monotonic() - self._status_at < self.status_every_s:

@@ -171,3 +171,28 @@ def test_expired_pins_leave_the_effective_state_and_rest_ones_the_spec(cluster, 
         assert httpx.get(url + "/v1/status", headers=AUTH).json()["overrides"] == {}
     finally:
         stop(proc)
+
+
+def test_status_writes_are_throttled_and_use_the_resource_version(kube_api, kubectl, namespace):
+    from scaler.control.policy import PolicyStore
+    from scaler.control.state import ControlState, SLATargets
+
+    store = PolicyStore(kube_api, namespace, "llama", status_every_s=3600)
+    state = store.load(ControlState(sla=SLATargets(ttft_ms=500, itl_ms=50)))
+    cond = [("Planning", True, "Active", "planning")]
+    decided = {"plan": {"decode": 2}, "forecast": {"rate": 1.0}, "lastDecision": {"time": "2026-12-01T00:00:00Z"}}
+    assert store.write_status(decided, cond)
+    # same plan and conditions, new forecast numbers and decision time: not written again
+    later = {**decided, "forecast": {"rate": 2.0}, "lastDecision": {"time": "2026-12-01T00:00:10Z"}}
+    assert not store.write_status(later, cond)
+    assert _dsp(kubectl, namespace)["status"]["forecast"] == {"rate": 1.0}
+    # a change is written at once, on top of a spec someone changed since (a fresh resourceVersion)
+    kubectl.apply(_policy(mode="paused"), namespace)
+    assert store.write_status({**later, "plan": {"decode": 3}}, [("Planning", False, "Paused", "paused")])
+    status = _dsp(kubectl, namespace)["status"]
+    assert status["plan"] == {"decode": 3} and status["conditions"][0]["reason"] == "Paused"
+    # the status says which generation the planner acted on: not the new one until it read it
+    assert status["observedGeneration"] == 1 < _dsp(kubectl, namespace)["metadata"]["generation"]
+    store.refresh(state)
+    assert state.paused and store.write_status({**later, "plan": {"decode": 3}}, [("Planning", False, "Paused", "")])
+    assert _dsp(kubectl, namespace)["status"]["observedGeneration"] == 2
