@@ -18,7 +18,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 
 from scaler.control.audit import Audit
-from scaler.control.auth import API_GROUP, READ, RESOURCE, WRITE, AuthError, Authorizer, Caller
+from scaler.control.auth import (
+    API_GROUP,
+    READ,
+    RESOURCE,
+    WRITE,
+    AuthError,
+    Authorizer,
+    Caller,
+)
 from scaler.control.policy import PolicyConflict
 from scaler.control.state import ControlState, Override, SLATargets, utcnow
 

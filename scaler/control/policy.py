@@ -25,7 +25,13 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import BaseModel, ConfigDict, Field
 
-from scaler.control.state import MAX_REPLICAS, ControlState, Override, SLATargets, utcnow
+from scaler.control.state import (
+    MAX_REPLICAS,
+    ControlState,
+    Override,
+    SLATargets,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +96,7 @@ class PolicySpec(_Model):
 
 
 def _time(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if t is None else t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def spec_to_state(spec: PolicySpec, now: dt.datetime, history=None) -> ControlState:
@@ -314,7 +320,7 @@ class PolicyStore:
 
     def refresh(self, state: ControlState) -> list[str]:
         """Take the policy's current spec into `state` (in place); returns notes on pins and
-        bounds that expired. A policy that is gone or invalid leaves the state as it was."""
+        bounds that expired. A policy that is gone leaves the state as it was."""
         obj = self._get()
         if obj is None:  # deleted (or pruned): plan on with the last state rather than stop
             return [f"{KIND} {self.namespace}/{self.name} is gone; planning goes on with its last state"]

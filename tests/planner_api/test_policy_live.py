@@ -161,7 +161,7 @@ def test_expired_pins_leave_the_effective_state_and_rest_ones_the_spec(cluster, 
     try:
         # kubectl's expired pin: ignored by the planner, left in the spec (Git would put it back)
         assert "decode" not in httpx.get(url + "/v1/status", headers=AUTH).json()["overrides"]
-        soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        soon = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
         r = httpx.put(url + "/v1/overrides/prefill", json={"replicas": 2, "expires_at": soon}, headers=AUTH)
         assert r.status_code == 200, r.text
         assert [p["pool"] for p in _dsp(kubectl, namespace)["spec"]["pins"]] == ["decode", "prefill"]

@@ -7,10 +7,16 @@ import datetime as dt
 import pytest
 from pydantic import ValidationError
 
-from scaler.control.policy import PolicySpec, _owned, edit_for_change, spec_to_state, state_to_spec
+from scaler.control.policy import (
+    PolicySpec,
+    _owned,
+    edit_for_change,
+    spec_to_state,
+    state_to_spec,
+)
 from scaler.control.state import ControlState, Override, SLATargets
 
-NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 SPEC = {"dgdRef": {"name": "llama"}, "sla": {"ttftMs": 300, "itlMs": 20}, "attainmentTarget": 0.95,
         "priority": 5, "mode": "advisory",
         "pools": [{"name": "decode", "minReplicas": 1, "maxReplicas": 6}, {"name": "prefill", "maxReplicas": 4}],
