@@ -242,7 +242,7 @@ class PlannerService:
         conds.insert(0, ("Planning", *planning))
         try:
             self.policy_store.write_status(status, conds)
-        except Exception as exc:  # a report: it must never fail planning
+        except Exception as exc:  # noqa: BLE001  a report: it must never fail planning
             log.warning("policy status not written", extra={"error": str(exc)[:300]})
 
     def _apply_sla(self) -> None:
