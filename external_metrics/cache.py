@@ -33,6 +33,8 @@ class SignalState:
     error: str | None = None  # last collection error, cleared on success
     error_at: float | None = None
     series: int = 0
+    # (namespace, label key) -> label value -> values, built on first use for each collection
+    index: dict[tuple[str, str], dict[str, list[SignalValue]]] = field(default_factory=dict)
 
 
 class Cache:
@@ -61,6 +63,7 @@ class Cache:
         """Swap in a whole collection of `signal` at once (call from the serving loop only)."""
         st = self._states[signal]
         st.by_namespace, st.collected_at, st.series = by_namespace, at if at is not None else self.clock(), series
+        st.index = {}
         st.error = st.error_at = None
 
     def fail(self, signal: str, error: str, at: float | None = None) -> None:
@@ -81,6 +84,17 @@ class Cache:
         age = self.age(signal)
         return age is not None and age <= self.staleness_s
 
+    @staticmethod
+    def _indexed(st: SignalState, namespace: str, key: str) -> dict[str, list[SignalValue]]:
+        index = st.index.get((namespace, key))
+        if index is None:
+            index = {}
+            for v in st.by_namespace.get(namespace, []):
+                if key in v.labels:
+                    index.setdefault(v.labels[key], []).append(v)
+            st.index[(namespace, key)] = index
+        return index
+
     def lookup(self, signal: str, namespace: str, selector: Selector = EVERYTHING) -> tuple[list[SignalValue], float]:
         """Values of `signal` in `namespace` matching `selector`, and their collection time."""
         st = self.state(signal)
@@ -93,6 +107,11 @@ class Cache:
             raise Unavailable(f"data for {signal} is {age:.0f} s old (staleness bound {self.staleness_s:g} s){why}")
         candidates = st.by_namespace.get(namespace, [])
         if selector:
+            if len(candidates) > 16:  # narrow by a pinned label first: not every value is matched
+                for key, value in selector.equalities().items():
+                    narrowed = self._indexed(st, namespace, key).get(value, [])
+                    if len(narrowed) < len(candidates):
+                        candidates = narrowed
             candidates = [v for v in candidates if selector.matches(v.labels)]
         if not candidates:
             raise NoSeries(f"no series of {signal} in namespace {namespace!r}"

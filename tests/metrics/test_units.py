@@ -248,6 +248,29 @@ def test_cache_staleness_is_unavailable_never_zero():
         cache.lookup("q", "ns")
 
 
+def test_cache_lookup_through_its_label_index_matches_every_value_the_selector_does():
+    cache = Cache(["q"], staleness_s=10, clock=lambda: 1000.0)
+    values = [SignalValue("q", "ns", {"dgd": f"d{i % 7}", "service": f"s{i % 3}", **({"x": "1"} if i % 5 else {})},
+                          float(i), 999.0) for i in range(60)]
+    values.append(SignalValue("q", "ns", {"service": "s1"}, 99.0, 999.0))  # no dgd label at all
+    cache.update("q", values + [SignalValue("q", "other", {"dgd": "d1", "service": "s1"}, -1.0, 999.0)])
+    selectors = ["dgd=d1", "dgd=d1,service=s1", "service=s1,dgd in (d1)", "dgd=d1,dgd=d2", "dgd!=d1,service=s2",
+                 "dgd in (d1,d2),x", "service=s1,!dgd", "dgd=d9", "service==s0,x=1", "dgd=d3,service=s0,x"]
+    for text in selectors:
+        sel = parse(text)
+        want = [v for v in values if sel.matches(v.labels)]  # in collection order
+        if not want:
+            with pytest.raises(NoSeries):
+                cache.lookup("q", "ns", sel)
+            continue
+        assert cache.lookup("q", "ns", sel)[0] == want, text
+    # a new collection replaces the index with the values
+    cache.update("q", [SignalValue("q", "ns", {"dgd": "d1", "service": "s1"}, float(i), 999.0) for i in range(20)])
+    assert len(cache.lookup("q", "ns", parse("dgd=d1,service=s1"))[0]) == 20
+    with pytest.raises(NoSeries):
+        cache.lookup("q", "ns", parse("dgd=d2"))
+
+
 def _memo_app(memo_bytes: int | None = None):
     from external_metrics.api import create_app
     from external_metrics.metrics import ServerMetrics
