@@ -68,6 +68,7 @@ from devcluster.kubectl import Kubectl  # noqa: E402
 from devcluster.procs import free_port, poll_until  # noqa: E402
 from devcluster.prometheus import Prometheus  # noqa: E402
 from devcluster.prometheus_adapter import PrometheusAdapter, ensure_adapter  # noqa: E402
+from external_metrics.settings import Settings  # noqa: E402
 from external_metrics.signals import SignalMapping  # noqa: E402
 
 APISERVICE = "v1beta1.external.metrics.k8s.io"
@@ -496,7 +497,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each wrk run (long enough to hold a few collections)")
     ap.add_argument("--freshness", type=int, default=3, help="gauge changes timed per server")
     ap.add_argument("--scrape-interval", type=float, default=2.0)
-    ap.add_argument("--interval", type=float, default=5.0, help="our server's --interval (its default)")
+    ap.add_argument("--interval", type=float, default=Settings.model_fields["interval"].default,
+                    help="our server's --interval (default: its own default)")
     ap.add_argument("--no-hpa", dest="hpa", action="store_false",
                     help="skip scaling a DGDSA 1 -> 3 -> 1 with a real HPA on each server")
     ap.add_argument("--hpa-sync", type=float, default=2.0, help="the HPA controller's sync period (s)")

@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     prometheus_key_file: Path | None = Field(None, description="key of --prometheus-cert-file")
     prometheus_headers: str | None = Field(None, description="extra headers for Prometheus, 'Name: value' comma-separated "
                                                              "(e.g. X-Scope-OrgID: team-a)")
-    interval: float = Field(5.0, gt=0, description="seconds between collections (one query per signal)")
+    interval: float = Field(2.0, gt=0, description="seconds between collections (one query per signal); "
+                                                   "freshness is bounded by it plus the scrape interval")
     staleness: float = Field(30.0, gt=0, description="seconds after which values are unavailable (503)")
     signals_file: Path | None = Field(None, description="YAML overrides of the signal -> PromQL mapping")
     window: str | None = Field(None, description="PromQL window of rates and means (default from the mapping, 1m)")
