@@ -1,8 +1,10 @@
 """kopf wiring: watch events trigger the level-triggered reconcilers; kopf indices keep the
-DGDs, the adapters and the autoscalers aimed at each adapter, and a periodic resync re-runs every
-reconcile from those indices, which catches what single events cannot (a DGD that appears after
-its adapter, an autoscaler added later, a standby that becomes the leader, a failed write). kopf
-re-lists after a broken watch, so objects changed during an API outage come back as events.
+DGDs, the adapters and the autoscalers aimed at each adapter, which the reconciles read instead of
+the API server (every write still starts from a fresh read or carries a resourceVersion), and a
+periodic resync re-runs every reconcile from those indices, which catches what single events
+cannot (a DGD that appears after its adapter, an autoscaler added later, a standby that becomes
+the leader, a failed write). kopf re-lists after a broken watch, so objects changed during an API
+outage come back as events.
 
 Why not kopf timers for the resync: kopf adds its finalizer to every object a timer or daemon
 serves (`requires_finalizer=True` in kopf.on.timer and kopf.on.daemon), so each DGD and adapter
@@ -49,7 +51,8 @@ class Controller:
                  versions: api_versions.Versions | None = None) -> None:
         self.api, self.namespaces = api, namespaces
         self.kube = Kube(api, identity=identity, versions=versions or api_versions.discover(api))
-        self.reconciler = Reconciler(self.kube, metrics=metrics, is_leader=is_leader, autoscalers=self._aimed_at)
+        self.reconciler = Reconciler(self.kube, metrics=metrics, is_leader=is_leader, autoscalers=self._aimed_at,
+                                     cache=self)
         self.resync_s = resync_s
         self.ready = threading.Event()
         self.registry = kopf.OperatorRegistry()
@@ -61,6 +64,13 @@ class Controller:
             fn(dict(body))
         except Exception:  # one bad object must not stop the others; the resync retries it
             log.exception("reconcile failed", extra={"object": body.get("metadata", {}).get("name")})
+
+    # the Reconciler's cache: what the watch last saw (kopf fills the indices before any handler runs)
+    def dgd(self, ns: str, name: str) -> dict | None:
+        return next(iter(list(self._indices["dgds"].get((ns, name), ()))), None)
+
+    def adapters(self, ns: str) -> list[dict]:
+        return list(self._indices["adapters"].get(ns, ()))
 
     def _aimed_at(self, ns: str, adapter: str) -> list[tuple]:
         """(kind, name, scaleTargetRef) of the HPAs and ScaledObjects aimed at the adapter."""
@@ -81,14 +91,15 @@ class Controller:
             if type != "DELETED":
                 self._safe(self.reconciler.reconcile_adapter, body)
 
-        # what the resync walks: the latest body of every DGD and adapter, as the watch saw it
+        # the latest body of every DGD (by namespace and name) and adapter (by namespace), as the
+        # watch saw it: what the reconciles read and the resync walks
         @kopf.index(GROUP, v.dgd, DGD_PLURAL, id="dgds", registry=reg)
         def dgds(namespace, name, body, **_):
             return {(namespace, name): dict(body)}
 
         @kopf.index(GROUP, v.dgdsa, DGDSA_PLURAL, id="adapters", registry=reg)
-        def adapters(namespace, name, body, **_):
-            return {(namespace, name): dict(body)}
+        def adapters(namespace, body, **_):
+            return {namespace: dict(body)}
 
         # who else scales an adapter, by (namespace, adapter): no LIST per reconcile
         @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", id="hpa_targets", registry=reg)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 from kubernetes.client.exceptions import ApiException
 
 from adapter import sync
 from adapter.kube import Kube, now_rfc3339
 from adapter.metrics import AdapterMetrics
-from adapter.models import DGD_KIND, DGDSA_KIND, parse_dgd, pod_selector
+from adapter.models import DGD, DGD_KIND, DGDSA_KIND, parse_dgd, pod_selector
 from adapter.versions import dgdsa_service
 from adapter.scale_client import ScaleClient
 
@@ -37,14 +38,24 @@ def _conditions(old: list[dict], updates: dict[str, tuple[str, str, str]], gener
     return out
 
 
+class Cache(Protocol):
+    """The DGDs and adapters as the controller's watch last saw them."""
+
+    def dgd(self, ns: str, name: str) -> dict | None: ...
+
+    def adapters(self, ns: str) -> list[dict]: ...
+
+
 class Reconciler:
     def __init__(self, kube: Kube, metrics: AdapterMetrics | None = None, is_leader=lambda: True,
-                 autoscalers: Callable[[str, str], Iterable[tuple[str, str, Mapping]]] | None = None) -> None:
+                 autoscalers: Callable[[str, str], Iterable[tuple[str, str, Mapping]]] | None = None,
+                 cache: Cache | None = None) -> None:
         """`autoscalers(namespace, adapter)`: (kind, name, scaleTargetRef) of the HPAs and
-        ScaledObjects aimed at the adapter, from the controller's index; without it they are
-        listed from the API server on every reconcile."""
+        ScaledObjects aimed at the adapter, and `cache`: the DGDs and adapters, both from the
+        controller's watch; without them every reconcile reads the API server. Writes always
+        start from a fresh read (Kube.set_service_replicas) or carry a resourceVersion."""
         self.kube, self.metrics, self.is_leader = kube, metrics or AdapterMetrics(), is_leader
-        self.autoscalers = autoscalers
+        self.autoscalers, self.cache = autoscalers, cache
         self._scale_clients: dict[str, ScaleClient] = {}
         self._api = kube.custom.api_client
 
@@ -53,13 +64,23 @@ class Reconciler:
             self._scale_clients[ns] = ScaleClient(self._api, ns, versions=self.kube.versions)
         return self._scale_clients[ns]
 
+    def _dgd(self, ns: str, name: str) -> DGD | None:
+        if self.cache is not None:
+            raw = self.cache.dgd(ns, name)
+            return parse_dgd(raw) if raw is not None else None
+        got = self.kube.get_dgd(ns, name)
+        return got[0] if got else None
+
+    def _adapters(self, ns: str) -> list[dict]:
+        return self.cache.adapters(ns) if self.cache is not None else self.kube.list_adapters(ns)
+
     # -- DGD side: which adapters exist, and no direct edits of adapted replicas -------------
     def reconcile_dgd(self, raw: dict) -> None:
         if not self.is_leader() or raw["metadata"].get("deletionTimestamp"):
             return
         ns, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
         dgd = parse_dgd(raw)
-        adapters = self.kube.list_adapters(ns)
+        adapters = self._adapters(ns)
         raws = {a["metadata"]["name"]: a for a in adapters}
         actions = sync.plan_adapters(dgd, [sync.AdapterInfo.from_raw(a, raw["metadata"]["uid"]) for a in adapters])
         for w in actions.create:
@@ -102,15 +123,14 @@ class Reconciler:
         ns, name = meta["namespace"], meta["name"]
         dgd_name, service = spec["dgdRef"]["name"], dgdsa_service(raw)
         desired = int(spec["replicas"])
-        got = self.kube.get_dgd(ns, dgd_name)
-        dgd = got[0] if got else None
+        dgd = self._dgd(ns, dgd_name)
         plan = sync.plan_sync(dgd, service, desired, meta.get("annotations") or {})
         if dgd is not None:
             uid = dgd.metadata.get("uid")
             me = sync.AdapterInfo.from_raw(raw, uid)
             # the common case (the adapter the DGD's flag created) needs no list of the others
             others = [] if sync.owns_outright(dgd, me) else [
-                sync.AdapterInfo.from_raw(a, uid) for a in self.kube.list_adapters(ns)
+                sync.AdapterInfo.from_raw(a, uid) for a in self._adapters(ns)
                 if a["spec"]["dgdRef"]["name"] == dgd_name and a["metadata"]["name"] != name]
             verdict = sync.judge(dgd, me, [me, *others])
             self.metrics.owns.labels(ns, name).set(1 if verdict.owns else 0)
