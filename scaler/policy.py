@@ -6,7 +6,7 @@ engine. Connectors turn the outside world into an `Observation` and carry a `Dec
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Protocol, runtime_checkable
 
@@ -81,6 +81,47 @@ class Outcome(str, Enum):
 
 
 @dataclass(frozen=True)
+class Diagnostics:
+    """What a decision was based on, for people and dashboards; None where the policy does not
+    compute it (the baselines record nothing). Numbers in the units of their names."""
+
+    # forecast
+    forecast_rate: float | None = None       # requests/s provisioned for, at the chosen quantile
+    rate: float | None = None                # requests/s observed in the window
+    horizon_s: float | None = None           # start-up estimate + one interval: when new workers would be ready
+    # need, fractional workers before rounding and constraints
+    prefill_need: float | None = None
+    decode_need: float | None = None
+    # learned latency headroom (1 = the profile as measured)
+    prefill_correction: float | None = None
+    decode_correction: float | None = None
+    startup_estimate_s: float | None = None
+    # burst headroom: what it adds over the forecast alone, and the load it was sized for
+    burst_window_s: float | None = None
+    burst_rate: float | None = None
+    burst_prefill_tokens_s: float | None = None
+    burst_prefill_workers: float | None = None
+    burst_decode_workers: float | None = None
+    # error-budget burn rate, once enough requests were measured
+    prefill_burn: float | None = None
+    decode_burn: float | None = None
+    # fleet coordination (replay's shared GPU budget across deployments)
+    fleet_wanted_gpus: float | None = None
+    fleet_target_gpus: float | None = None
+    # the GPU budget cut the plan (a flag, not a number: left out of as_dict)
+    budget_limited: bool = False
+
+    def as_dict(self) -> dict[str, float]:
+        """The numbers that were recorded, by name: the JSON shape of `details` and `forecast` in
+        the REST answers and the policy's status (unchanged from when they were a plain dict)."""
+        return {f.name: v for f in fields(self)
+                if f.name not in _FLAGS and (v := getattr(self, f.name)) is not None}
+
+
+_FLAGS = frozenset({"budget_limited"})
+
+
+@dataclass(frozen=True)
 class Decision:
     """Absolute replica targets; None keeps the pool as it is."""
 
@@ -88,7 +129,7 @@ class Decision:
     target_decode: int | None = None
     next_tick_s: float | None = None
     reason: str = ""
-    details: dict[str, float] = field(default_factory=dict)
+    details: Diagnostics = field(default_factory=Diagnostics)
 
 
 @runtime_checkable

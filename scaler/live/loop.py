@@ -112,7 +112,7 @@ class PlannerLoop:
                 reasons.append(f"not written: {mode}")
             outcome = Outcome.HELD_MISSING_DATA if held else Outcome.PLANNED
             record = DecisionRecord(at=now, targets=targets, planned=planned, applied=bool(written),
-                                    reason="; ".join(reasons), details=dict(decision.details) if decision else {},
+                                    reason="; ".join(reasons), details=decision.details.as_dict() if decision else {},
                                     outcome=outcome.value)
             self.control.state.history.append(record)
         log.info("planner tick", extra={"targets": targets, "written": written, "mode": mode,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from scaler.live.loop import TickResult
+from scaler.policy import Diagnostics
 
 
 class PlannerMetrics:
@@ -36,16 +37,16 @@ class PlannerMetrics:
                                    ["dependency"], registry=r)
 
     def record(self, res: TickResult) -> None:
-        d = res.decision.details if res.decision else {}
-        if "forecast_rate" in d:
-            self.predicted.set(d["forecast_rate"])
-        if "rate" in d:
-            self.observed.set(d["rate"])
-        for pool in ("prefill", "decode"):
-            if f"{pool}_correction" in d:
-                self.correction.labels(pool).set(d[f"{pool}_correction"])
-        if "startup_estimate_s" in d:
-            self.startup.set(d["startup_estimate_s"])
+        d = res.decision.details if res.decision else Diagnostics()
+        if d.forecast_rate is not None:
+            self.predicted.set(d.forecast_rate)
+        if d.rate is not None:
+            self.observed.set(d.rate)
+        for pool, correction in (("prefill", d.prefill_correction), ("decode", d.decode_correction)):
+            if correction is not None:
+                self.correction.labels(pool).set(correction)
+        if d.startup_estimate_s is not None:
+            self.startup.set(d.startup_estimate_s)
         for svc, n in res.record.targets.items():
             self.target.labels(svc).set(n)
         for svc, n in res.record.planned.items():
@@ -55,5 +56,6 @@ class PlannerMetrics:
             if svc in res.held:
                 self.holds.labels(svc).inc()
         self.last_tick.set(res.record.at.timestamp())
-        held = "not written" in res.record.reason
+        # not written: writes are off (paused, advisory, deployment not ready) or another scaler owns a pool
+        held = res.mode != "active" or any(svc in res.blocked for svc in res.record.targets)
         self.decisions.labels("written" if res.written else "held" if held else "unchanged").inc()

@@ -151,7 +151,7 @@ class PlannerService:
         return {
             "deployment": self.cfg.deployment.model_dump(),
             "last_decision": last.record.as_dict() if last else None,
-            "forecast": (last.decision.details if last and last.decision else {}),
+            "forecast": (last.decision.details.as_dict() if last and last.decision else {}),
             "targets": last.record.targets if last else {},
             "held": last.held if last else {},
             "last_error": self.last_error,
@@ -208,7 +208,7 @@ class PlannerService:
         if last is not None:
             rec, pools = last.record, self.pools
             status = {
-                "forecast": {k: float(v) for k, v in (last.decision.details if last.decision else {}).items()},
+                "forecast": {k: float(v) for k, v in (last.decision.details.as_dict() if last.decision else {}).items()},
                 "plan": dict(rec.targets), "current": dict(last.current),
                 "roles": {role: {"pool": svc, "current": last.current.get(svc, 0), "desired": rec.targets.get(svc, 0)}
                           for role, svc in (("prefill", pools.prefill), ("decode", pools.decode))},
@@ -223,7 +223,7 @@ class PlannerService:
             blocked = "; ".join(f"{svc}: {why}" for svc, why in sorted(last.blocked.items()))
             conds.append(("ConflictingScaler", bool(last.blocked), "OtherScaler" if last.blocked else "NoConflict",
                           blocked or "no other scaler targets the planned pools"))
-            limited = "limited by GPU budget" in rec.reason
+            limited = last.decision is not None and last.decision.details.budget_limited
             conds.append(("BudgetLimited", limited, "GPUBudget" if limited else "WithinBudget",
                           f"the plan was cut to the GPU budget of {self.policy.config.gpu_budget}" if limited
                           else "the plan fits the GPU budget"))

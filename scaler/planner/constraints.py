@@ -1,5 +1,8 @@
 """Bounds, the shared GPU budget and scale-down hysteresis. Pure.
 
+`constrain` is the planner's last stage: round the fractional need, bound it, hold back
+scale-downs, then fit the GPU budget.
+
 Budget rule: when the pools together need more GPUs than the budget, each keeps its minimum,
 then the rest is shared in proportion to need, rounding toward the pool that is furthest
 behind its need (so a starved pool is served first).
@@ -10,6 +13,9 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+
+from scaler.planner.config import PlannerConfig
+from scaler.planner.sizing import ceil_replicas
 
 
 def clamp(n: int, lo: int, hi: int) -> int:
@@ -59,3 +65,16 @@ class DownHold:
         if ceiling >= current:
             return current
         return max(ceiling, current - max(1, math.floor(current * self.step)))
+
+
+def constrain(now: float, prefill_need: float, decode_need: float, prefill_current: int, decode_current: int,
+              config: PlannerConfig, gpus_prefill: int, gpus_decode: int, prefill_hold: DownHold,
+              decode_hold: DownHold) -> tuple[int, int, bool]:
+    """Replicas per pool from the fractional need, and whether the GPU budget cut them. The
+    holds see the bounded need, so they never remove capacity that the queues still need."""
+    c = config
+    pre = clamp(ceil_replicas(prefill_need), c.min_prefill, c.max_prefill)
+    dec = clamp(ceil_replicas(decode_need), c.min_decode, c.max_decode)
+    pre = prefill_hold.apply(now, prefill_current, pre)
+    dec = decode_hold.apply(now, decode_current, dec)
+    return fit_budget(pre, dec, c.gpu_budget, gpus_prefill, gpus_decode, c.min_prefill, c.min_decode)

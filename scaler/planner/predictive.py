@@ -1,9 +1,13 @@
 """The predictive SLA planner as a Policy: the same object runs live and in replay.
 
-Each decision: update the load forecast; plan capacity for the load expected once a worker
-started now would be ready (measured start-up time + one interval), at the chosen quantile and
-never below the burst headroom; add what the queues say is missing right now (fast load path);
-bound, budget and hold back scale-downs.
+Each decision runs three stages (`decide`):
+- forecast: take in the window (rate, lengths, start-ups, SLA misses) and forecast the load once a
+  worker started now would be ready (measured start-up time + one interval), at the chosen
+  quantile, with the loads the burst headroom keeps capacity for;
+- need: capacity for that load, never below the burst headroom, and never below what the queues
+  say is missing right now (the load path, scaler/planner/sizing.py);
+- constrain: round, bound, hold back scale-downs and fit the GPU budget
+  (scaler/planner/constraints.py), and say why.
 
 Model of need (`need_model="tail"`, scaler/planner/tail.py, shared with the replay oracle):
 prefill workers such that the share of requests meeting the TTFT target reaches
@@ -23,10 +27,10 @@ from scaler.planner import predictors, tail
 from scaler.planner.budget import ErrorBudgetLoop
 from scaler.planner.bursts import BurstHeadroom
 from scaler.planner.config import PlannerConfig
-from scaler.planner.constraints import DownHold, clamp, fit_budget
-from scaler.planner.sizing import Load, ceil_replicas, decode_replicas, prefill_replicas, prefill_utilization
+from scaler.planner.constraints import DownHold, constrain
+from scaler.planner.sizing import Load, decode_now, decode_replicas, prefill_now, prefill_replicas, prefill_utilization
 from scaler.planner.startup import StartupTracker
-from scaler.policy import Decision, Observation, PoolObservation
+from scaler.policy import Decision, Diagnostics, Observation
 from scaler.profile import PerformanceProfile
 
 
@@ -42,15 +46,33 @@ class _Smoothed:
         return self.value
 
 
-def measured_kv_need(pool: PoolObservation, kv_headroom: float) -> float:
-    """Decode workers needed by the KV usage the workers report, which holds whatever their real
-    capacity is (the profile may assume another): requests waiting for KV add in proportion to
-    the requests each worker holds at its current usage."""
-    u = pool.kv_usage
-    if u is None or pool.active <= 0 or u <= 0:
-        return 0.0
-    backlog = pool.queued_requests / pool.running_requests if pool.running_requests > 0 else 0.0
-    return pool.active * u * (1.0 + backlog) / kv_headroom
+@dataclass(frozen=True)
+class Forecast:
+    """The forecast stage's answer: the load to plan for and what it was derived from."""
+
+    rate_now: float   # requests/s observed in the window
+    rate: float       # forecast requests/s at the horizon, at the chosen quantile
+    isl: float        # smoothed mean prompt tokens
+    osl: float        # smoothed mean output tokens
+    mix: tail.PromptMix | None  # recent distribution of prompt lengths, when known
+    startup_s: float  # slower pool's measured start-up time
+    horizon_s: float  # start-up + one interval
+    burst_window_s: float
+    burst_rate: float          # requests/s the decode headroom keeps capacity for
+    burst_prefill_rate: float  # requests/s (at the mean prompt) the prefill headroom keeps capacity for
+    level: float | None = None  # median forecast: the "mix" headroom sizes prefill for it
+    factors: tuple[np.ndarray, np.ndarray] | None = None  # "mix": recent loads and their weights
+
+
+@dataclass(frozen=True)
+class Need:
+    """The need stage's answer: fractional workers per pool, and the parts the reason names."""
+
+    prefill: float
+    decode: float
+    prefill_burst: float  # added over the forecast alone by the burst headroom
+    decode_burst: float
+    backlog: float        # prefill workers the load path adds for the queue
 
 
 @dataclass
@@ -171,7 +193,14 @@ class PredictivePlanner:
         return self.config.interval_s
 
     def decide(self, obs: Observation) -> Decision:
-        c, p = self.config, self.profile
+        forecast = self._forecast(obs)
+        need = self._need(obs, forecast)
+        return self._constrain(obs, forecast, need)
+
+    def _forecast(self, obs: Observation) -> Forecast:
+        """Take in the window, learn the headroom, and forecast the load at the horizon together
+        with the loads the burst headroom keeps capacity for."""
+        c = self.config
         dt = obs.now_s - self.last_now if self.last_now is not None else obs.traffic.duration_s or c.interval_s
         self.last_now = obs.now_s
         rate_now = obs.traffic.request_rate
@@ -196,12 +225,12 @@ class PredictivePlanner:
         rate_f = self.rate.upper(horizon, c.quantile)
         # burst headroom: the recent peak, or the rises of load within a start-up delay
         burst_len = max(startup, c.interval_s) if c.bursts in ("rises", "mix") else c.peak_window_s
-        factors = None
+        level, factors = None, None
         if c.bursts == "mix" and c.need_model == "tail":
             # the fleet that would have served the recent load, burst by burst, at the target
             history = self.burst_rate.distribution() if c.peak_window_s > 0 else None
             level = self.rate.upper(horizon, 0.5)
-            if history is not None:  # absolute loads, sized at unit rate below
+            if history is not None:  # absolute loads, sized at unit rate in the need stage
                 rates, weights = history
                 factors = (np.append(rates, level), np.append(weights * (1 - c.mix_forecast_weight),
                                                               c.mix_forecast_weight))
@@ -212,59 +241,54 @@ class PredictivePlanner:
             burst_prefill_rate = self.burst_tokens.level(burst_len) / isl if c.peak_window_s > 0 else 0.0
         else:
             burst_rate = burst_prefill_rate = self.peak.forecast(horizon)
+        return Forecast(rate_now, rate_f, isl, osl, mix, startup, horizon, burst_len, burst_rate,
+                        burst_prefill_rate, level, factors)
 
-        # throughput path: capacity for the forecast load, never below the burst headroom
-        pre_base = self._prefill(rate_f, isl, osl, mix)
-        dec_base = self._decode(rate_f, isl, osl, mix)
-        if factors is not None:
-            pre_base = self._prefill(level, isl, osl, mix)
-            pre_need = self._prefill(1.0, isl, osl, mix, factors)
+    def _need(self, obs: Observation, f: Forecast) -> Need:
+        """Throughput path: capacity for the forecast load, never below the burst headroom; load
+        path: never below what the queues say is missing now."""
+        c, p = self.config, self.profile
+        dec_base = self._decode(f.rate, f.isl, f.osl, f.mix)
+        if f.factors is not None:
+            pre_base = self._prefill(f.level, f.isl, f.osl, f.mix)
+            pre_need = self._prefill(1.0, f.isl, f.osl, f.mix, f.factors)
         else:
-            pre_need = self._prefill(max(rate_f, burst_prefill_rate), isl, osl, mix)
-        dec_need = self._decode(max(rate_f, burst_rate), isl, osl, mix)
-        pre_burst, dec_burst = pre_need - pre_base, dec_need - dec_base
+            pre_base = self._prefill(f.rate, f.isl, f.osl, f.mix)
+            pre_need = self._prefill(max(f.rate, f.burst_prefill_rate), f.isl, f.osl, f.mix)
+        dec_need = self._decode(max(f.rate, f.burst_rate), f.isl, f.osl, f.mix)
+        now = prefill_now(f.rate_now, f.isl, obs.prefill, p, self.prefill_start.estimate_s, c.backlog_horizon_s)
+        dec_now = decode_now(obs.decode, p, c.kv_headroom)
+        return Need(max(pre_need, now.workers), max(dec_need, dec_now), pre_need - pre_base, dec_need - dec_base,
+                    now.backlog)
 
-        # load path: what the queues say is missing now. New workers help only once started, so
-        # size for the backlog expected then, drained over the backlog horizon.
-        per_prefill = p.prefill.throughput_per_gpu_at(isl) * p.gpus_per_prefill_worker
-        running = max(1, obs.prefill.active)
-        growth = max(0.0, rate_now * isl - running * per_prefill) * self.prefill_start.estimate_s
-        backlog = (obs.prefill.queued_tokens + growth) / (per_prefill * c.backlog_horizon_s)
-        pre_now = rate_now * isl / per_prefill + backlog
-        kv_demand = obs.decode.active_tokens + obs.decode.queued_tokens
-        dec_now = max(kv_demand / (p.decode.max_kv_tokens * c.kv_headroom),
-                      measured_kv_need(obs.decode, c.kv_headroom))
-        pre_need, dec_need = max(pre_need, pre_now), max(dec_need, dec_now)
-
-        pre = clamp(ceil_replicas(pre_need), c.min_prefill, c.max_prefill)
-        dec = clamp(ceil_replicas(dec_need), c.min_decode, c.max_decode)
-        # never remove capacity that the queues still need
-        pre = self.prefill_hold.apply(obs.now_s, obs.prefill.non_draining, pre)
-        dec = self.decode_hold.apply(obs.now_s, obs.decode.non_draining, dec)
-        pre, dec, limited = fit_budget(pre, dec, c.gpu_budget, p.gpus_per_prefill_worker,
-                                       p.gpus_per_decode_worker, c.min_prefill, c.min_decode)
-
-        reason = (f"forecast {rate_f:.2f} req/s (now {rate_now:.2f}) at +{horizon:.0f}s, ISL {isl:.0f}, "
-                  f"OSL {osl:.0f}: prefill {pre_need:.2f} -> {pre}, decode {dec_need:.2f} -> {dec}; "
+    def _constrain(self, obs: Observation, f: Forecast, need: Need) -> Decision:
+        """Round, bound, hold back scale-downs and fit the GPU budget; say why."""
+        c, p = self.config, self.profile
+        pre, dec, limited = constrain(obs.now_s, need.prefill, need.decode, obs.prefill.non_draining,
+                                      obs.decode.non_draining, c, p.gpus_per_prefill_worker,
+                                      p.gpus_per_decode_worker, self.prefill_hold, self.decode_hold)
+        reason = (f"forecast {f.rate:.2f} req/s (now {f.rate_now:.2f}) at +{f.horizon_s:.0f}s, ISL {f.isl:.0f}, "
+                  f"OSL {f.osl:.0f}: prefill {need.prefill:.2f} -> {pre}, decode {need.decode:.2f} -> {dec}; "
                   f"headroom x{self.prefill_correction:.2f}/x{self.decode_correction:.2f}")
-        if pre_burst > 0.005 or dec_burst > 0.005:
-            how = {"rises": f"rises over {burst_len:.0f}s", "mix": f"recent load, half-life {c.burst_half_life_s:.0f}s"}.get(
-                c.bursts, f"peak of {burst_len:.0f}s")
-            reason += (f"; kept for bursts ({how}): {pre_burst:.2f} prefill, {dec_burst:.2f} decode "
-                       f"({burst_prefill_rate * isl:.0f} prompt tok/s, {burst_rate:.2f} req/s)")
-        if backlog > 0.05:
+        if need.prefill_burst > 0.005 or need.decode_burst > 0.005:
+            how = {"rises": f"rises over {f.burst_window_s:.0f}s",
+                   "mix": f"recent load, half-life {c.burst_half_life_s:.0f}s"}.get(
+                c.bursts, f"peak of {f.burst_window_s:.0f}s")
+            reason += (f"; kept for bursts ({how}): {need.prefill_burst:.2f} prefill, {need.decode_burst:.2f} decode "
+                       f"({f.burst_prefill_rate * f.isl:.0f} prompt tok/s, {f.burst_rate:.2f} req/s)")
+        if need.backlog > 0.05:
             reason += f"; prefill backlog {obs.prefill.queued_tokens} tokens"
         if limited:
             reason += f"; limited by GPU budget {c.gpu_budget}"
-        details = {
-            "forecast_rate": rate_f, "rate": rate_now, "horizon_s": horizon,
-            "prefill_need": pre_need, "decode_need": dec_need,
-            "prefill_correction": self.prefill_correction, "decode_correction": self.decode_correction,
-            "startup_estimate_s": startup,
-            "burst_window_s": burst_len, "burst_rate": burst_rate, "burst_prefill_tokens_s": burst_prefill_rate * isl,
-            "burst_prefill_workers": pre_burst, "burst_decode_workers": dec_burst,
-        }
-        for key, loop in (("prefill_burn", self.prefill_budget), ("decode_burn", self.decode_budget)):
-            if loop.last_burn is not None:  # absent until enough requests were measured
-                details[key] = loop.last_burn
+        details = Diagnostics(
+            forecast_rate=f.rate, rate=f.rate_now, horizon_s=f.horizon_s,
+            prefill_need=need.prefill, decode_need=need.decode,
+            prefill_correction=self.prefill_correction, decode_correction=self.decode_correction,
+            startup_estimate_s=f.startup_s, burst_window_s=f.burst_window_s, burst_rate=f.burst_rate,
+            burst_prefill_tokens_s=f.burst_prefill_rate * f.isl,
+            burst_prefill_workers=need.prefill_burst, burst_decode_workers=need.decode_burst,
+            # absent until enough requests were measured
+            prefill_burn=self.prefill_budget.last_burn, decode_burn=self.decode_budget.last_burn,
+            budget_limited=limited,
+        )
         return Decision(pre, dec, c.interval_s, reason, details)

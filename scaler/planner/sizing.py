@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from scaler.policy import PoolObservation
 from scaler.profile import PerformanceProfile
 
 
@@ -54,6 +55,42 @@ def decode_replicas(load: Load, profile: PerformanceProfile, itl_target_ms: floa
     in_flight = load.rate * load.osl * itl_s
     by_kv = in_flight * (load.isl + load.osl) / (profile.decode.max_kv_tokens * kv_headroom)
     return max(by_throughput, by_kv)
+
+
+def measured_kv_need(pool: PoolObservation, kv_headroom: float) -> float:
+    """Decode workers needed by the KV usage the workers report, which holds whatever their real
+    capacity is (the profile may assume another): requests waiting for KV add in proportion to
+    the requests each worker holds at its current usage."""
+    u = pool.kv_usage
+    if u is None or pool.active <= 0 or u <= 0:
+        return 0.0
+    backlog = pool.queued_requests / pool.running_requests if pool.running_requests > 0 else 0.0
+    return pool.active * u * (1.0 + backlog) / kv_headroom
+
+
+@dataclass(frozen=True)
+class PrefillNow:
+    workers: float  # for the load arriving now plus the backlog
+    backlog: float  # of which: workers that drain the backlog expected once new workers start
+
+
+def prefill_now(rate: float, isl: float, pool: PoolObservation, profile: PerformanceProfile,
+                startup_s: float, backlog_horizon_s: float) -> PrefillNow:
+    """Load path for prefill: what the queue says is missing now. New workers help only once
+    started, so size for the backlog expected then (the queue plus what the running workers
+    cannot keep up with during a start-up), drained over the backlog horizon."""
+    per_prefill = profile.prefill.throughput_per_gpu_at(isl) * profile.gpus_per_prefill_worker
+    running = max(1, pool.active)
+    growth = max(0.0, rate * isl - running * per_prefill) * startup_s
+    backlog = (pool.queued_tokens + growth) / (per_prefill * backlog_horizon_s)
+    return PrefillNow(rate * isl / per_prefill + backlog, backlog)
+
+
+def decode_now(pool: PoolObservation, profile: PerformanceProfile, kv_headroom: float) -> float:
+    """Load path for decode: the KV held and waiting as the profile counts it, or as the
+    workers report it, whichever needs more."""
+    kv_demand = pool.active_tokens + pool.queued_tokens
+    return max(kv_demand / (profile.decode.max_kv_tokens * kv_headroom), measured_kv_need(pool, kv_headroom))
 
 
 def ceil_replicas(x: float, eps: float = 1e-6) -> int:

@@ -221,7 +221,7 @@ class PolicyBridge:
             obs.traffic.avg_itl_ms, (obs.prefill.active, obs.prefill.starting, obs.prefill.draining),
             (obs.decode.active, obs.decode.starting, obs.decode.draining),
             decision.target_prefill, decision.target_decode, decision.reason,
-            decision.details.get("forecast_rate"),
+            decision.details.forecast_rate,
         )
         self.timeline.append(point)
         if self.on_point:

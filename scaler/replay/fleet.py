@@ -160,7 +160,7 @@ class FleetMember:
                           obs.decode.draining)
         tp, td = self.coordinator.submit(dep.name, obs.now_s, plan, holding)
         reason = d.reason + f"; fleet: wanted {plan.wanted_prefill}P+{plan.wanted_decode}D, now {tp}P+{td}D"
-        details = {**d.details, "fleet_wanted_gpus": float(plan.wanted_gpus), "fleet_target_gpus": float(tp + td)}
+        details = replace(d.details, fleet_wanted_gpus=float(plan.wanted_gpus), fleet_target_gpus=float(tp + td))
         return Decision(tp, td, self.coordinator.interval_s, reason, details)
 
 

@@ -34,39 +34,39 @@ def planner(**kw) -> PredictivePlanner:
 
 def test_misses_under_load_the_fleet_was_sized_for_raise_the_prefill_headroom():
     decisions = run(planner(), [(10.0, SLOCounts(50, 5, 0, 0))] * 40)  # 10% missed, target 0.99
-    assert decisions[0].details["prefill_correction"] == 1.0
-    assert decisions[-1].details["prefill_correction"] > 1.0
-    assert any(d.details.get("prefill_burn", 0.0) > 1.5 for d in decisions)  # reported while counted
+    assert decisions[0].details.prefill_correction == 1.0
+    assert decisions[-1].details.prefill_correction > 1.0
+    assert any((d.details.prefill_burn or 0.0) > 1.5 for d in decisions)  # reported while counted
     assert "headroom x" in decisions[-1].reason
 
 
 def test_meeting_the_target_keeps_the_headroom():
     decisions = run(planner(), [(10.0, SLOCounts(50, 0, 0, 0))] * 40)
-    assert all(d.details["prefill_correction"] == 1.0 for d in decisions)
+    assert all(d.details.prefill_correction == 1.0 for d in decisions)
 
 
 def test_misses_of_prompts_no_worker_can_serve_in_time_do_not_raise_it():
     decisions = run(planner(), [(10.0, SLOCounts(50, 5, 0, 5))] * 40)  # every miss unreachable
-    assert all(d.details["prefill_correction"] == 1.0 for d in decisions)
+    assert all(d.details.prefill_correction == 1.0 for d in decisions)
 
 
 def test_misses_while_load_exceeds_the_running_fleet_are_left_to_the_burst_headroom():
     # one prefill worker under 60 req/s of 8k prompts: far more than it was sized for
     decisions = run(planner(), [(60.0, SLOCounts(300, 150, 0, 0))] * 40, prefill=1, isl=8000.0)
-    assert all(d.details["prefill_correction"] == 1.0 for d in decisions)
+    assert all(d.details.prefill_correction == 1.0 for d in decisions)
 
 
 def test_itl_misses_raise_the_decode_headroom():
     decisions = run(planner(), [(10.0, SLOCounts(50, 0, 5, 0))] * 40)
-    assert decisions[-1].details["decode_correction"] > 1.0
-    assert decisions[-1].details["prefill_correction"] == 1.0
+    assert decisions[-1].details.decode_correction > 1.0
+    assert decisions[-1].details.prefill_correction == 1.0
 
 
 def test_without_sla_counts_the_mean_latency_correction_still_works():
     p = planner()
     decisions = run(p, [(10.0, None)] * 20, avg_ttft_ms=600.0)  # mean TTFT above the comfort zone
-    assert decisions[-1].details["prefill_correction"] > 1.0
-    assert "prefill_burn" not in decisions[-1].details
+    assert decisions[-1].details.prefill_correction > 1.0
+    assert decisions[-1].details.prefill_burn is None
 
 
 def test_what_is_kept_for_bursts_is_reported_and_released():
@@ -74,10 +74,10 @@ def test_what_is_kept_for_bursts_is_reported_and_released():
     bursts = ([(40.0, None)] * 3 + [(0.0, None)] * 21) * 8  # 15 s bursts, 105 s gaps
     decisions = run(p, bursts)
     gap = decisions[-1]  # in a gap: the forecast has decayed, the burst headroom holds
-    assert gap.details["burst_prefill_workers"] > 0.5
+    assert gap.details.burst_prefill_workers > 0.5
     assert "kept for bursts" in gap.reason
     quiet = run(p, [(1.0, None)] * 360, start=len(bursts))  # thirty minutes of light, steady traffic
-    assert quiet[-1].details["burst_prefill_workers"] < 0.05
+    assert quiet[-1].details.burst_prefill_workers < 0.05
     assert "kept for bursts" not in quiet[-1].reason
 
 
@@ -86,14 +86,14 @@ def test_by_default_the_mean_latency_sets_the_headroom_even_with_sla_counts():
     assert p.slo_probe_s is None  # so replay does not count for it either
     assert planner().slo_probe_s == 0.1
     decisions = run(p, [(10.0, SLOCounts(50, 5, 0, 0))] * 40)  # misses, but a low mean TTFT
-    assert all(d.details["prefill_correction"] == 1.0 for d in decisions)
+    assert all(d.details.prefill_correction == 1.0 for d in decisions)
 
 
 def test_by_default_the_recent_peak_is_kept_and_reported():
     p = PredictivePlanner(bundled_profile(), PlannerConfig(startup_s=60.0, peak_window_s=600.0))
     decisions = run(p, [(40.0, None)] * 3 + [(0.0, None)] * 60)  # one burst, five quiet minutes
-    assert decisions[-1].details["burst_rate"] == 40.0
-    assert decisions[-1].details["burst_prefill_workers"] > 0.5
+    assert decisions[-1].details.burst_rate == 40.0
+    assert decisions[-1].details.burst_prefill_workers > 0.5
     assert "kept for bursts (peak of 600s)" in decisions[-1].reason
     quiet = run(p, [(0.0, None)] * 80, start=63)  # past the window: released
-    assert quiet[-1].details["burst_rate"] == 0.0
+    assert quiet[-1].details.burst_rate == 0.0

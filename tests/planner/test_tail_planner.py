@@ -29,13 +29,13 @@ def test_a_few_long_prompts_raise_the_prefill_need_beyond_their_mean():
         uniform.observe_prompts([2900.0] * n)
         spread.observe_prompts([1000.0] * (n - n // 10) + [20000.0] * (n // 10))  # mean 2900 too
         a, b = uniform.decide(obs(k * STEP, 20.0, 2900.0)), spread.decide(obs(k * STEP, 20.0, 2900.0))
-    assert b.details["prefill_need"] > a.details["prefill_need"] + 1
+    assert b.details.prefill_need > a.details.prefill_need + 1
 
 
 def test_without_prompt_lengths_it_sizes_from_the_mean():
     p = planner()
     d = [p.decide(obs(k * STEP, 20.0)) for k in range(1, 20)][-1]
-    assert 0 < d.details["prefill_need"] < 3
+    assert 0 < d.details.prefill_need < 3
 
 
 def test_mix_bursts_hold_capacity_report_it_and_release_it_once_bursts_stop():
@@ -46,13 +46,13 @@ def test_mix_bursts_hold_capacity_report_it_and_release_it_once_bursts_stop():
             t += STEP
             decisions.append(p.decide(obs(t, 80.0 if k < 2 else 5.0)))
     during = decisions[-1]
-    assert during.details["burst_prefill_workers"] > 1  # held in the gaps, at 5 req/s
+    assert during.details.burst_prefill_workers > 1  # held in the gaps, at 5 req/s
     assert "kept for bursts (recent load" in during.reason
     for _ in range(120):  # ten minutes without bursts
         t += STEP
         after = p.decide(obs(t, 5.0))
-    assert after.details["prefill_need"] < during.details["prefill_need"] - 1
-    assert after.details["burst_prefill_workers"] < 0.5
+    assert after.details.prefill_need < during.details.prefill_need - 1
+    assert after.details.burst_prefill_workers < 0.5
 
 
 def test_a_higher_attainment_target_asks_for_more():
@@ -62,7 +62,7 @@ def test_a_higher_attainment_target_asks_for_more():
         for k in range(1, 30):
             p.observe_prompts([1000.0] * 90 + [20000.0] * 10)
             d = p.decide(obs(k * STEP, 20.0, 2900.0))
-        needs.append(d.details["prefill_need"])
+        needs.append(d.details.prefill_need)
     assert needs == sorted(needs) and needs[0] < needs[-1]
 
 
@@ -74,4 +74,4 @@ def test_live_isl_histogram_increases_feed_the_same_model():
         with_long.observe_prompt_histogram({1024.0: 90.0, 32768.0: 100.0, float("inf"): 100.0})
         a = short_only.decide(obs(k * STEP, 20.0, 1000.0))
         b = with_long.decide(obs(k * STEP, 20.0, 1000.0))
-    assert b.details["prefill_need"] > a.details["prefill_need"] + 1
+    assert b.details.prefill_need > a.details.prefill_need + 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from scaler.planner.predictive import measured_kv_need
+from scaler.planner.sizing import measured_kv_need
 from scaler.policy import PoolObservation
 
 

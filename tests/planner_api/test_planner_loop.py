@@ -8,7 +8,7 @@ from scaler.control.api import ControlService
 from scaler.control.audit import Audit
 from scaler.control.state import ControlState, Override, SLATargets
 from scaler.live.loop import PlannerLoop, PoolServices, Snapshot
-from scaler.policy import Decision, Observation, PoolObservation, TrafficWindow
+from scaler.policy import Decision, Diagnostics, Observation, PoolObservation, TrafficWindow
 
 POOLS = PoolServices("prefill", "decode")
 
@@ -25,7 +25,7 @@ class FixedPolicy:
 
     def decide(self, obs: Observation) -> Decision:
         self.calls += 1
-        return Decision(*self.targets, reason="fixed targets", details={"x": 1.0})
+        return Decision(*self.targets, reason="fixed targets", details=Diagnostics(forecast_rate=1.0))
 
 
 class World:
