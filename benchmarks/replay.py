@@ -34,7 +34,7 @@ from pathlib import Path
 from scaler.profile import bundled_profile
 from benchmarks.dynamo_planner import baseline as _dynamo_own  # noqa: F401  registers dynamo-own-* where installed
 from scaler.replay import frontier, policies
-from scaler.replay.metrics import feasible_keys
+from scaler.replay.scoring import feasible_keys
 from scaler.replay.references import sized_for
 from scaler.replay.runner import Setting, compare
 from scaler.replay.traces import read_trace, scale_rate, window

@@ -49,7 +49,7 @@ def _fail(msg: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from scaler.profile import bundled_profile
     from scaler.replay import frontier, policies
-    from scaler.replay.metrics import feasible_keys
+    from scaler.replay.scoring import feasible_keys
     from scaler.replay.references import sized_for
     from scaler.replay.runner import Setting, compare
     from scaler.replay.traces import TraceError, read_trace, scale_rate

@@ -133,7 +133,7 @@ def run_replay(args: argparse.Namespace) -> int:
         plot({n: runs[n] for n in names}, args.timeline, f"{args.trace.name} x{args.rate_scale:g}")
     if args.plot:
         from scaler.replay import frontier
-        from scaler.replay.metrics import feasible_keys
+        from scaler.replay.scoring import feasible_keys
 
         feasible = feasible_keys(runs["ceiling"])
         factors = args.curve_factors or frontier.DEFAULT_FACTORS

@@ -32,7 +32,7 @@ from scaler.planner.fleet import (
 )
 from scaler.policy import Decision, Observation, Policy
 from scaler.replay.engine import EngineConfig, ReplayRun, run
-from scaler.replay.metrics import _billed
+from scaler.replay.scoring import _billed
 from scaler.replay.traces import Request
 
 log = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ def compare(specs: list[FleetSpec], budget: int, profile, startup_s: float = 60.
     from scaler.planner.constraints import fit_budget
     from scaler.replay import policies
     from scaler.replay.baselines import Static, ceiling_fleet
-    from scaler.replay.metrics import feasible_keys, score
+    from scaler.replay.scoring import feasible_keys, score
     from scaler.replay.needs import peak_need
 
     say = progress or (lambda m: log.info(m))

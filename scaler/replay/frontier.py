@@ -43,7 +43,7 @@ class Frontier:
 
 
 def policy_points(rows: Iterable[dict]) -> tuple[Point, ...]:
-    """One point per scored policy row (scaler.replay.metrics.score with feasibility)."""
+    """One point per scored policy row (scaler.replay.scoring.score with feasibility)."""
     return tuple(Point(r["planner"], float(r["gpu_hours"]), float(r["feasible_attainment"]))
                  for r in rows if r["planner"] not in NOT_PLOTTED)
 

@@ -18,7 +18,7 @@ from scaler.planner.sizing import ceil_replicas
 from scaler.policy import Policy
 from scaler.replay import baselines
 from scaler.replay.engine import run
-from scaler.replay.metrics import score
+from scaler.replay.scoring import score
 from scaler.replay.needs import peak_need
 from scaler.replay.runner import Setting, initial_fleet
 

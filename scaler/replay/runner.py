@@ -11,7 +11,7 @@ from scaler.profile import PerformanceProfile
 from scaler.replay import policies
 from scaler.replay.baselines import Static
 from scaler.replay.engine import EngineConfig, ReplayRun, TimelinePoint, run
-from scaler.replay.metrics import feasible_keys, score
+from scaler.replay.scoring import feasible_keys, score
 from scaler.replay.traces import Request
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class Setting:
     itl_ms: float = 50.0
     gpu_budget: int | None = None
     seed: int = 0
-    warmup_s: float = 0.0  # played but not scored (see scaler.replay.metrics)
+    warmup_s: float = 0.0  # played but not scored (see scaler.replay.scoring)
     attainment_target: float = 0.99  # what the predictive planner aims for
 
     def context(self) -> policies.RunContext:

@@ -8,7 +8,7 @@ from benchmarks.dynamo_planner import baseline
 from scaler.profile import bundled_profile
 from scaler.replay import policies
 from scaler.replay.engine import EngineConfig
-from scaler.replay.metrics import score
+from scaler.replay.scoring import score
 from scaler.replay.runner import Setting, compare
 from scaler.replay.traces import Request, write_mooncake
 

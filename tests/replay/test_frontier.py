@@ -9,7 +9,7 @@ import pytest
 
 from scaler.profile import bundled_profile
 from scaler.replay import frontier
-from scaler.replay.metrics import feasible_keys
+from scaler.replay.scoring import feasible_keys
 from scaler.replay.references import sized_for
 from scaler.replay.runner import Setting, compare
 from scaler.replay.traces import read_trace, scale_rate, window

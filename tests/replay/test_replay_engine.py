@@ -52,7 +52,7 @@ def test_targets_show_up_and_startup_is_honoured_and_billed():
 
 
 def test_warm_up_is_played_but_neither_scored_nor_billed():
-    from scaler.replay.metrics import gpu_hours, score
+    from scaler.replay.scoring import gpu_hours, score
 
     r = run(_steady(), StepUp(), EngineConfig(startup_s=5.0))  # 1 prefill + 1 decode, 3 + 1 from t=10 s
     end = r.summary["duration_ms"] / 1000
@@ -67,7 +67,7 @@ def test_warm_up_is_played_but_neither_scored_nor_billed():
 
 
 def test_times_are_trace_times_when_the_trace_starts_late():
-    from scaler.replay.metrics import gpu_hours
+    from scaler.replay.scoring import gpu_hours
 
     late = [Request(50_000.0 + r.timestamp_ms, r.input_length, r.output_length) for r in _steady(100)]
     seen: list[float] = []
@@ -107,7 +107,7 @@ def test_oracle_starts_a_spike_one_start_up_ahead_and_never_cancels_it():
 
 
 def test_references_sized_for_an_attainment():
-    from scaler.replay.metrics import feasible_keys
+    from scaler.replay.scoring import feasible_keys
     from scaler.replay.references import sized_for
 
     # 10 req/s with some long prompts, arriving ten at a time each second: the oracle's model sees
