@@ -7,7 +7,14 @@ import signal
 import sys
 import threading
 
-from adapter.settings import ENV_PREFIX, Settings, SettingsError, add_flags, given_flags, load
+from adapter.settings import (
+    ENV_PREFIX,
+    Settings,
+    SettingsError,
+    add_flags,
+    given_flags,
+    load,
+)
 
 # flags whose name differs from the field (repeatable ones are singular)
 FLAG_NAMES = {"webhook_exempt_users": "--webhook-exempt-user"}
@@ -37,14 +44,13 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dynamo_scaling.kube import api_client
+    import logging
 
     from adapter.controller import Controller
     from adapter.health import serve_health, serve_metrics
     from adapter.leader import LeaseElector
     from adapter.metrics import AdapterMetrics
-
-    import logging
+    from dynamo_scaling.kube import api_client
 
     # kopf logs every handled event at INFO with its whole settings object: keep warnings only
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     api = api_client(str(cfg.kubeconfig) if cfg.kubeconfig else None)
     metrics = AdapterMetrics()
-    is_leader = lambda: True  # noqa: E731
+    is_leader = lambda: True
     elector = None
     if cfg.leader_election:
         elector = LeaseElector(api, cfg.leader_election_namespace, cfg.leader_election_lease, cfg.identity,

@@ -20,8 +20,8 @@ from adapter import sync
 from adapter.kube import Kube, now_rfc3339
 from adapter.metrics import AdapterMetrics
 from adapter.models import DGD, DGD_KIND, DGDSA_KIND, parse_dgd, pod_selector
-from adapter.versions import dgdsa_service
 from adapter.scale_client import ScaleClient
+from adapter.versions import dgdsa_service
 
 log = logging.getLogger(__name__)
 
