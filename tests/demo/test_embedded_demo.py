@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scaler.replay import policies
+from benchmarks.dynamo_planner import baseline
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,12 +21,12 @@ def _demo(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
 
 
 def test_report_shows_planner_beside_baseline_and_a_fixed_fleet_on_the_frontier(tmp_path):
-    res = _demo("--speed", "0", "--out", str(tmp_path))
+    # as scripts/demo runs it: Dynamo's own planner code joins where its optional environment is installed
+    res = _demo("--speed", "0", "--out", str(tmp_path), "--plugin", "benchmarks.dynamo_planner.baseline")
     assert res.returncode == 0, res.stderr
     assert f"report: {(tmp_path / 'report.md').resolve()}" in res.stdout
     rows = json.loads((tmp_path / "results.json").read_text())
-    # Dynamo's own planner code joins where its optional environment (benchmarks/dynamo_planner) is installed
-    own = ["dynamo-own-throughput"] if "dynamo-own-throughput" in policies.names() else []
+    own = ["dynamo-own-throughput"] if baseline.available() else []
     assert [r["planner"] for r in rows] == ["predictive", "dynamo-throughput", *own, "fixed fleet, same attainment"]
     for r in rows:
         assert 0.0 <= r["sla_attainment"] <= 1.0 and r["gpu_hours"] > 0 and r["requests"] > 10_000
