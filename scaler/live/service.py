@@ -19,19 +19,19 @@ from kubernetes import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from adapter.scale_client import ScaleClient
+from external_metrics.prom import PrometheusClient
+from external_metrics.tls import ServingCert
 from scaler.control.api import MAX_BODY_BYTES, ControlService, Limits, create_app
 from scaler.control.audit import Audit
 from scaler.control.auth import Authorizer, Caller
 from scaler.control.policy import PolicyStore
 from scaler.control.state import ControlState, SLATargets
 from scaler.control.store import ConfigMapStore
+from scaler.live import sla_request
 from scaler.live.actuate import ScaleActuator
 from scaler.live.config import ServiceConfig
 from scaler.live.loop import PlannerLoop, PoolServices
-from scaler.live import sla_request
 from scaler.live.metrics import PlannerMetrics
-from external_metrics.prom import PrometheusClient
-from external_metrics.tls import ServingCert
 from scaler.live.observe import LiveObserver
 from scaler.planner.predictive import PredictivePlanner
 from scaler.profile import planner_profile
@@ -213,7 +213,7 @@ class PlannerService:
                 "roles": {role: {"pool": svc, "current": last.current.get(svc, 0), "desired": rec.targets.get(svc, 0)}
                           for role, svc in (("prefill", pools.prefill), ("decode", pools.decode))},
                 "reasons": [r[:2048] for r in rec.reason.split("; ")][:32],
-                "lastDecision": {"time": rec.at.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "lastDecision": {"time": rec.at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                  "outcome": rec.outcome, "applied": rec.applied, "mode": last.mode,
                                  "reason": rec.reason[:4096]},
             }
