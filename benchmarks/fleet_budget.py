@@ -25,7 +25,7 @@ from pathlib import Path
 
 from scaler.profile import bundled_profile
 from scaler.replay.fleet import FleetSpec, align, compare
-from scaler.replay.traces import read_trace, scale_rate, window
+from dynamo_scaling.traces import read_trace, scale_rate, window
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "traces"

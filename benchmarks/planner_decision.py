@@ -19,7 +19,7 @@ from scaler.planner.predictive import PredictivePlanner
 from scaler.profile import bundled_profile
 from scaler.replay import engine
 from scaler.replay.baselines import DynamoThroughput
-from scaler.replay.traces import read_trace, scale_rate
+from dynamo_scaling.traces import read_trace, scale_rate
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -37,7 +37,7 @@ from scaler.replay import frontier, policies
 from scaler.replay.scoring import feasible_keys
 from scaler.replay.references import sized_for
 from scaler.replay.runner import Setting, compare
-from scaler.replay.traces import read_trace, scale_rate, window
+from dynamo_scaling.traces import read_trace, scale_rate, window
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "traces"

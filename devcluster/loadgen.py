@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 
 from devcluster.dynamo.model import MODEL_NAME, prompt_of
-from scaler.replay.traces import Request, read_trace, window
+from dynamo_scaling.traces import Request, read_trace, window
 
 log = logging.getLogger(__name__)
 

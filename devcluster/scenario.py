@@ -22,7 +22,7 @@ from devcluster.kubectl import Kubectl
 from devcluster.loadgen import Summary, run_load, synthetic
 from devcluster.manifests import dgd, disaggregated, external_hpa
 from devcluster.stack import LiveStack, StackError
-from scaler.replay.traces import Request
+from dynamo_scaling.traces import Request
 
 STARTUP_DELAY_S = 3
 # few KV blocks per decode worker, so that the peak fills them and the HPA has work to do

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from scaler.profile import PerformanceProfile
 from scaler.replay.engine import EngineConfig, ReplayRun, TimelinePoint
-from scaler.replay.traces import Request, write_mooncake
+from dynamo_scaling.traces import Request, write_mooncake
 
 STUBS = Path(__file__).resolve().parent / "stubs"
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from scaler.replay.scoring import feasible_keys
     from scaler.replay.references import sized_for
     from scaler.replay.runner import Setting, compare
-    from scaler.replay.traces import TraceError, read_trace, scale_rate
+    from dynamo_scaling.traces import TraceError, read_trace, scale_rate
 
     from scaler.demo import live_view, report
     from scaler.replay import timeline

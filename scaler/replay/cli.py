@@ -69,7 +69,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from scaler.profile import PerformanceProfile, ProfileError, bundled_profile
     from scaler.replay import policies
     from scaler.replay.runner import Setting, compare
-    from scaler.replay.traces import TraceError, read_trace, scale_rate, scale_time, window
+    from dynamo_scaling.traces import TraceError, read_trace, scale_rate, scale_time, window
 
     try:
         policies.load_plugins(args.plugin)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scaler.policy import Decision, Observation, Policy, PoolObservation, SLOCounts, TrafficWindow
-from scaler.replay.traces import Request, write_mooncake
+from dynamo_scaling.traces import Request, write_mooncake
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from scaler.planner.fleet import (
 from scaler.policy import Decision, Observation, Policy
 from scaler.replay.engine import EngineConfig, ReplayRun, run
 from scaler.replay.scoring import _billed
-from scaler.replay.traces import Request
+from dynamo_scaling.traces import Request
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 from scaler.planner import tail
 from scaler.planner.sizing import Load, ceil_replicas, decode_replicas
 from scaler.profile import PerformanceProfile
-from scaler.replay.traces import Request
+from dynamo_scaling.traces import Request
 
 SLICE_S = 5.0
 ATTAINMENT = 0.99

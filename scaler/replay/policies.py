@@ -13,7 +13,7 @@ from scaler.policy import Policy
 from scaler.profile import PerformanceProfile
 from scaler.replay import baselines
 from scaler.replay.needs import WindowNeed, peak_need, window_needs
-from scaler.replay.traces import Request
+from dynamo_scaling.traces import Request
 
 
 @dataclass(frozen=True)

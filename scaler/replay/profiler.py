@@ -12,7 +12,7 @@ import numpy as np
 from scaler.policy import Decision, Observation
 from scaler.profile import DecodeProfile, PerformanceProfile, PrefillProfile
 from scaler.replay.engine import EngineConfig, run
-from scaler.replay.traces import Request
+from dynamo_scaling.traces import Request
 
 log = logging.getLogger(__name__)
 

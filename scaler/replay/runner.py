@@ -12,7 +12,7 @@ from scaler.replay import policies
 from scaler.replay.baselines import Static
 from scaler.replay.engine import EngineConfig, ReplayRun, TimelinePoint, run
 from scaler.replay.scoring import feasible_keys, score
-from scaler.replay.traces import Request
+from dynamo_scaling.traces import Request
 
 log = logging.getLogger(__name__)
 

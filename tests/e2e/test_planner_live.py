@@ -15,7 +15,7 @@ from helpers import wait_for
 from devcluster import scenario
 from devcluster.loadgen import run_load, synthetic
 from devcluster.stack import LiveStack
-from scaler.replay.traces import Request
+from dynamo_scaling.traces import Request
 
 pytestmark = pytest.mark.cluster
 

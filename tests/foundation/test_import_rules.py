@@ -14,7 +14,7 @@ OURS = ("dynamo_scaling", "adapter", "external_metrics", "scaler", "devcluster",
 
 # package -> the packages of ours it may import (besides itself). Longest prefix wins.
 ALLOWED: dict[str, set[str]] = {
-    "dynamo_scaling": set(),  # shared foundation: logging, Kubernetes client
+    "dynamo_scaling": set(),  # shared foundation: logging, Kubernetes client, trace files
     "scaler": set(),  # the package itself only groups the planner's parts
     "adapter": {"dynamo_scaling"},
     "external_metrics": {"dynamo_scaling"},

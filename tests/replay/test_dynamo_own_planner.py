@@ -10,7 +10,7 @@ from scaler.replay import policies
 from scaler.replay.engine import EngineConfig
 from scaler.replay.scoring import score
 from scaler.replay.runner import Setting, compare
-from scaler.replay.traces import Request, write_mooncake
+from dynamo_scaling.traces import Request, write_mooncake
 
 pytestmark = pytest.mark.skipif(not baseline.available(), reason=baseline.unavailable_reason()
                                 if not baseline.available() else "")

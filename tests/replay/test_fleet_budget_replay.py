@@ -12,7 +12,7 @@ import pytest
 
 from scaler.profile import bundled_profile
 from scaler.replay.fleet import FleetSpec, align, compare
-from scaler.replay.traces import Request, read_trace, scale_rate, window
+from dynamo_scaling.traces import Request, read_trace, scale_rate, window
 
 TRACES = Path(__file__).resolve().parents[2] / "traces"
 BUDGET = 8

@@ -12,7 +12,7 @@ from scaler.replay import frontier
 from scaler.replay.scoring import feasible_keys
 from scaler.replay.references import sized_for
 from scaler.replay.runner import Setting, compare
-from scaler.replay.traces import read_trace, scale_rate, window
+from dynamo_scaling.traces import read_trace, scale_rate, window
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

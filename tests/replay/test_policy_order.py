@@ -8,7 +8,7 @@ import pytest
 
 from scaler.profile import bundled_profile
 from scaler.replay.runner import Setting, compare
-from scaler.replay.traces import read_trace, scale_rate
+from dynamo_scaling.traces import read_trace, scale_rate
 from scaler.demo.cli import DEFAULT_TRACE
 
 

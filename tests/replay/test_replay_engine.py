@@ -13,7 +13,7 @@ from scaler.policy import Decision
 from scaler.profile import PerformanceProfile, ProfileError, bundled_profile
 from scaler.replay.engine import EngineConfig, run
 from scaler.replay.runner import Setting, compare
-from scaler.replay.traces import Request, read_trace, scale_rate, window
+from dynamo_scaling.traces import Request, read_trace, scale_rate, window
 
 REQUIRED = ("planner", "trace", "requests", "sla_attainment", "feasible_attainment", "ttft_p50_ms", "ttft_p99_ms",
             "itl_p50_ms", "itl_p99_ms", "gpu_hours", "max_gpus", "scale_events", "wall_seconds")

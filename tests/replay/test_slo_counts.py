@@ -9,7 +9,7 @@ import pytest
 from scaler.policy import Decision, Observation
 from scaler.profile import bundled_profile
 from scaler.replay.engine import EngineConfig, run
-from scaler.replay.traces import read_trace, scale_rate, window
+from dynamo_scaling.traces import read_trace, scale_rate, window
 
 
 class Fixed:

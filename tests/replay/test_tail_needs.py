@@ -8,7 +8,7 @@ from scaler.policy import Decision
 from scaler.profile import bundled_profile
 from scaler.replay.engine import EngineConfig, run
 from scaler.replay.needs import window_needs
-from scaler.replay.traces import Request
+from dynamo_scaling.traces import Request
 
 PROFILE = bundled_profile()
 

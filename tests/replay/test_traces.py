@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scaler.replay.traces import TraceError, read_trace, scale_rate, scale_time, window, write_mooncake
+from dynamo_scaling.traces import TraceError, read_trace, scale_rate, scale_time, window, write_mooncake
 
 
 def test_both_shared_traces_read(traces_dir):
