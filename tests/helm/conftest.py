@@ -59,3 +59,12 @@ def private_helm(helm_bin, private_cluster, tmp_path):
     from devcluster.helm import Helm
 
     return Helm(helm_bin, private_cluster.kubeconfig, tmp_path / "helm-home")
+
+
+@pytest.fixture()
+def dgd_namespace(kubectl):
+    """A namespace for a DGD apart from the release's own."""
+    ns = f"dgd-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", ns)
+    yield ns
+    kubectl.run("delete", "namespace", ns, "--wait=false", check=False)

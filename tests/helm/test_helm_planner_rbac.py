@@ -6,7 +6,6 @@ going past the planner's limits is a role of its own."""
 from __future__ import annotations
 
 import json
-import secrets
 
 import pytest
 from helm_chart_helpers import ensure_keda_crd
@@ -24,14 +23,6 @@ def may(kubectl, user: str, verb: str, ns: str) -> bool:
                                "namespace": ns, "name": "llama"}}}
     out = kubectl.run("create", "-o", "json", "-f", "-", input=json.dumps(sar))
     return json.loads(out.stdout)["status"].get("allowed", False) is True
-
-
-@pytest.fixture()
-def dgd_namespace(kubectl):
-    ns = f"dgd-{secrets.token_hex(3)}"
-    kubectl("create", "namespace", ns)
-    yield ns
-    kubectl.run("delete", "namespace", ns, "--wait=false", check=False)
 
 
 @pytest.fixture()

@@ -4,21 +4,12 @@ status, in the DGD's namespace; it may not delete policies."""
 
 from __future__ import annotations
 
-import secrets
 
 import pytest
 from helm_chart_helpers import ensure_keda_crd
 from test_helm_rbac import RBAC_KINDS, can
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture()
-def dgd_namespace(kubectl):
-    ns = f"dgd-{secrets.token_hex(3)}"
-    kubectl("create", "namespace", ns)
-    yield ns
-    kubectl.run("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def test_planner_writes_its_policy_under_the_chart_rbac(cluster, render, kubectl, namespace, dgd_namespace,

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from adapter.sync import replicas_writers
 from devcluster.procs import free_port
 from exporter_process import Exporter
 
@@ -180,3 +181,19 @@ def metric(url: str, line_prefix: str) -> float:
     """Sum of the samples on /metrics whose line starts with `line_prefix`."""
     text = httpx.get(url + "/metrics", timeout=5).text
     return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith(line_prefix))
+
+
+def spec(kubectl, ns: str, svc: str) -> int:
+    """The adapter llama-<svc>'s spec.replicas."""
+    return kubectl.json("-n", ns, "get", "dgdsa", f"llama-{svc}")["spec"]["replicas"]
+
+
+def writers(kubectl, ns: str, svc: str) -> list[str]:
+    """Field managers that wrote the adapter llama-<svc>'s spec.replicas."""
+    return replicas_writers(kubectl.json("-n", ns, "get", "dgdsa", f"llama-{svc}", "--show-managed-fields")
+                            ["metadata"]["managedFields"])
+
+
+def dgd_ready(kubectl, ns: str) -> bool:
+    conds = kubectl.json("-n", ns, "get", "dgd", "llama").get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from helpers import wait_for
 from planner_process import IdleSeries, PlannerProcess
-from planner_support import DGD
+from planner_support import DGD, dgd_ready, spec, writers
 
-from adapter.sync import OWNER_ANNOTATION, replicas_writers
+from adapter.sync import OWNER_ANNOTATION
 from devcluster.manifests import ANNOTATION_STARTUP
 
 pytestmark = pytest.mark.cluster
@@ -49,18 +49,7 @@ def planner(cluster, namespace, prometheus, tmp_path) -> PlannerProcess:
     return PlannerProcess(cluster.kubeconfig, namespace, prometheus.url, tmp_path, token_file=tmp_path / "token")
 
 
-def spec(kubectl, ns: str, svc: str) -> int:
-    return kubectl.json("-n", ns, "get", "dgdsa", f"llama-{svc}")["spec"]["replicas"]
 
-
-def writers(kubectl, ns: str, svc: str) -> list[str]:
-    return replicas_writers(kubectl.json("-n", ns, "get", "dgdsa", f"llama-{svc}", "--show-managed-fields")
-                            ["metadata"]["managedFields"])
-
-
-def dgd_ready(kubectl, ns: str) -> bool:
-    conds = kubectl.json("-n", ns, "get", "dgd", "llama").get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
 def scaling_active(kubectl, ns: str, svc: str) -> dict:

@@ -12,10 +12,11 @@ import json
 import pytest
 from helpers import wait_for
 from planner_process import IdleSeries, PlannerProcess
+from planner_support import dgd_ready, spec, writers
 from webhook_support import converting_adapter
 
 from adapter import versions
-from adapter.sync import OWNER_ANNOTATION, replicas_writers
+from adapter.sync import OWNER_ANNOTATION
 
 pytestmark = pytest.mark.cluster
 
@@ -69,18 +70,7 @@ def controller(request, cluster, kubectl, namespace, adapter_kubeconfig, version
     kubectl.run("delete", "clusterrole,clusterrolebinding", f"{namespace}-adapter", check=False)
 
 
-def spec(kubectl, ns: str, svc: str) -> int:
-    return kubectl.json("-n", ns, "get", "dgdsa", f"llama-{svc}")["spec"]["replicas"]
 
-
-def writers(kubectl, ns: str, svc: str) -> list[str]:
-    return replicas_writers(kubectl.json("-n", ns, "get", "dgdsa", f"llama-{svc}", "--show-managed-fields")
-                            ["metadata"]["managedFields"])
-
-
-def dgd_ready(kubectl, ns: str) -> bool:
-    conds = kubectl.json("-n", ns, "get", "dgd", "llama").get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
 
 
 def dgd_events(kubectl, ns: str, reason: str) -> list[dict]:
