@@ -26,6 +26,18 @@ class BoundedApiClient(client.ApiClient):
 
 def api_client(kubeconfig: str | None = None, timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> client.ApiClient:
     """From `kubeconfig` when given, else in-cluster, else the default kubeconfig."""
+    found = optional_api_client(kubeconfig, timeout)
+    if found is not None:
+        return found
+    cfg = client.Configuration()
+    config.load_kube_config(client_configuration=cfg)
+    return BoundedApiClient(cfg, timeout)
+
+
+def optional_api_client(kubeconfig: str | None = None,
+                        timeout: tuple[float, float] = DEFAULT_TIMEOUT) -> client.ApiClient | None:
+    """From `kubeconfig` when given, else in-cluster, else None: for a component that can run
+    without the API server (the metrics server outside a cluster serves without authorization)."""
     cfg = client.Configuration()
     if kubeconfig:
         config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
@@ -33,5 +45,5 @@ def api_client(kubeconfig: str | None = None, timeout: tuple[float, float] = DEF
         try:
             config.load_incluster_config(client_configuration=cfg)
         except config.ConfigException:
-            config.load_kube_config(client_configuration=cfg)
+            return None
     return BoundedApiClient(cfg, timeout)

@@ -194,17 +194,9 @@ class _Uvicorn(uvicorn.Server):
 
 def kube_client(settings: Settings):
     """An ApiClient from --kubeconfig, else in-cluster, else None (no cluster access)."""
-    from kubernetes import config
+    from dynamo_scaling.kube import optional_api_client
 
-    if settings.kubeconfig:
-        return config.new_client_from_config(config_file=str(settings.kubeconfig))
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        return None
-    from kubernetes import client
-
-    return client.ApiClient()
+    return optional_api_client(str(settings.kubeconfig) if settings.kubeconfig else None)
 
 
 def load_mapping(settings: Settings) -> SignalMapping:
