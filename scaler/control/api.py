@@ -129,8 +129,13 @@ class AdvisoryBody(BaseModel):
     enabled: bool
 
 
+class NotPersisted(Exception):
+    """A change could not be stored; the state is as it was before the change."""
+
+
 class ControlService:
-    """The control state plus persistence and audit; every change is saved before it is used."""
+    """The control state plus persistence and audit; every change is saved before it is used.
+    Refusals are domain errors (`PolicyConflict`, `NotPersisted`); the HTTP layer maps them."""
 
     def __init__(self, state: ControlState, save: Callable[[ControlState], None] | None,
                  audit: Audit, status: Callable[[], dict], services: Callable[[], list[str]] | None = None,
@@ -161,12 +166,12 @@ class ControlService:
             except PolicyConflict as exc:
                 self._adopt(before)
                 self.audit.record(caller.username, action, f"{detail}: refused ({exc})", ok=False)
-                raise HTTPException(409, str(exc)) from exc
+                raise
             except Exception as exc:
                 # leave state untouched when it cannot be persisted
                 self._adopt(before)
                 self.audit.record(caller.username, action, f"{detail}: not saved ({exc})", ok=False)
-                raise HTTPException(503, f"could not persist the change: {exc}") from exc
+                raise NotPersisted(f"could not persist the change: {exc}") from exc
         self.audit.record(caller.username, action, detail)
 
 
@@ -228,6 +233,14 @@ def create_app(service: ControlService, authorizer: Authorizer, api_docs: bool =
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail, "status": exc.status_code}, exc.status_code,
                             headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(PolicyConflict)
+    async def _conflict(request: Request, exc: PolicyConflict) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "status": 409}, 409)
+
+    @app.exception_handler(NotPersisted)
+    async def _not_persisted(request: Request, exc: NotPersisted) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "status": 503}, 503)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict:

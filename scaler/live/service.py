@@ -13,7 +13,6 @@ from pathlib import Path
 
 import urllib3
 import uvicorn
-from fastapi import HTTPException
 from fastapi.responses import JSONResponse, Response
 from kubernetes import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,10 +20,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from adapter.scale_client import ScaleClient
 from external_metrics.prom import PrometheusClient
 from external_metrics.tls import ServingCert
-from scaler.control.api import MAX_BODY_BYTES, ControlService, Limits, create_app
+from scaler.control.api import MAX_BODY_BYTES, ControlService, Limits, NotPersisted, create_app
 from scaler.control.audit import Audit
 from scaler.control.auth import Authorizer, Caller
-from scaler.control.policy import PolicyStore
+from scaler.control.policy import PolicyConflict, PolicyStore
 from scaler.control.state import ControlState, SLATargets
 from scaler.control.store import ConfigMapStore
 from scaler.live import sla_request
@@ -186,8 +185,8 @@ class PlannerService:
             detail = (f"SLA set to TTFT {req.sla.ttft_ms:g} ms, ITL {req.sla.itl_ms:g} ms "
                       f"from the deployment request (generation {req.generation})")
             self.control.change(Caller(f"DynamoGraphDeploymentRequest/{d.request}"), "SLAChanged", detail, take)
-        except HTTPException as exc:  # could not persist: state untouched, retried next tick
-            log.warning("SLA of the deployment request not saved", extra={"error": exc.detail})
+        except (NotPersisted, PolicyConflict) as exc:  # state untouched, retried next tick
+            log.warning("SLA of the deployment request not saved", extra={"error": str(exc)})
 
     def _save_policy(self, before: ControlState, after: ControlState, caller: Caller) -> ControlState:
         return self.policy_store.save_change(before, after)

@@ -145,3 +145,21 @@ def test_bad_input_is_rejected_and_changes_nothing(kube_api, namespace, path, bo
 def test_static_token_must_be_long_enough():
     with pytest.raises(ValueError, match="at least 16"):
         StaticTokenAuthorizer("short")
+
+
+def test_a_change_that_cannot_be_stored_is_refused_with_503_and_leaves_state_untouched(kube_api, kubectl, namespace):
+    """The real store writes into a namespace that is gone: the caller hears 503, and the override
+    is neither in effect nor in /v1/status afterwards."""
+    gone = f"{namespace}-gone"
+    kubectl("create", "namespace", gone)
+    service = _service(kube_api, gone)
+    kubectl("delete", "namespace", gone, "--wait=true")
+    auth = StaticTokenAuthorizer("local-test-token-0123456789")
+    headers = {"Authorization": "Bearer local-test-token-0123456789"}
+    with Server(create_app(service, auth)) as url, httpx.Client(base_url=url, headers=headers) as c:
+        r = c.put("/v1/overrides/decode", json={"replicas": 5})
+        assert r.status_code == 503 and "could not persist" in r.json()["error"], r.text
+        assert c.get("/v1/status").json()["overrides"] == {}
+        assert service.state.overrides == {}
+        r = c.post("/v1/pause")
+        assert r.status_code == 503 and c.get("/v1/status").json()["paused"] is False
