@@ -86,6 +86,38 @@ def standin(cluster, kubectl, namespace) -> Iterator[subprocess.Popen]:
     log.close()
 
 
+
+# -- a control plane of a test's own, for tests that stop or restart its API server -----------
+@pytest.fixture()
+def private_cluster() -> Iterator[object]:
+    """A control plane of its own (about 4 s to start), stopped and removed after the test."""
+    from devcluster import build, controlplane
+
+    state_dir = Path(build.cache_root()) / "devcluster" / f"private-{secrets.token_hex(3)}"
+    state = controlplane.up(state_dir, hpa_sync_period_s=15)
+    try:
+        yield state
+    finally:
+        controlplane.down(state_dir)
+
+
+@pytest.fixture()
+def private_kubectl(private_cluster):
+    from devcluster import controlplane
+    from devcluster.kubectl import Kubectl
+
+    return Kubectl(controlplane.kubectl_path(), private_cluster.kubeconfig)
+
+
+@pytest.fixture()
+def outage_plane(private_cluster, private_kubectl):
+    """A private plane with the DGD/DGDSA CRDs established and a namespace `outage`: restarting
+    or stopping the shared plane would disturb every other test."""
+    private_kubectl("apply", "-f", str(REPO / "crds"))
+    private_kubectl("wait", "--for=condition=Established", "crd", "--all")
+    private_kubectl("create", "namespace", "outage")
+    return private_cluster
+
 # -- the adapter controller as a real process, under the chart's RBAC ------------------------
 def rbac_for(namespace: str, sa: str) -> list[dict]:
     rules = yaml.safe_load((REPO / "adapter" / "rbac.yaml").read_text())["rules"]

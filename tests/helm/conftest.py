@@ -5,7 +5,6 @@ and the external-metrics APIService, which must not disturb other tests on the s
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,27 +30,6 @@ def helm(helm_bin, tmp_path_factory):
 @pytest.fixture(scope="session")
 def render(helm) -> Renderer:
     return Renderer(helm)
-
-
-@pytest.fixture()
-def private_cluster(tmp_path) -> Iterator[object]:
-    """A control plane of its own (about 4 s to start), stopped and removed after the test."""
-    from devcluster import build, controlplane
-
-    state_dir = Path(build.cache_root()) / "devcluster" / f"helm-{secrets.token_hex(3)}"
-    state = controlplane.up(state_dir, hpa_sync_period_s=15)
-    try:
-        yield state
-    finally:
-        controlplane.down(state_dir)
-
-
-@pytest.fixture()
-def private_kubectl(private_cluster):
-    from devcluster import controlplane
-    from devcluster.kubectl import Kubectl
-
-    return Kubectl(controlplane.kubectl_path(), private_cluster.kubeconfig)
 
 
 @pytest.fixture()

@@ -12,7 +12,6 @@ from helpers import wait_for
 from planner_support import DGD, BrokenPrometheus, IdleDeployment, decisions, metric, start_planner, stop
 
 from devcluster import controlplane
-from devcluster.kubectl import Kubectl
 from devcluster.procs import terminate
 from devcluster.prometheus import Prometheus
 
@@ -82,55 +81,46 @@ def test_malformed_prometheus_answers_hold_the_fleet_and_planning_resumes(cluste
         idle.stop()
 
 
-def test_api_server_outage_and_a_stuck_loop(tmp_path, repo_root):
-    # a private plane: stopping the shared API server would disturb every other test
-    plane = tmp_path / "plane"
-    state = controlplane.up(plane, hpa_sync_period_s=15)
-    try:
-        k = Kubectl(controlplane.kubectl_path(), state.kubeconfig)
-        k("apply", "-f", str(repo_root / "crds"))
-        k("wait", "--for=condition=Established", "crd", "--all")
-        k("create", "namespace", "outage")
-        k.apply(DGD, "outage")
-        k.apply(_adapters(), "outage")
-        # no operator runs here: the DGD is marked Ready by hand so the planner may write
-        k("-n", "outage", "patch", "dgd", "llama", "--subresource=status", "--type=merge", "-p",
-          '{"status": {"state": "successful", "conditions": [{"type": "Ready", "status": "True"}]}}')
-        with Prometheus(tmp_path / "prom") as prom:
-            idle = IdleDeployment(prom, tmp_path / "exporters", "outage")
-            proc, url = start_planner(state.kubeconfig, "outage", tmp_path / "planner", prom.url)
+def test_api_server_outage_and_a_stuck_loop(tmp_path, outage_plane, private_kubectl):
+    state, plane, k = outage_plane, outage_plane.dir, private_kubectl
+    k.apply(DGD, "outage")
+    k.apply(_adapters(), "outage")
+    # no operator runs here: the DGD is marked Ready by hand so the planner may write
+    k("-n", "outage", "patch", "dgd", "llama", "--subresource=status", "--type=merge", "-p",
+      '{"status": {"state": "successful", "conditions": [{"type": "Ready", "status": "True"}]}}')
+    with Prometheus(tmp_path / "prom") as prom:
+        idle = IdleDeployment(prom, tmp_path / "exporters", "outage")
+        proc, url = start_planner(state.kubeconfig, "outage", tmp_path / "planner", prom.url)
+        try:
+            wait_for(lambda: _spec(k, "outage", "prefill") == 1, timeout=30, what="planning")
+            wait_for(lambda: _probe(url, "/readyz") == 200, timeout=15, what="ready")
+            assert _probe(url, "/healthz") == 200
+
+            # a frozen API server accepts connections and answers nothing: the tick hangs
+            pid = state.pids["kube-apiserver"]
+            os.kill(pid, signal.SIGSTOP)
             try:
-                wait_for(lambda: _spec(k, "outage", "prefill") == 1, timeout=30, what="planning")
-                wait_for(lambda: _probe(url, "/readyz") == 200, timeout=15, what="ready")
-                assert _probe(url, "/healthz") == 200
-
-                # a frozen API server accepts connections and answers nothing: the tick hangs
-                pid = state.pids["kube-apiserver"]
-                os.kill(pid, signal.SIGSTOP)
-                try:
-                    wait_for(lambda: _probe(url, "/healthz") == 503, timeout=30, what="/healthz fails while stuck")
-                finally:
-                    os.kill(pid, signal.SIGCONT)
-                wait_for(lambda: _probe(url, "/healthz") == 200, timeout=30, what="/healthz recovers")
-
-                # the API server goes away: ticks fail, are counted, and the loop goes on
-                terminate(pid)
-                wait_for(lambda: metric(url, "dynamo_planner_tick_errors_total") > 0, timeout=30,
-                         what="a failed tick")
-                wait_for(lambda: _probe(url, "/readyz") == 503, timeout=15, what="not ready without the API")
-                assert httpx.get(url + "/readyz").json()["kubernetes"] != "ok"
-                assert _probe(url, "/healthz") == 200  # failing ticks are still ticks
-
-                controlplane.restart_apiserver(plane)
-                wait_for(lambda: k.run("get", "namespace", "outage", check=False).returncode == 0, timeout=60,
-                         what="API server back")
-                n = len(decisions(url))
-                k("-n", "outage", "scale", "dgdsa", "llama-prefill", "--replicas=3")
-                wait_for(lambda: _spec(k, "outage", "prefill") == 1, timeout=60, what="planning after the restart")
-                assert len(decisions(url)) > n and proc.poll() is None
-                wait_for(lambda: _probe(url, "/readyz") == 200, timeout=30, what="ready again")
+                wait_for(lambda: _probe(url, "/healthz") == 503, timeout=30, what="/healthz fails while stuck")
             finally:
-                stop(proc)
-                idle.stop()
-    finally:
-        controlplane.down(plane)
+                os.kill(pid, signal.SIGCONT)
+            wait_for(lambda: _probe(url, "/healthz") == 200, timeout=30, what="/healthz recovers")
+
+            # the API server goes away: ticks fail, are counted, and the loop goes on
+            terminate(pid)
+            wait_for(lambda: metric(url, "dynamo_planner_tick_errors_total") > 0, timeout=30,
+                     what="a failed tick")
+            wait_for(lambda: _probe(url, "/readyz") == 503, timeout=15, what="not ready without the API")
+            assert httpx.get(url + "/readyz").json()["kubernetes"] != "ok"
+            assert _probe(url, "/healthz") == 200  # failing ticks are still ticks
+
+            controlplane.restart_apiserver(plane)
+            wait_for(lambda: k.run("get", "namespace", "outage", check=False).returncode == 0, timeout=60,
+                     what="API server back")
+            n = len(decisions(url))
+            k("-n", "outage", "scale", "dgdsa", "llama-prefill", "--replicas=3")
+            wait_for(lambda: _spec(k, "outage", "prefill") == 1, timeout=60, what="planning after the restart")
+            assert len(decisions(url)) > n and proc.poll() is None
+            wait_for(lambda: _probe(url, "/readyz") == 200, timeout=30, what="ready again")
+        finally:
+            stop(proc)
+            idle.stop()
