@@ -64,6 +64,7 @@ from exporter_process import Exporter  # noqa: E402
 from metrics_read import cpu_seconds, prometheus_queries, wait_http  # noqa: E402
 
 from devcluster import certs, controlplane  # noqa: E402
+from devcluster import procs  # noqa: E402
 from devcluster.kubectl import Kubectl  # noqa: E402
 from devcluster.procs import free_port, poll_until  # noqa: E402
 from devcluster.prometheus import Prometheus  # noqa: E402
@@ -190,12 +191,7 @@ class OurServer:
         return self.proc.pid
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        procs.stop(self.proc, 10)
         self.log.close()
 
 

@@ -103,6 +103,20 @@ def stop_child(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         proc.wait(5)
 
 
+def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> int | None:
+    """SIGTERM a child, SIGKILL it after `timeout`, reap it; its exit code (None if never started)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def poll_until(predicate, timeout_s: float, what: str, interval: float = 0.05):
     """Call `predicate` until it returns something truthy and return that; TimeoutError naming
     `what` after `timeout_s` (a wait that never ends is a failure, not a hang)."""

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devcluster import procs
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -77,12 +79,7 @@ def standin(cluster, kubectl, namespace) -> Iterator[subprocess.Popen]:
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
     )
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    procs.stop(proc, 10)
     log.close()
 
 

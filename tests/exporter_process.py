@@ -11,6 +11,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from devcluster import procs
 from devcluster.procs import free_port, poll_until
 
 SCRIPT = Path(__file__).resolve().parent / "metrics" / "exporter.py"
@@ -48,9 +49,4 @@ class Exporter:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            procs.stop(self.proc, 5)

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from devcluster import procs
 from devcluster.procs import free_port
 from exporter_process import Exporter  # noqa: F401  (tests import it from here)
 
@@ -70,12 +71,7 @@ class MetricsServerProcess:
 
     def stop(self) -> int:
         if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            procs.stop(self.proc, 10)
         self._log.close()
         return self.proc.returncode
 

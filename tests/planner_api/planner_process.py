@@ -14,6 +14,7 @@ import httpx
 import yaml
 from helpers import wait_for
 
+from devcluster import procs
 from devcluster.certs import issue, make_ca
 from devcluster.procs import free_port
 
@@ -82,12 +83,7 @@ class PlannerProcess:
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            procs.stop(self.proc, 10)
 
 
 class IdleSeries:
@@ -129,9 +125,4 @@ class IdleSeries:
 
     def stop(self) -> None:
         for proc in self.procs:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            procs.stop(proc, 5)

@@ -17,6 +17,7 @@ import httpx
 import yaml
 
 from adapter.sync import replicas_writers
+from devcluster import procs
 from devcluster.procs import free_port
 from exporter_process import Exporter
 
@@ -164,12 +165,7 @@ def start_planner(kubeconfig, namespace: str, workdir: Path, prom_url: str, *ext
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    procs.stop(proc, 10)
 
 
 def decisions(url: str) -> list[dict]:
