@@ -18,13 +18,14 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+
+from dynamo_scaling.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,10 @@ def check_token(expected: str | None, headers: list[tuple[bytes, bytes]]) -> boo
     return False
 
 
+# what a token's cache entry holds once the API server has rejected it
+_REJECTED = "rejected"
+
+
 class SingleFlight:
     """Concurrent callers with the same key share the one call in flight, and its answer or its
     error: when a cached review expires under load, every read in flight for that key would
@@ -224,7 +229,7 @@ class SubjectAccessReviewer:
         self.allow_ttl_s, self.deny_ttl_s = allow_ttl_s, deny_ttl_s
         self.review_timeout_s, self.queue_wait_s = review_timeout_s, queue_wait_s
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._cache: dict[tuple, tuple[float, bool, str]] = {}
+        self._cache = TTLCache(allow_ttl_s)
         self._flights = SingleFlight()
 
     def _review(self, user: User, attrs: dict) -> tuple[bool, str]:
@@ -242,10 +247,9 @@ class SubjectAccessReviewer:
     async def allowed(self, user: User, attrs: dict) -> tuple[bool, str]:
         """(allowed, reason); raises AuthError(429 or 503) when the check cannot be made now."""
         key = (user.name, user.groups, tuple(sorted(attrs.items())))
-        now = time.monotonic()
         hit = self._cache.get(key)
-        if hit and hit[0] > now:
-            return hit[1], hit[2]
+        if hit is not None:
+            return hit
         return await self._flights.run(key, lambda: self._review_and_cache(key, user, attrs))
 
     async def _review_and_cache(self, key: tuple, user: User, attrs: dict) -> tuple[bool, str]:
@@ -262,9 +266,7 @@ class SubjectAccessReviewer:
             raise AuthError(503, f"authorization check failed: {str(exc)[:200]}") from exc
         finally:
             self._slots.release()
-        if len(self._cache) > 10000:
-            self._cache.clear()
-        self._cache[key] = (time.monotonic() + (self.allow_ttl_s if ok else self.deny_ttl_s), ok, reason)
+        self._cache.put(key, (ok, reason), self.allow_ttl_s if ok else self.deny_ttl_s)
         return ok, reason
 
 
@@ -290,7 +292,7 @@ class TokenReviewer:
         self.allow_ttl_s, self.deny_ttl_s = allow_ttl_s, deny_ttl_s
         self.review_timeout_s, self.queue_wait_s = review_timeout_s, queue_wait_s
         self._slots = asyncio.Semaphore(max_concurrent)
-        self._cache: dict[str, tuple[float, User | None]] = {}
+        self._cache = TTLCache(allow_ttl_s)
         self._flights = SingleFlight()
 
     def _review(self, token: str) -> User | None:
@@ -307,10 +309,10 @@ class TokenReviewer:
     async def user(self, token: str) -> User:
         key = hashlib.sha256(token.encode()).hexdigest()
         hit = self._cache.get(key)
-        if hit and hit[0] > time.monotonic():
-            if hit[1] is None:
-                raise AuthError(401, "invalid or expired bearer token")
-            return hit[1]
+        if hit is _REJECTED:
+            raise AuthError(401, "invalid or expired bearer token")
+        if hit is not None:
+            return hit
         return await self._flights.run(key, lambda: self._review_and_cache(key, token))
 
     async def _review_and_cache(self, key: str, token: str) -> User:
@@ -325,9 +327,7 @@ class TokenReviewer:
             raise AuthError(503, "cannot check the bearer token right now") from exc
         finally:
             self._slots.release()
-        if len(self._cache) > 10000:
-            self._cache.clear()
-        self._cache[key] = (time.monotonic() + (self.allow_ttl_s if user else self.deny_ttl_s), user)
+        self._cache.put(key, user or _REJECTED, self.allow_ttl_s if user else self.deny_ttl_s)
         if user is None:
             raise AuthError(401, "invalid or expired bearer token")
         return user

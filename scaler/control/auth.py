@@ -14,12 +14,13 @@ import hashlib
 import hmac
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from typing import Protocol
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+
+from dynamo_scaling.ttl_cache import TTLCache
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +48,6 @@ class Authorizer(Protocol):
     def authorize(self, caller: Caller, verb: str) -> None: ...
 
 
-class _TTLCache:
-    def __init__(self, ttl_s: float, size: int = 1024) -> None:
-        self.ttl_s, self.size = ttl_s, size
-        self._items: dict[object, tuple[float, object]] = {}
-
-    def get(self, key: object) -> object | None:
-        hit = self._items.get(key)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        self._items.pop(key, None)
-        return None
-
-    def put(self, key: object, value: object) -> None:
-        if len(self._items) >= self.size:
-            self._items.clear()
-        self._items[key] = (time.monotonic() + self.ttl_s, value)
-
-
 class KubernetesAuthorizer:
     """TokenReview + SubjectAccessReview against the cluster, with short caches. Each review has
     a timeout and at most `max_concurrent` run at once: a caller that finds no free slot within
@@ -82,10 +65,10 @@ class KubernetesAuthorizer:
         self.audiences = list(audiences)
         self.review_timeout_s, self.queue_wait_s = review_timeout_s, queue_wait_s
         self._slots = threading.BoundedSemaphore(max_concurrent)
-        self._tokens = _TTLCache(cache_ttl_s)
+        self._tokens = TTLCache(cache_ttl_s)
         # a rejected token is remembered briefly, so repeating it does not cost a TokenReview each time
-        self._rejected = _TTLCache(deny_ttl_s)
-        self._decisions = _TTLCache(cache_ttl_s)
+        self._rejected = TTLCache(deny_ttl_s)
+        self._decisions = TTLCache(cache_ttl_s)
 
     def _review(self, kind: str, call, body):
         if not self._slots.acquire(timeout=self.queue_wait_s):
