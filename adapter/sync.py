@@ -211,7 +211,16 @@ def other_scalers(adapter: str, dgd: DGD | None, autoscalers: Iterable[tuple[str
     ScaledObjects in its namespace) those aimed at it, and an in-graph planner of its DGD."""
     found = in_graph_planners(dgd) if dgd is not None else []
     found += [f"{kind}/{name}" for kind, name, ref in autoscalers if targeted_adapter(kind, ref) == adapter]
-    return sorted(found)
+    return sorted(without_keda_hpas(found))
+
+
+def without_keda_hpas(actors: list[str]) -> list[str]:
+    """KEDA drives a ScaledObject's target through an HPA of its own (`keda-hpa-<name>`): that HPA
+    is the ScaledObject, not a second scaler."""
+    objects = {a.split("/", 1)[1] for a in actors if a.startswith("ScaledObject/")}
+    return [a for a in actors
+            if not (a.startswith("HorizontalPodAutoscaler/keda-hpa-")
+                    and a.removeprefix("HorizontalPodAutoscaler/keda-hpa-") in objects)]
 
 
 def replicas_writers(managed_fields: list[dict]) -> list[str]:
@@ -231,10 +240,7 @@ class Scalers:
     last_writer: str | None = None
 
     def actors(self) -> list[str]:
-        actors = list(self.autoscalers)
-        keda_hpas = [a for a in actors if a.startswith("HorizontalPodAutoscaler/keda-hpa-")]
-        if any(a.startswith("ScaledObject/") for a in actors):
-            actors = [a for a in actors if a not in keda_hpas]  # KEDA's own HPA is the ScaledObject
+        actors = without_keda_hpas(list(self.autoscalers))
         if self.planner_claim:
             actors.append("planner")
         if self.last_writer and not is_self_manager(self.last_writer):

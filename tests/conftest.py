@@ -17,6 +17,12 @@ from devcluster import procs
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked `keda` run last: real KEDA then owns the cluster's external metrics APIService
+    until the session ends, and every other test expects our own server there (or none)."""
+    items.sort(key=lambda item: item.get_closest_marker("keda") is not None)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from adapter.models import DGD
-from adapter.sync import HPA_KIND, SCALED_OBJECT_KIND, other_scalers, targeted_adapter
+from adapter.sync import HPA_KIND, SCALED_OBJECT_KIND, Scalers, other_scalers, targeted_adapter
 
 DGDSA = "DynamoGraphDeploymentScalingAdapter"
 
@@ -37,3 +37,17 @@ def test_other_scalers_picks_the_ones_aimed_at_the_adapter_and_in_graph_planners
     assert other_scalers("llama-decode", dgd, autoscalers) == [
         "DynamoPlanner/llama/Planner", "HorizontalPodAutoscaler/h1", "ScaledObject/so"]
     assert other_scalers("llama-decode", None, autoscalers[1:2]) == []
+
+
+def test_kedas_own_hpa_counts_as_its_scaledobject_not_as_a_second_scaler():
+    """Real KEDA drives a ScaledObject through an HPA named keda-hpa-<scaledobject>, aimed at the
+    same adapter: one scaler, not a conflict. Another HPA beside it still is one."""
+    ref = {"kind": DGDSA, "name": "llama-decode", "apiVersion": "nvidia.com/v1alpha1"}
+    keda = [(SCALED_OBJECT_KIND, "decode-so", {"kind": DGDSA, "name": "llama-decode"}),
+            (HPA_KIND, "keda-hpa-decode-so", ref)]
+    assert other_scalers("llama-decode", None, keda) == ["ScaledObject/decode-so"]
+    assert other_scalers("llama-decode", None, [*keda, (HPA_KIND, "keda-hpa-someone-else", ref)]) == [
+        "HorizontalPodAutoscaler/keda-hpa-someone-else", "ScaledObject/decode-so"]
+    assert Scalers(autoscalers=other_scalers("llama-decode", None, keda)).conflict() is None
+    # without its ScaledObject an HPA of that name is just an HPA
+    assert other_scalers("llama-decode", None, keda[1:]) == ["HorizontalPodAutoscaler/keda-hpa-decode-so"]

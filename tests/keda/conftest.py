@@ -1,6 +1,6 @@
 """Real KEDA (operator + metrics API server from KEDA's Go module) beside live Dynamo.
 
-`keda` starts KEDA once per session; it owns the external.metrics.k8s.io APIService, so our
+`keda` starts KEDA once per session (its tests run last); it owns the external.metrics.k8s.io APIService, so our
 metrics server runs with its APIService off and feeds KEDA through its own endpoints (see
 keda_support). `keda_live` is one live deployment shared by every KEDA test; `live` hands it to
 a test and removes what the test applied."""
@@ -36,6 +36,8 @@ def metrics_tls(tmp_path_factory) -> MetricsTLS:
     return MetricsTLS.make(tmp_path_factory.mktemp("metrics-tls"))
 
 
+# KEDA owns the session cluster's external metrics APIService from its first test to the end of
+# the session, which is why tests/conftest.py runs the tests marked `keda` last
 @pytest.fixture(scope="session")
 def keda(cluster, kubectl, metrics_tls, tmp_path_factory):
     from devcluster.keda import Keda, built
