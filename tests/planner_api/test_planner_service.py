@@ -193,7 +193,9 @@ def test_missing_data_holds_the_pool_and_planning_resumes(cluster, kubectl, name
         wait_for(lambda: len(decisions(url)) >= n + 3, timeout=30, what="three more decisions")
         assert _held_since(url, "decode", 3) and _spec(kubectl, namespace, "decode") == 3
         assert metric(url, 'dynamo_planner_held_missing_data{service="decode"}') == 1
-        assert metric(url, 'dynamo_planner_held_missing_data{service="prefill"}') == 0
+        # per service: prefill is planned (a tick that missed a scrape under load may hold it once)
+        wait_for(lambda: metric(url, 'dynamo_planner_held_missing_data{service="prefill"}') == 0, timeout=30,
+                 what="prefill not held")
         ev = wait_for(lambda: _events(kubectl, namespace, "PlannerHeldMissingData"), timeout=15, what="event")
         assert ev[0]["involvedObject"]["name"] == "llama" and ev[0]["type"] == "Warning"
         assert "decode held at" in ev[0]["message"]
