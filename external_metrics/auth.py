@@ -210,7 +210,22 @@ class SingleFlight:
             task.exception()  # retrieved here, so an error nobody waited for is not logged as lost
 
 
-class SubjectAccessReviewer:
+class _BoundedReviews:
+    """What both reviewers share: answers cached (allowed and denied for different times), a
+    timeout per review, at most `max_concurrent` in flight, and one review per key at a time."""
+
+    def __init__(self, allow_ttl_s: float, deny_ttl_s: float, review_timeout_s: float, max_concurrent: int,
+                 queue_wait_s: float) -> None:
+        if review_timeout_s <= 0 or max_concurrent < 1 or queue_wait_s < 0:
+            raise ValueError("review_timeout_s > 0, max_concurrent >= 1 and queue_wait_s >= 0 are required")
+        self.allow_ttl_s, self.deny_ttl_s = allow_ttl_s, deny_ttl_s
+        self.review_timeout_s, self.queue_wait_s = review_timeout_s, queue_wait_s
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._cache = TTLCache(allow_ttl_s)
+        self._flights = SingleFlight()
+
+
+class SubjectAccessReviewer(_BoundedReviews):
     """Delegated authorization: asks the API server whether the user may get the resource
     (external.metrics.k8s.io metric in a namespace) or the non-resource path. Answers are
     cached (allowed 10 s, denied 5 s). Each review has a timeout and at most `max_concurrent`
@@ -222,15 +237,9 @@ class SubjectAccessReviewer:
                  review_timeout_s: float = 5.0, max_concurrent: int = 4, queue_wait_s: float = 1.0) -> None:
         from kubernetes import client
 
-        if review_timeout_s <= 0 or max_concurrent < 1 or queue_wait_s < 0:
-            raise ValueError("review_timeout_s > 0, max_concurrent >= 1 and queue_wait_s >= 0 are required")
+        super().__init__(allow_ttl_s, deny_ttl_s, review_timeout_s, max_concurrent, queue_wait_s)
         self._authz = client.AuthorizationV1Api(api_client)
         self._models = client
-        self.allow_ttl_s, self.deny_ttl_s = allow_ttl_s, deny_ttl_s
-        self.review_timeout_s, self.queue_wait_s = review_timeout_s, queue_wait_s
-        self._slots = asyncio.Semaphore(max_concurrent)
-        self._cache = TTLCache(allow_ttl_s)
-        self._flights = SingleFlight()
 
     def _review(self, user: User, attrs: dict) -> tuple[bool, str]:
         c = self._models
@@ -277,7 +286,7 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-class TokenReviewer:
+class TokenReviewer(_BoundedReviews):
     """Kubernetes bearer tokens (a ServiceAccount's, held by KEDA's TriggerAuthentication) checked
     with a TokenReview. Bounded like the SubjectAccessReviewer: a timeout per review, at most
     `max_concurrent` at once (429 beyond, after `queue_wait_s`), 503 when the API server does not
@@ -287,13 +296,9 @@ class TokenReviewer:
                  review_timeout_s: float = 5.0, max_concurrent: int = 4, queue_wait_s: float = 1.0) -> None:
         from kubernetes import client
 
+        super().__init__(allow_ttl_s, deny_ttl_s, review_timeout_s, max_concurrent, queue_wait_s)
         self._authn = client.AuthenticationV1Api(api_client)
         self._models = client
-        self.allow_ttl_s, self.deny_ttl_s = allow_ttl_s, deny_ttl_s
-        self.review_timeout_s, self.queue_wait_s = review_timeout_s, queue_wait_s
-        self._slots = asyncio.Semaphore(max_concurrent)
-        self._cache = TTLCache(allow_ttl_s)
-        self._flights = SingleFlight()
 
     def _review(self, token: str) -> User | None:
         c = self._models
