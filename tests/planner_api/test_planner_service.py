@@ -60,6 +60,15 @@ def _start(cluster, namespace, tmp_path, prom_url, *extra, deployment: dict | No
     return proc, url
 
 
+def _start_on_ready_dgd(cluster, kubectl, namespace, tmp_path, prom_url) -> tuple[subprocess.Popen, str]:
+    """The DGD llama with adapters at 3 prefill / 2 decode, Ready by the stand-in, then the planner."""
+    kubectl.apply(DGD, namespace)
+    kubectl.apply([_adapter("prefill", 3), _adapter("decode", 2)], namespace)
+    wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama").get("status", {}).get("state") == "successful",
+             what="DGD ready")
+    return _start(cluster, namespace, tmp_path, prom_url)
+
+
 def _up(url: str) -> bool:
     try:
         return httpx.get(url + "/healthz", timeout=1).status_code == 200
@@ -81,11 +90,7 @@ def _spec(kubectl, ns: str, svc: str) -> int:
 
 def test_idle_deployment_scales_to_minimum_and_overrides_win(cluster, kubectl, namespace, standin, prometheus, idle,
                                                              tmp_path):
-    kubectl.apply(DGD, namespace)
-    kubectl.apply([_adapter("prefill", 3), _adapter("decode", 2)], namespace)
-    wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama").get("status", {}).get("state") == "successful",
-             what="DGD ready")
-    proc, url = _start(cluster, namespace, tmp_path, prometheus.url)
+    proc, url = _start_on_ready_dgd(cluster, kubectl, namespace, tmp_path, prometheus.url)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
         # a present and flat request counter: both pools go to their minimum, one step at a time
@@ -167,11 +172,7 @@ def _events(kubectl, ns: str, reason: str) -> list[dict]:
 
 def test_missing_data_holds_the_pool_and_planning_resumes(cluster, kubectl, namespace, standin, prometheus, idle,
                                                           tmp_path):
-    kubectl.apply(DGD, namespace)
-    kubectl.apply([_adapter("prefill", 3), _adapter("decode", 2)], namespace)
-    wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama").get("status", {}).get("state") == "successful",
-             what="DGD ready")
-    proc, url = _start(cluster, namespace, tmp_path, prometheus.url)
+    proc, url = _start_on_ready_dgd(cluster, kubectl, namespace, tmp_path, prometheus.url)
     try:
         wait_for(lambda: _spec(kubectl, namespace, "prefill") == 1 and _spec(kubectl, namespace, "decode") == 1,
                  timeout=30, what="idle pools at minimum")
