@@ -75,6 +75,16 @@ def _status_replicas(kubectl, namespace: str) -> int | None:
     return kubectl.json("-n", namespace, "get", "dgdsa", "llama-decode").get("status", {}).get("replicas")
 
 
+def leader_scales_decode_to_3(kubectl, namespace: str) -> None:
+    """The DGD goes in, the leader creates its decode adapter, and a scale to 3 is applied and reported."""
+    kubectl.apply(REPO_DGD, namespace)
+    wait_for(lambda: kubectl.run("-n", namespace, "get", "dgdsa", "llama-decode", check=False).returncode == 0,
+             what="adapter created by the leader")
+    kubectl("-n", namespace, "scale", "dgdsa", "llama-decode", "--replicas=3")
+    wait_for(lambda: _decode(kubectl, namespace) == 3 and _status_replicas(kubectl, namespace) == 3,
+             what="leader applies the scale and reports it")
+
+
 def test_only_the_leader_writes_and_a_standby_takes_over(cluster, kubectl, namespace, adapter_kubeconfig, tmp_path):
     log = open(tmp_path / "replicas.log", "ab")
     a, _ = _replica(adapter_kubeconfig, namespace, "replica-a", log)
@@ -85,12 +95,7 @@ def test_only_the_leader_writes_and_a_standby_takes_over(cluster, kubectl, names
     try:
         assert kubectl.json("-n", namespace, "get", "lease", "adapter-leader")["spec"]["holderIdentity"] == "replica-a"
         wait_for(lambda: _ready(b_health), what="standby watching")  # so it sees every change below
-        kubectl.apply(REPO_DGD, namespace)
-        wait_for(lambda: kubectl.run("-n", namespace, "get", "dgdsa", "llama-decode", check=False).returncode == 0,
-                 what="adapter created by the leader")
-        kubectl("-n", namespace, "scale", "dgdsa", "llama-decode", "--replicas=3")
-        wait_for(lambda: _decode(kubectl, namespace) == 3 and _status_replicas(kubectl, namespace) == 3,
-                 what="leader applies the scale and reports it")
+        leader_scales_decode_to_3(kubectl, namespace)
         # a stalled leader keeps its lease until it expires: a change made now must wait for the
         # takeover, not be carried by the standby, which sees it and has several resyncs to act
         a.send_signal(signal.SIGSTOP)

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from adapter_process import holds_for
 from helpers import wait_for
-from test_adapter_ha import MANAGER, REPO_DGD, _decode, _ready, _replica, _status_replicas
+from test_adapter_ha import MANAGER, _decode, _ready, _replica, _status_replicas, leader_scales_decode_to_3
 
 pytestmark = pytest.mark.cluster
 LEASE_S, RENEW_DEADLINE_S, RETRY_S = 15.0, 6.0, 1.0
@@ -128,12 +128,7 @@ def test_a_cut_off_leader_stops_writing_and_never_writes_again(cluster, kubectl,
         assert _holder(kubectl, namespace) == "replica-a"
         b, b_health = _replica(adapter_kubeconfig, namespace, "replica-b", log, *PERIODS)
         wait_for(lambda: _ready(b_health), what="standby watching")
-        kubectl.apply(REPO_DGD, namespace)
-        wait_for(lambda: kubectl.run("-n", namespace, "get", "dgdsa", "llama-decode", check=False).returncode == 0,
-                 what="adapter created by the leader")
-        kubectl("-n", namespace, "scale", "dgdsa", "llama-decode", "--replicas=3")
-        wait_for(lambda: _decode(kubectl, namespace) == 3 and _status_replicas(kubectl, namespace) == 3,
-                 what="leader applies the scale and reports it")
+        leader_scales_decode_to_3(kubectl, namespace)
         assert _entries_of(kubectl, namespace, lead) and not _entries_of(kubectl, namespace, standby)
 
         # the leader last renewed before the cut, so it may not write past cut + renew deadline
