@@ -40,7 +40,6 @@ Usage: .venv/bin/python benchmarks/metrics_vs_prometheus_adapter.py [--series 20
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import random
@@ -63,7 +62,8 @@ sys.path.insert(0, str(REPO / "tests"))  # the tests' exporter process
 from exporter_process import Exporter  # noqa: E402
 from metrics_read import cpu_seconds, prometheus_queries, wait_http  # noqa: E402
 
-from devcluster import certs, controlplane  # noqa: E402
+from devcluster import apiservice, certs, controlplane  # noqa: E402
+from devcluster.apiservice import APISERVICE  # noqa: E402
 from devcluster import procs  # noqa: E402
 from devcluster.kubectl import Kubectl  # noqa: E402
 from devcluster.procs import free_port, poll_until  # noqa: E402
@@ -72,7 +72,6 @@ from devcluster.prometheus_adapter import PrometheusAdapter, ensure_adapter  # n
 from external_metrics.settings import Settings  # noqa: E402
 from external_metrics.signals import SignalMapping  # noqa: E402
 
-APISERVICE = "v1beta1.external.metrics.k8s.io"
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
 SIGNAL = "dynamo_queue_depth"
 NAMESPACES, SERVICES, PODS = 10, ("prefill", "decode"), 5
@@ -235,15 +234,7 @@ class Plane:
         """Route the APIService to 127.0.0.1:`port` (an ExternalName Service `name`); return the
         seconds until a read answers from that server (`probe_ok(body)`)."""
         started = time.monotonic()
-        self.kubectl.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": SVC_NS},
-                            "spec": {"type": "ExternalName", "externalName": "localhost",
-                                     "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}})
-        self.kubectl.apply({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-                            "metadata": {"name": APISERVICE},
-                            "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
-                                     "service": {"namespace": SVC_NS, "name": name, "port": port},
-                                     "caBundle": base64.b64encode(self.ca.cert.read_bytes()).decode(),
-                                     "groupPriorityMinimum": 100, "versionPriority": 100}})
+        self.kubectl.apply(apiservice.manifests(SVC_NS, name, port, self.ca.cert))
 
         last: list = []
 

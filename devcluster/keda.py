@@ -18,7 +18,6 @@ KEDA's Go module (`tools/keda/`, see `devcluster.build.keda_tools`) and run as l
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -29,7 +28,8 @@ import time
 from pathlib import Path
 from typing import Self
 
-from devcluster import certs
+from devcluster import apiservice, certs
+from devcluster.apiservice import APISERVICE
 from devcluster.build import KEDA_MODULE_DIR, keda_tools, required_version
 from devcluster.kubectl import Kubectl, KubectlError
 from devcluster.procs import free_port
@@ -38,7 +38,6 @@ from devcluster.stack import Component, StackError, http_ok
 log = logging.getLogger(__name__)
 
 MODULE = "github.com/kedacore/keda/v2"
-APISERVICE = "v1beta1.external.metrics.k8s.io"
 NAMESPACE = "keda"
 METRICS_SERVICE = "keda-metrics-apiserver"
 MANAGED_BY = "devcluster-keda"
@@ -179,18 +178,9 @@ class Keda:
 
     def register_apiservice(self, ca_cert: Path) -> None:
         self._claim_apiservice()
-        self.kubectl.apply({"apiVersion": "v1", "kind": "Service",
-                            "metadata": {"name": METRICS_SERVICE, "namespace": self.namespace},
-                            "spec": {"type": "ExternalName", "externalName": "localhost",
-                                     "ports": [{"name": "https", "port": self.secure_port, "protocol": "TCP"}]}})
-        self.kubectl.apply({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-                            "metadata": {"name": APISERVICE, "labels": {"app.kubernetes.io/managed-by": MANAGED_BY,
-                                                                        "app.kubernetes.io/part-of": "keda-operator"}},
-                            "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
-                                     "service": {"namespace": self.namespace, "name": METRICS_SERVICE,
-                                                 "port": self.secure_port},
-                                     "caBundle": base64.b64encode(ca_cert.read_bytes()).decode(),
-                                     "groupPriorityMinimum": 100, "versionPriority": 100}})
+        self.kubectl.apply(apiservice.manifests(self.namespace, METRICS_SERVICE, self.secure_port, ca_cert,
+                                                {"app.kubernetes.io/managed-by": MANAGED_BY,
+                                                 "app.kubernetes.io/part-of": "keda-operator"}))
         self._apiservice = True
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from devcluster import certs
+from devcluster import apiservice, certs
+from devcluster.apiservice import APISERVICE
 from devcluster.kubectl import Kubectl, KubectlError
 from devcluster.procs import die_with_parent, free_port, stop_child
 from devcluster.prometheus import Prometheus
@@ -38,7 +39,6 @@ SIGNALS_FILE = Path(__file__).resolve().parent / "signals.yaml"
 
 log = logging.getLogger(__name__)
 
-APISERVICE = "v1beta1.external.metrics.k8s.io"
 
 
 class StackError(RuntimeError):
@@ -182,16 +182,8 @@ class LiveStack:
             f"--kubeconfig={self.kubeconfig}", f"--tls-cert-file={serving.cert}",
             f"--tls-private-key-file={serving.key}", *([f"--signals-file={signals_file}"] if signals_file else [])),
             ready=lambda: http_ok(f"http://127.0.0.1:{http}/readyz"))
-        self.kubectl.apply({"apiVersion": "v1", "kind": "Service",
-                            "metadata": {"name": "metrics", "namespace": self.namespace},
-                            "spec": {"type": "ExternalName", "externalName": "localhost",
-                                     "ports": [{"name": "https", "port": secure, "protocol": "TCP"}]}})
-        self.kubectl.apply({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
-                            "metadata": {"name": APISERVICE, "labels": {"app.kubernetes.io/managed-by": "devcluster-stack"}},
-                            "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
-                                     "service": {"namespace": self.namespace, "name": "metrics", "port": secure},
-                                     "caBundle": base64.b64encode(ca.cert.read_bytes()).decode(),
-                                     "groupPriorityMinimum": 100, "versionPriority": 100}})
+        self.kubectl.apply(apiservice.manifests(self.namespace, "metrics", secure, ca.cert,
+                                                {"app.kubernetes.io/managed-by": "devcluster-stack"}))
         self._apiservice = True
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

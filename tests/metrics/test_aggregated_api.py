@@ -5,7 +5,6 @@ dynamo_queue_depth: exporter -> Prometheus -> metrics server -> HPA -> DGDSA -> 
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 
@@ -13,7 +12,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from devcluster import certs
+from devcluster import apiservice, certs
+from devcluster.apiservice import APISERVICE
 from devcluster.kubectl import KubectlError
 from devcluster.manifests import external_hpa
 from devcluster.procs import free_port
@@ -23,7 +23,6 @@ from support import Exporter, MetricsServerProcess, dynamo_identity
 
 pytestmark = pytest.mark.cluster
 
-APISERVICE = "v1beta1.external.metrics.k8s.io"
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
 
 
@@ -56,14 +55,7 @@ def aggregated(cluster, kubectl, tmp_path_factory):
             f"--kubeconfig={cluster.kubeconfig}", f"--tls-cert-file={serving.cert}",
             f"--tls-private-key-file={serving.key}", http=True, grpc=False)
         server_port = server.secure_port
-        kubectl.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "metrics", "namespace": svc_ns},
-                       "spec": {"type": "ExternalName", "externalName": "localhost",
-                                "ports": [{"name": "https", "port": server_port, "protocol": "TCP"}]}})
-        kubectl.apply({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": APISERVICE},
-                       "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
-                                "service": {"namespace": svc_ns, "name": "metrics", "port": server_port},
-                                "caBundle": base64.b64encode(ca.cert.read_bytes()).decode(),
-                                "groupPriorityMinimum": 100, "versionPriority": 100}})
+        kubectl.apply(apiservice.manifests(svc_ns, "metrics", server_port, ca.cert))
         wait_for(lambda: condition(kubectl.json("get", "apiservice", APISERVICE), "Available").get("status") == "True",
                  timeout=60, interval=0.5, what="APIService Available")
         yield prom, exp, server

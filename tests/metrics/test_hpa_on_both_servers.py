@@ -6,13 +6,13 @@ through a real Prometheus. prometheus-adapter is built from its Go module on fir
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 
 import pytest
 
-from devcluster import certs
+from devcluster import apiservice, certs
+from devcluster.apiservice import APISERVICE
 from devcluster.kubectl import KubectlError
 from devcluster.manifests import external_hpa
 from devcluster.prometheus import Prometheus
@@ -22,7 +22,6 @@ from support import Exporter, MetricsServerProcess
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus]
 
-APISERVICE = "v1beta1.external.metrics.k8s.io"
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
 SERVERS = ("metrics-server", "prometheus-adapter")  # also the names of their Services
 DGD, SERVICE = "llm", "decode"
@@ -103,14 +102,7 @@ def read(kubectl, ns: str) -> dict | None:
 
 def point_apiservice_at(kubectl, both: dict, server: str) -> None:
     port, svc_ns = both["ports"][server], both["svc_ns"]
-    kubectl.apply({"apiVersion": "v1", "kind": "Service", "metadata": {"name": server, "namespace": svc_ns},
-                   "spec": {"type": "ExternalName", "externalName": "localhost",
-                            "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}})
-    kubectl.apply({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": APISERVICE},
-                   "spec": {"group": "external.metrics.k8s.io", "version": "v1beta1",
-                            "service": {"namespace": svc_ns, "name": server, "port": port},
-                            "caBundle": base64.b64encode(both["ca"].cert.read_bytes()).decode(),
-                            "groupPriorityMinimum": 100, "versionPriority": 100}})
+    kubectl.apply(apiservice.manifests(svc_ns, server, port, both["ca"].cert))
     wait_for(lambda: answered_by(read(kubectl, both["namespace"]) or {}) == server, timeout=60, interval=0.5,
              what=f"reads through kube-apiserver answered by {server}")
 
