@@ -9,8 +9,8 @@ from pydantic import BaseModel
 
 from adapter.settings import Settings as AdapterSettings
 from scaler.control.state import Override, SLATargets
-from scaler.live.cli import PlannerSettings
-from scaler.live.config import DeploymentRef, MetricLabels, ServiceConfig
+from scaler.service.cli import PlannerSettings
+from scaler.service.config import DeploymentRef, MetricLabels, ServiceConfig
 from scaler.planner.config import PlannerConfig
 
 SECTIONS: list[tuple[str, type[BaseModel], str]] = [

@@ -14,7 +14,7 @@ from external_metrics.cache import Cache
 from external_metrics.dynamo_names import DYNAMO_METRICS
 from external_metrics.metrics import ServerMetrics
 from external_metrics.signals import DEFAULT_SIGNALS, SignalMapping
-from scaler.live.metrics import PlannerMetrics
+from scaler.service.metrics import PlannerMetrics
 
 
 def _cell(text: str) -> str:

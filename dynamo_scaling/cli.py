@@ -18,7 +18,7 @@ from dynamo_scaling.logs import setup_logging
 COMMAND_MODULES: tuple[str, ...] = (
     "scaler.demo.cli",
     "adapter.cli",
-    "scaler.live.cli",
+    "scaler.service.cli",
     "external_metrics.cli",
     "scaler.replay.cli",
     "devcluster.cli",

@@ -103,7 +103,7 @@ def test_help_works_with_bad_env_and_run_exits_2():
 # -- the planner's command line uses the same machinery -----------------------------------------
 
 def planner_settings(*argv: str):
-    from scaler.live.cli import settings_from_args as planner_from_args
+    from scaler.service.cli import settings_from_args as planner_from_args
 
     return planner_from_args(build_parser().parse_args(["planner", *argv]))
 

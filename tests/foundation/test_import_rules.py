@@ -25,7 +25,7 @@ ALLOWED: dict[str, set[str]] = {
     "scaler.control": {"dynamo_scaling", "scaler.planner", "scaler.policy"},
     # the planner service reads Prometheus through the metrics server's reader and scales through
     # the adapter's /scale client, so both sides agree on names and rules
-    "scaler.live": {"dynamo_scaling", "adapter", "external_metrics", "scaler.control", "scaler.planner",
+    "scaler.service": {"dynamo_scaling", "adapter", "external_metrics", "scaler.control", "scaler.planner",
                     "scaler.policy", "scaler.profile", "scaler.algorithms"},
     "scaler.replay": {"dynamo_scaling", "scaler.planner", "scaler.policy", "scaler.profile",
                       "scaler.algorithms"},
@@ -135,8 +135,8 @@ def test_the_rule_checker_sees_a_back_edge(tmp_path):
     fake = REPO / "scaler" / "replay" / "_rule_probe.py"
     assert _unit("scaler.replay._rule_probe") == "scaler.replay"
     assert not _allowed("scaler.replay", _target_unit("scaler.demo.report"))
-    assert not _allowed("adapter", _target_unit("scaler.live.service"))
-    assert _allowed("scaler.live", _target_unit("adapter.scale_client"))
+    assert not _allowed("adapter", _target_unit("scaler.service.service"))
+    assert _allowed("scaler.service", _target_unit("adapter.scale_client"))
     assert not fake.exists()
 
 

@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-SERVICE_PACKAGES = ("adapter", "external_metrics", "scaler/live", "scaler/control", "scaler/planner",
+SERVICE_PACKAGES = ("adapter", "external_metrics", "scaler/service", "scaler/control", "scaler/planner",
                     "scaler/algorithms")
 # Modules the base install must not need: extras, test tools and the local cluster.
 NOT_IN_IMAGE = ("rich", "matplotlib", "dynamo", "devcluster", "pytest", "grpc_tools", "gjson")

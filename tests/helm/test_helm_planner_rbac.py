@@ -50,7 +50,7 @@ def test_planner_in_another_namespace_works_under_the_chart_rbac(cluster, kubect
     from scaler.control.audit import Audit
     from scaler.control.state import Override, SLATargets
     from scaler.control.store import ConfigMapStore
-    from scaler.live.config import DeploymentRef, ServiceConfig
+    from scaler.service.config import DeploymentRef, ServiceConfig
 
     ns, sa_name = dgd_namespace, planner_rbac["sa_name"]
     token = kubectl("create", "token", sa_name, "-n", namespace, "--duration=10m").strip()

@@ -221,7 +221,7 @@ def test_planner_config_is_rendered_from_values(render):
     assert proc.returncode != 0 and "planner.deployment.name" in proc.stderr
     # the frontend service and a DynamoGraphDeploymentRequest for the SLA pass through, and the
     # rendered file is a config the planner accepts
-    from scaler.live.config import ServiceConfig
+    from scaler.service.config import ServiceConfig
 
     docs = render.docs(values=[FULL], sets={"planner.deployment.frontendService": "Frontend",
                                             "planner.deployment.request": "llama-disagg-request"})

@@ -7,7 +7,7 @@ import datetime as dt
 from scaler.control.api import ControlService
 from scaler.control.audit import Audit
 from scaler.control.state import ControlState, Override, SLATargets
-from scaler.live.loop import PlannerLoop, PoolServices, Snapshot
+from scaler.service.loop import PlannerLoop, PoolServices, Snapshot
 from scaler.policy import Decision, Diagnostics, Observation, PoolObservation, TrafficWindow
 
 POOLS = PoolServices("prefill", "decode")

@@ -8,8 +8,8 @@ import datetime as dt
 import pytest
 
 from scaler.control.state import DecisionRecord
-from scaler.live.loop import TickResult
-from scaler.live.metrics import PlannerMetrics
+from scaler.service.loop import TickResult
+from scaler.service.metrics import PlannerMetrics
 from scaler.policy import Decision, Diagnostics
 
 POOLS = {"prefill": 2, "decode": 1}

@@ -7,7 +7,7 @@ import httpx
 import pytest
 from helpers import wait_for
 
-from scaler.live.sla_request import RequestSLAError, parse
+from scaler.service.sla_request import RequestSLAError, parse
 from test_planner_service import DGD, TOKEN, _adapter, _start, _stop
 
 REPO_CRD = "devcluster/crds/nvidia.com_dynamographdeploymentrequests.yaml"

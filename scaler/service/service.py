@@ -26,12 +26,12 @@ from scaler.control.auth import Authorizer, Caller
 from scaler.control.policy import PolicyConflict, PolicyStore
 from scaler.control.state import ControlState, SLATargets
 from scaler.control.store import ConfigMapStore
-from scaler.live import sla_request
-from scaler.live.actuate import ScaleActuator
-from scaler.live.config import ServiceConfig
-from scaler.live.loop import PlannerLoop, PoolServices
-from scaler.live.metrics import PlannerMetrics
-from scaler.live.observe import LiveObserver
+from scaler.service import sla_request
+from scaler.service.actuate import ScaleActuator
+from scaler.service.config import ServiceConfig
+from scaler.service.loop import PlannerLoop, PoolServices
+from scaler.service.metrics import PlannerMetrics
+from scaler.service.observe import LiveObserver
 from scaler.planner.predictive import PredictivePlanner
 from scaler.profile import planner_profile
 

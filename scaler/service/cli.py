@@ -87,8 +87,8 @@ def settings_from_args(args: argparse.Namespace) -> PlannerSettings:
 def run(args: argparse.Namespace) -> int:
     from dynamo_scaling.kube import api_client
     from scaler.control.auth import KubernetesAuthorizer, StaticTokenAuthorizer
-    from scaler.live import config as cfgmod
-    from scaler.live.service import LOOPBACK, Options, PlannerService, read_token_file
+    from scaler.service import config as cfgmod
+    from scaler.service.service import LOOPBACK, Options, PlannerService, read_token_file
 
     try:
         opt = settings_from_args(args)

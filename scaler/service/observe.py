@@ -13,8 +13,8 @@ from adapter.models import DGD, DGD_PLURAL, GROUP, adapter_name, parse_dgd
 from adapter.scale_client import ScaleClient
 from external_metrics.prom import PrometheusClient, PrometheusError, read_signal
 from external_metrics.signals import LabelNames, SignalMapping
-from scaler.live.config import ServiceConfig
-from scaler.live.loop import Snapshot
+from scaler.service.config import ServiceConfig
+from scaler.service.loop import Snapshot
 from scaler.policy import Observation, PoolObservation, TrafficWindow
 
 log = logging.getLogger(__name__)

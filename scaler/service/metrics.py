@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from scaler.live.loop import TickResult
+from scaler.service.loop import TickResult
 from scaler.policy import Diagnostics
 
 
