@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from scaler.policy import Outcome
+
 MAX_REPLICAS = 10_000
 
 
@@ -72,11 +74,11 @@ class DecisionRecord:
     applied: bool
     reason: str
     details: dict[str, float] = field(default_factory=dict)
-    outcome: str = "planned"  # a scaler.policy.Outcome value
+    outcome: Outcome = Outcome.PLANNED
 
     def as_dict(self) -> dict[str, object]:
         return {"at": self.at.isoformat(), "targets": self.targets, "planned": self.planned,
-                "applied": self.applied, "outcome": self.outcome, "reason": self.reason, "details": self.details}
+                "applied": self.applied, "outcome": self.outcome.value, "reason": self.reason, "details": self.details}
 
 
 @dataclass

@@ -113,7 +113,7 @@ class PlannerLoop:
             outcome = Outcome.HELD_MISSING_DATA if held else Outcome.PLANNED
             record = DecisionRecord(at=now, targets=targets, planned=planned, applied=bool(written),
                                     reason="; ".join(reasons), details=decision.details.as_dict() if decision else {},
-                                    outcome=outcome.value)
+                                    outcome=outcome)
             self.control.state.history.append(record)
         log.info("planner tick", extra={"targets": targets, "written": written, "mode": mode,
                                         "outcome": outcome.value, "reason": record.reason})

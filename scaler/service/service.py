@@ -213,7 +213,7 @@ class PlannerService:
                           for role, svc in (("prefill", pools.prefill), ("decode", pools.decode))},
                 "reasons": [r[:2048] for r in rec.reason.split("; ")][:32],
                 "lastDecision": {"time": rec.at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                 "outcome": rec.outcome, "applied": rec.applied, "mode": last.mode,
+                                 "outcome": rec.outcome.value, "applied": rec.applied, "mode": last.mode,
                                  "reason": rec.reason[:4096]},
             }
             held = "; ".join(f"{svc}: {why}" for svc, why in sorted(last.held.items()))
