@@ -51,6 +51,9 @@ class PlannerConfig(BaseModel):
                            "capacity (headroom=mean_latency, or without SLA counts)")
     max_correction: float = Field(1.5, ge=1, description="upper bound of the capacity headroom factors")
     kv_headroom: float = Field(0.8, gt=0, le=1, description="decode KV usage planned for")
+    unschedulable_after_s: float = Field(60.0, ge=0, description="a pool whose pods stay Pending unschedulable "
+                                         "(no room in the cluster) this long is not raised further until they "
+                                         "are placed (condition InsufficientCapacity)")
 
     @model_validator(mode="after")
     def _bounds(self) -> "PlannerConfig":
