@@ -49,11 +49,20 @@ class LeaseElector:
         self._observed_at = 0.0
         self._was_leader = False
         self._stop = threading.Event()
+        # why the last try to take or renew the lease failed (None: the API server answered)
+        self.last_error: str | None = None
 
     # -- what the write path asks ----------------------------------------------------------
     def is_leader(self) -> bool:
         at = self._renewed_at
         return at is not None and time.monotonic() - at < self.renew_deadline_s
+
+    @property
+    def holder(self) -> str | None:
+        """The lease's holder as last seen (this replica's identity while it leads)."""
+        if self.is_leader():
+            return self.identity
+        return self._observed[0] if self._observed else None
 
     def write_timeout(self) -> float:
         """Call right before each write: raises NotLeader past the renew deadline, else returns
@@ -120,7 +129,9 @@ class LeaseElector:
         while not self._stop.is_set():
             try:
                 self.try_acquire()
+                self.last_error = None
             except Exception as exc:  # timeouts and connection errors: keep trying until the deadline
+                self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("lease renewal failed", extra={"error": str(exc)[:200]})
             leader = self.is_leader()
             if leader and not self._was_leader:
