@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scaler.service.cli",
     "external_metrics.cli",
     "scaler.replay.cli",
+    "scaler.whatif.cli",
     "devcluster.cli",
 )
 

@@ -30,6 +30,10 @@ ALLOWED: dict[str, set[str]] = {
     "scaler.replay": {"dynamo_scaling", "scaler.planner", "scaler.policy", "scaler.profile",
                       "scaler.algorithms"},
     "scaler.demo": {"dynamo_scaling", "scaler.replay", "scaler.planner", "scaler.policy", "scaler.profile"},
+    # what-if: traffic from Prometheus through the metrics server's reader and signal mapping, replayed
+    # under the API's SLA/override shapes (scaler.control) in the replay harness
+    "scaler.whatif": {"dynamo_scaling", "external_metrics", "scaler.replay", "scaler.control", "scaler.planner",
+                      "scaler.policy", "scaler.profile"},
     # development only (never in the image): may use everything above
     "devcluster": {"dynamo_scaling", "adapter", "external_metrics", "scaler"},
     "devtools": {"dynamo_scaling", "adapter", "external_metrics", "scaler", "devcluster"},
