@@ -2,6 +2,11 @@
 
 Level-triggered and polling (every `period_s`): each pass lists DGDs and stand-in pods and
 moves the world one step toward the spec. Simple, restart-safe, and fast enough for tests.
+
+Optionally it also plays the scheduler for a cluster of limited GPUs (`gpu_capacity`, or a
+ConfigMap read every pass so a test can change it at run time): a pod that does not fit is
+created unbound and left Pending with PodScheduled=False, reason Unschedulable, as the real
+scheduler leaves it, and nothing backs it; it is bound (pods/binding) once GPUs free up.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ ANNOTATION_STARTUP = "devcluster.dynamo-scaling.io/startup-delay-seconds"
 #   devcluster.dynamo-scaling.io/args-decode: "--num-gpu-blocks-override 256"
 ANNOTATION_ARGS_PREFIX = "devcluster.dynamo-scaling.io/args-"
 ANNOTATION_POD_ARGS = "devcluster.dynamo-scaling.io/args"
+ANNOTATION_GPUS = "devcluster.dynamo-scaling.io/gpus"  # on each pod: the GPUs it takes from the capacity
+CAPACITY_KEY = "gpus"  # in the capacity ConfigMap: the cluster's worker GPUs
+# what kube-scheduler says about a pod no node has room for
+UNSCHEDULABLE_MESSAGE = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+NO_GPU_TYPES = ("frontend", "planner", "epp")  # components that run on no GPU unless their resources say so
 POD_GRACE_S = 30
 
 
@@ -41,6 +51,22 @@ class OperatorConfig:
     namespace: str | None = None  # None: all namespaces
     startup_delay_s: float = 2.0
     period_s: float = 0.25
+    gpu_capacity: int | None = None  # GPUs for the pods this operator manages; None: no limit
+    capacity_configmap: str | None = None  # "<namespace>/<name>": its data.gpus overrides gpu_capacity
+
+
+def gpus_per_pod(spec: dict | None) -> int:
+    """GPUs one pod of a service takes: its resources' gpu limit (times the multinode node
+    count, as one stand-in pod stands for a whole replica), else 1 for a worker and 0 for the
+    components that run on CPUs."""
+    spec = spec or {}
+    res = spec.get("resources") or {}
+    raw = (res.get("limits") or {}).get("gpu") or (res.get("requests") or {}).get("gpu")
+    nodes = int((spec.get("multinode") or {}).get("nodeCount") or 1)
+    if raw is None:
+        ctype = str(spec.get("componentType") or "").lower()
+        return 0 if ctype in NO_GPU_TYPES else nodes
+    return int(raw) * nodes
 
 
 def _now() -> str:
@@ -51,6 +77,13 @@ def desired_replicas(spec: dict | None) -> int:
     """A service's replica count; unset means 1, as in Dynamo."""
     value = (spec or {}).get("replicas")
     return 1 if value is None else int(value)
+
+
+def _pod_gpus(pod: client.V1Pod) -> int:
+    raw = (pod.metadata.annotations or {}).get(ANNOTATION_GPUS)
+    if raw is not None:
+        return int(raw)
+    return 0 if pod.metadata.labels.get(LABEL_COMPONENT_TYPE) in NO_GPU_TYPES else 1
 
 
 def _is_ready(pod: client.V1Pod) -> bool:
@@ -68,6 +101,8 @@ class StandinOperator:
         self.custom = client.CustomObjectsApi(api)
         self.backend = backend or TimerBackend()
         self._stop = threading.Event()
+        self._capacity: int | None = self.config.gpu_capacity
+        self._gpus_used = 0  # GPUs of the bound pods, kept current during a pass
 
     # -- listing ---------------------------------------------------------------------------
     def _list_dgds(self) -> list[dict]:
@@ -86,9 +121,48 @@ class StandinOperator:
         return self.core.list_pod_for_all_namespaces(label_selector=sel).items
 
     # -- one pass --------------------------------------------------------------------------
+    def _read_capacity(self) -> int | None:
+        """The GPU capacity in effect: the ConfigMap's, when it exists and says, else the flag's."""
+        if not self.config.capacity_configmap:
+            return self.config.gpu_capacity
+        ns, _, name = self.config.capacity_configmap.partition("/")
+        try:
+            data = self.core.read_namespaced_config_map(name, ns).data or {}
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return self.config.gpu_capacity
+        raw = data.get(CAPACITY_KEY, "").strip()
+        if not raw:
+            return self.config.gpu_capacity
+        try:
+            return max(0, int(raw))
+        except ValueError:
+            log.warning("capacity ConfigMap: not an integer", extra={"value": raw})
+            return self.config.gpu_capacity
+
+    def _fits(self, gpus: int) -> bool:
+        return self._capacity is None or self._gpus_used + gpus <= self._capacity
+
+    def _schedule(self, pods: list[client.V1Pod]) -> None:
+        """Bind waiting pods, oldest first, while the GPUs last; the rest stay Unschedulable."""
+        self._gpus_used = sum(_pod_gpus(p) for p in pods if p.spec.node_name)
+        waiting = sorted((p for p in pods if not p.spec.node_name and not p.metadata.deletion_timestamp),
+                         key=lambda p: p.metadata.creation_timestamp)
+        for pod in waiting:
+            gpus = _pod_gpus(pod)
+            if not self._fits(gpus):
+                self._mark_unschedulable(pod)
+                continue
+            self._bind(pod)
+            pod.spec.node_name = NODE_NAME  # bound from now on, also for the rest of this pass
+            self._gpus_used += gpus
+
     def reconcile_once(self) -> None:
+        self._capacity = self._read_capacity()
         dgds = self._list_dgds()
         pods = self._list_pods()
+        self._schedule(pods)
         by_owner: dict[tuple[str, str], list[client.V1Pod]] = {}
         for pod in pods:
             key = (pod.metadata.namespace, pod.metadata.labels.get(LABEL_DGD, ""))
@@ -144,6 +218,8 @@ class StandinOperator:
                 live = [p for p in live if p.metadata.name not in gone]
             ready = 0
             for pod in live:
+                if not pod.spec.node_name:  # not scheduled: nothing runs for it
+                    continue
                 info = self._info(pod, delay)
                 self.backend.start(info)
                 if _is_ready(pod) and self.backend.healthy(info):
@@ -178,24 +254,54 @@ class StandinOperator:
         if spec.get("subComponentType"):
             labels[LABEL_SUB_COMPONENT_TYPE] = str(spec["subComponentType"])
         args = (meta.get("annotations") or {}).get(ANNOTATION_ARGS_PREFIX + svc.lower(), "")
+        gpus = gpus_per_pod(spec)
+        annotations = {ANNOTATION_POD_ARGS: args} if args else {}
+        if self.config.gpu_capacity is not None or self.config.capacity_configmap:
+            annotations[ANNOTATION_GPUS] = str(gpus)
+        fits = self._fits(gpus)
         body = {
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {
-                "name": pod_name, "namespace": ns, "labels": labels,
-                "annotations": {ANNOTATION_POD_ARGS: args} if args else {},
+                "name": pod_name, "namespace": ns, "labels": labels, "annotations": annotations,
                 "ownerReferences": [{
                     "apiVersion": f"{GROUP}/{VERSION}", "kind": "DynamoGraphDeployment",
                     "name": name, "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True,
                 }],
             },
             "spec": {
-                "nodeName": NODE_NAME,
                 "terminationGracePeriodSeconds": POD_GRACE_S,
                 "containers": [{"name": "main", "image": f"dynamo-standin/{ctype}"}],
             },
         }
-        self.core.create_namespaced_pod(ns, body)
-        log.info("pod created", extra={"pod": pod_name, "dgd": name, "service": svc})
+        if fits:
+            body["spec"]["nodeName"] = NODE_NAME
+            self._gpus_used += gpus
+        pod = self.core.create_namespaced_pod(ns, body)
+        log.info("pod created", extra={"pod": pod_name, "dgd": name, "service": svc, "scheduled": fits})
+        if not fits:
+            self._mark_unschedulable(pod)
+
+    def _bind(self, pod: client.V1Pod) -> None:
+        """Place the pod on the node as the scheduler does (the API server sets PodScheduled)."""
+        binding = client.V1Binding(metadata=client.V1ObjectMeta(name=pod.metadata.name),
+                                   target=client.V1ObjectReference(api_version="v1", kind="Node", name=NODE_NAME))
+        # the generated client cannot read the Status this call answers with: do not parse it
+        self.core.create_namespaced_pod_binding(pod.metadata.name, pod.metadata.namespace, binding,
+                                                _preload_content=False)
+        log.info("pod scheduled", extra={"pod": pod.metadata.name, "gpus": _pod_gpus(pod)})
+
+    def _mark_unschedulable(self, pod: client.V1Pod) -> None:
+        """Pending with PodScheduled=False as kube-scheduler reports a pod no node has room for
+        (written once: the transition time says since when)."""
+        for c in (pod.status and pod.status.conditions) or []:
+            if c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable":
+                return
+        cond = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": UNSCHEDULABLE_MESSAGE, "lastTransitionTime": _now()}
+        self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace,
+                                              {"status": {"phase": "Pending", "conditions": [cond]}})
+        log.info("pod unschedulable: no GPU left", extra={"pod": pod.metadata.name, "capacity": self._capacity,
+                                                          "gpus_used": self._gpus_used})
 
     def _mark_ready(self, pod: client.V1Pod) -> None:
         now = _now()
