@@ -4,45 +4,27 @@ the cluster at start."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import urllib3
 import uvicorn
 from fastapi.responses import JSONResponse, Response
 from kubernetes import client
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from adapter.scale_client import ScaleClient
 from external_metrics.prom import PrometheusClient
 from external_metrics.tls import ServingCert
-from scaler.control.api import MAX_BODY_BYTES, ControlService, Limits, NotPersisted, create_app
-from scaler.control.audit import Audit
-from scaler.control.auth import Authorizer, Caller
-from scaler.control.policy import PolicyConflict, PolicyStore
-from scaler.control.state import ControlState, SLATargets
-from scaler.control.store import ConfigMapStore
-from scaler.service import sla_request
-from scaler.service.actuate import ScaleActuator
-from scaler.service.config import ServiceConfig
-from scaler.service.loop import PlannerLoop, PoolServices
-from scaler.service.metrics import PlannerMetrics
-from scaler.service.observe import LiveObserver
-from scaler.planner.predictive import PredictivePlanner
+from scaler.control.api import MAX_BODY_BYTES, create_app
+from scaler.control.auth import Authorizer
 from scaler.profile import planner_profile
+from scaler.service.config import ServiceConfig
+from scaler.service.deployment import DeploymentPlanner
+from scaler.service.metrics import PlannerMetrics
 
 log = logging.getLogger(__name__)
-
-
-def _unreachable(exc: BaseException) -> bool:
-    """The API server could not be reached or failed, as opposed to answering with an error."""
-    if isinstance(exc, client.exceptions.ApiException):
-        return not exc.status or exc.status >= 500
-    return isinstance(exc, (urllib3.exceptions.HTTPError, OSError))
 
 
 def backoff_s(interval_s: float, failures: int) -> float:
@@ -72,39 +54,19 @@ class Options:
 
 
 class PlannerService:
+    """The process: HTTP server, /healthz, /readyz, /metrics and the tick loop thread, over the
+    DeploymentPlanners it plans (one in single-DGD mode)."""
+
     def __init__(self, cfg: ServiceConfig, api: client.ApiClient, opts: Options, authorizer: Authorizer) -> None:
         self.cfg, self.opts, self.api = cfg, opts, api
-        self._request_error: str | None = None
-        d = cfg.deployment
         profile, self.profile_source = planner_profile(cfg.profile_file)
-        self.store = ConfigMapStore(api, d.namespace, cfg.configmap)
-        default_sla = SLATargets(ttft_ms=cfg.planner.ttft_ms, itl_ms=cfg.planner.itl_ms,
-                                 attainment_target=cfg.planner.attainment_target)
-        # operator state lives in the DGD's DynamoScalingPolicy where the CRD is installed; the
-        # ConfigMap only where it is not (docs/policy.md)
-        self.policy_store: PolicyStore | None = None
-        self._policy_notes: set[str] = set()
-        if PolicyStore.served(api):
-            self.policy_store = PolicyStore(api, d.namespace, d.name)
-            # --advisory is the mode of a policy the planner creates; an existing policy's mode rules
-            state = self.policy_store.load(ControlState(sla=default_sla, advisory=opts.advisory), configmap=self.store)
-        else:
-            state = self.store.load(default_sla)
-            if opts.advisory:
-                state.advisory = True
-        self.pools = PoolServices(d.prefill_service, d.decode_service)
-        self.policy = PredictivePlanner(profile, cfg.planner)
         self.metrics = PlannerMetrics()
         self.metrics.profile_source.labels(self.profile_source).set(1)
-        audit = Audit(api, d.namespace, {"api_version": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
-                                         "name": d.name})
-        self.control = ControlService(state, None if self.policy_store else self.store.save, audit, self.status,
-                                      services=self.pools.names, limits=self.limits,
-                                      save_change=self._save_policy if self.policy_store else None)
-        self.observer = LiveObserver(cfg, api, PrometheusClient(opts.prometheus_url, connection=cfg.prometheus))
-        self.loop = PlannerLoop(self.policy, self.observer,
-                                ScaleActuator(ScaleClient(api, d.namespace), d.name), self.control, self.pools)
-        self.app = create_app(self.control, authorizer, api_docs=opts.api_docs, max_body_bytes=opts.max_body_bytes)
+        prom = PrometheusClient(opts.prometheus_url, connection=cfg.prometheus)
+        self.deployments: list[DeploymentPlanner] = [
+            DeploymentPlanner(cfg, api, prom, profile, self.profile_source, self.metrics, advisory=opts.advisory)]
+        self.app = create_app(self.deployments[0].control, authorizer, api_docs=opts.api_docs,
+                              max_body_bytes=opts.max_body_bytes)
         # this process's own liveness replaces the control API's constant /healthz
         self.app.router.routes = [r for r in self.app.router.routes if getattr(r, "path", None) != "/healthz"]
         self.app.add_api_route("/healthz", self._healthz, methods=["GET"], include_in_schema=False)
@@ -112,18 +74,33 @@ class PlannerService:
         self.app.add_api_route("/metrics", self._metrics, methods=["GET"], include_in_schema=False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.last_error: str | None = None
-        self.failures = 0  # failed ticks in a row
         # the loop must complete its next tick (successful or not) before this monotonic time;
         # the first tick may also wait for start-up
         self._due = time.monotonic() + (cfg.liveness_intervals + 1) * cfg.planner.interval_s
         self.dependencies: dict[str, str | None] = {"prometheus": "not queried yet", "kubernetes": "not reached yet"}
 
-    def limits(self) -> Limits:
-        p, pools = self.policy.config, self.pools
-        return Limits(max_replicas={pools.prefill: p.max_prefill, pools.decode: p.max_decode},
-                      min_replicas={pools.prefill: p.min_prefill, pools.decode: p.min_decode},
-                      gpu_budget=p.gpu_budget)
+    # single-DGD mode: the one deployment's parts, under the names they had on the service
+    @property
+    def single(self) -> DeploymentPlanner:
+        return self.deployments[0]
+
+    loop = property(lambda self: self.single.loop)
+    control = property(lambda self: self.single.control)
+    policy = property(lambda self: self.single.policy)
+    policy_store = property(lambda self: self.single.policy_store)
+    store = property(lambda self: self.single.store)
+    observer = property(lambda self: self.single.observer)
+    pools = property(lambda self: self.single.pools)
+    last_error = property(lambda self: self.single.last_error)
+
+    @property
+    def failures(self) -> int:
+        """Failed ticks in a row; with many DGDs, the least of them: the loop backs off only
+        when every DGD fails (an outage), never because of one."""
+        return min((d.failures for d in self.deployments), default=0)
+
+    def status(self) -> dict:
+        return self.single.status()
 
     def _metrics(self) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -145,140 +122,24 @@ class PlannerService:
         ready = all(v is None for v in self.dependencies.values())
         return JSONResponse({"ready": ready, **deps}, 200 if ready else 503)
 
-    def status(self) -> dict:
-        last = self.loop.last
-        return {
-            "deployment": self.cfg.deployment.model_dump(),
-            "last_decision": last.record.as_dict() if last else None,
-            "forecast": (last.decision.details.as_dict() if last and last.decision else {}),
-            "targets": last.record.targets if last else {},
-            "held": last.held if last else {},
-            "last_error": self.last_error,
-            "dependencies": {k: v or "ok" for k, v in self.dependencies.items()},
-            "profile_source": self.profile_source,
-            "policy": (f"{self.policy_store.namespace}/{self.policy_store.name}" if self.policy_store else None),
-        }
-
-    def _sync_request_sla(self) -> None:
-        """Take the SLA of the configured DynamoGraphDeploymentRequest whenever its generation
-        changes (persisted, so a restart does not undo an SLA set through the API since)."""
-        d = self.cfg.deployment
-        if not d.request:
-            return
-        try:
-            req = sla_request.read(self.api, d.namespace, d.request)
-        except (sla_request.RequestSLAError, client.exceptions.ApiException) as exc:
-            # planning goes on with the SLA in effect; say so once per distinct problem
-            text = str(exc).splitlines()[0]
-            if text != self._request_error:
-                log.warning("SLA of the deployment request not taken", extra={"error": text})
-            self._request_error = text
-            return
-        self._request_error = None
-        if req is None or req.generation == self.control.state.sla_request_generation:
-            return
-
-        def take(state) -> None:
-            state.sla, state.sla_request_generation = req.sla, req.generation
-
-        try:
-            detail = (f"SLA set to TTFT {req.sla.ttft_ms:g} ms, ITL {req.sla.itl_ms:g} ms "
-                      f"from the deployment request (generation {req.generation})")
-            self.control.change(Caller(f"DynamoGraphDeploymentRequest/{d.request}"), "SLAChanged", detail, take)
-        except (NotPersisted, PolicyConflict) as exc:  # state untouched, retried next tick
-            log.warning("SLA of the deployment request not saved", extra={"error": str(exc)})
-
-    def _save_policy(self, before: ControlState, after: ControlState, caller: Caller) -> ControlState:
-        return self.policy_store.save_change(before, after)
-
-    def _refresh_policy(self) -> None:
-        """Take the policy's spec as it is now (kubectl, GitOps and REST all write it)."""
-        with self.control.lock:
-            notes = self.policy_store.refresh(self.control.state)
-        for note in set(notes) - self._policy_notes:  # once per note, not per tick
-            log.info("planning policy", extra={"note": note})
-        self._policy_notes = set(notes)
-
-    def _write_policy_status(self) -> None:
-        """The last decision and the conditions into the policy's status (throttled by the store)."""
-        last, st = self.loop.last, self.control.state
-        conds: list[tuple[str, bool, str, str]] = []
-        status: dict = {}
-        if last is not None:
-            rec, pools = last.record, self.pools
-            status = {
-                "forecast": {k: float(v) for k, v in (last.decision.details.as_dict() if last.decision else {}).items()},
-                "plan": dict(rec.targets), "current": dict(last.current),
-                "roles": {role: {"pool": svc, "current": last.current.get(svc, 0), "desired": rec.targets.get(svc, 0)}
-                          for role, svc in (("prefill", pools.prefill), ("decode", pools.decode))},
-                "reasons": [r[:2048] for r in rec.reason.split("; ")][:32],
-                "lastDecision": {"time": rec.at.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                                 "outcome": rec.outcome.value, "applied": rec.applied, "mode": last.mode,
-                                 "reason": rec.reason[:4096]},
-            }
-            held = "; ".join(f"{svc}: {why}" for svc, why in sorted(last.held.items()))
-            conds.append(("HeldOnMissingData", bool(last.held), "MissingData" if last.held else "DataPresent",
-                          held or "every input of the decision was observed"))
-            blocked = "; ".join(f"{svc}: {why}" for svc, why in sorted(last.blocked.items()))
-            conds.append(("ConflictingScaler", bool(last.blocked), "OtherScaler" if last.blocked else "NoConflict",
-                          blocked or "no other scaler targets the planned pools"))
-            limited = last.decision is not None and last.decision.details.budget_limited
-            conds.append(("BudgetLimited", limited, "GPUBudget" if limited else "WithinBudget",
-                          f"the plan was cut to the GPU budget of {self.policy.config.gpu_budget}" if limited
-                          else "the plan fits the GPU budget"))
-        if self.last_error:
-            planning = (False, "TickFailed", self.last_error)
-        elif st.paused:
-            planning = (False, "Paused", "the policy's mode is paused: decisions are computed, nothing is written")
-        elif last is None:
-            planning = (False, "Starting", "no decision yet")
-        elif last.mode == "deployment not ready":
-            planning = (False, "DeploymentNotReady", "the DynamoGraphDeployment is not Ready")
-        elif st.advisory:
-            planning = (True, "Advisory", "planning; replicas are recommended, not written")
-        else:
-            planning = (True, "Active", "planning and writing replicas")
-        conds.insert(0, ("Planning", *planning))
-        try:
-            self.policy_store.write_status(status, conds)
-        except Exception as exc:  # noqa: BLE001  a report: it must never fail planning
-            log.warning("policy status not written", extra={"error": str(exc)[:300]})
-
-    def _apply_sla(self) -> None:
-        # the SLA set through the API drives the decision logic
-        sla = self.control.state.sla
-        self.policy.config = self.policy.config.model_copy(update={"ttft_ms": sla.ttft_ms, "itl_ms": sla.itl_ms,
-                                                                  "attainment_target": sla.attainment_target})
+    def _gather_dependencies(self) -> None:
+        """The process's dependencies from its deployments' last ticks: a dependency is down when
+        it failed for one of them (with many DGDs, reachable for one is reachable)."""
+        for dep in self.dependencies:
+            errs = [d.dependencies[dep] for d in self.deployments]
+            ok = [e for e in errs if e is None]
+            self.dependencies[dep] = None if ok or not errs else errs[0]
+        for dep, err in self.dependencies.items():
+            self.metrics.dependency_up.labels(dep).set(0 if err else 1)
 
     def run_once(self) -> None:
         """One isolated tick: whatever fails is logged, counted and retried after a back-off;
         nothing a tick raises ends the loop."""
-        try:
-            if self.policy_store:
-                self._refresh_policy()
-            self._sync_request_sla()
-            self._apply_sla()
-            self.metrics.record(self.loop.tick())
-            self.last_error, self.failures = None, 0
-            self.dependencies["kubernetes"] = None
-        except Exception as exc:
-            self.failures += 1
-            kind = type(exc).__name__
-            self.metrics.errors.inc()
-            self.metrics.tick_errors.labels(kind).inc()
-            self.last_error = f"{kind}: {exc}"[:500]
-            if _unreachable(exc):
-                self.dependencies["kubernetes"] = self.last_error
-            else:
-                self.dependencies["kubernetes"] = None
-            log.warning("planning tick failed", exc_info=True,
-                        extra={"error": self.last_error, "failures_in_a_row": self.failures})
-        self.dependencies["prometheus"] = self.observer.prom_error if self.observer.prom_error is None \
-            else f"Prometheus error: {self.observer.prom_error}"
-        for dep, err in self.dependencies.items():
-            self.metrics.dependency_up.labels(dep).set(0 if err else 1)
-        if self.policy_store:
-            self._write_policy_status()
+        for d in self.deployments:
+            d.run_once()
+        self._gather_dependencies()
+        for d in self.deployments:
+            d.write_policy_status()
 
     def run_loop(self) -> None:
         interval = self.cfg.planner.interval_s
