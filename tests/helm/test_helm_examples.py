@@ -91,3 +91,38 @@ def test_planner_example_is_a_valid_configuration():
     assert 70 <= profile.prefill.ttft_ms_at(3000) <= 90
     thpt, _ = profile.decode.best_throughput_per_gpu(itl_target_ms=planner.itl_ms, context_length=4096)
     assert 5000 <= thpt <= 12000
+
+
+FLEET = EXAMPLES / "planner" / "fleet"
+
+
+@pytest.mark.cluster
+def test_fleet_example_applies_and_its_values_plan_its_namespaces(kubectl, namespace, dgd_namespace):
+    """The fleet example's deployments and policies (each namespace mapped to a test namespace)
+    apply with strict validation against the CRDs and are stored as written; every policy names a
+    deployment of the example and pools it has, in its own namespace; and the fleet values plan
+    exactly the policies' namespaces."""
+    dgds = list(yaml.safe_load_all((FLEET / "dgds.yaml").read_text()))
+    policies = list(yaml.safe_load_all((FLEET / "policies.yaml").read_text()))
+    single = yaml.safe_load((EXAMPLES / "planner" / "policy-llama-disagg.yaml").read_text())
+    values = yaml.safe_load((FLEET / "values-fleet.yaml").read_text())
+    planned = values["planner"]["fleet"]["namespaces"]
+    assert {p["metadata"]["namespace"] for p in policies} == set(planned)
+    to_test = dict(zip(planned, (namespace, dgd_namespace)))
+    services = {(d["metadata"]["namespace"], d["metadata"]["name"]): set(d["spec"]["services"]) for d in dgds}
+    for p in policies:
+        pools = services[(p["metadata"]["namespace"], p["spec"]["dgdRef"]["name"])]
+        named = {b["name"] for b in p["spec"].get("pools", [])} | {x["pool"] for x in p["spec"].get("pins", [])}
+        assert named <= pools, f"{p['metadata']['name']}: no such pools {named - pools}"
+    assert len({p["spec"]["priority"] for p in policies}) == len(policies), "priorities should order the fleet"
+    assert any(x.get("expiresAt") for p in policies for x in p["spec"].get("pins", [])), "a pin with an expiry"
+
+    single["metadata"]["namespace"] = "team-a"
+    for doc in [*dgds, *policies, single]:
+        doc["metadata"]["namespace"] = ns = to_test[doc["metadata"]["namespace"]]
+        proc = kubectl.run("apply", "--server-side", "--validate=strict", "--field-manager=examples", "-f", "-",
+                           input=json.dumps(doc), check=False)
+        assert proc.returncode == 0, f"{doc['kind']} {doc['metadata']['name']}: {proc.stderr}"
+        kind = "dgd" if doc["kind"] == "DynamoGraphDeployment" else "dsp"
+        got = kubectl.json("get", kind, doc["metadata"]["name"], "-n", ns)
+        assert _subset(doc["spec"], got["spec"]), f"{doc['metadata']['name']}: stored spec differs: {got['spec']}"

@@ -1,0 +1,275 @@
+"""The chart's fleet mode (planner.mode=fleet): one planner Deployment for every
+DynamoScalingPolicy in the listed namespaces, with replicas, leader election and a
+PodDisruptionBudget; a config file the planner accepts; RBAC as a Role in each planned namespace
+(checked against the real API server) and nothing of it anywhere else; and deployment mode, the
+default, rendered as before."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from helm_chart_helpers import ensure_keda_crd, find, one
+
+NAME = "ds-dynamo-scaling-planner"
+FLEET = {"planner.enabled": "true", "planner.mode": "fleet"}
+
+
+def _container(docs, name=NAME) -> dict:
+    return one(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+
+
+def _config(docs, name=NAME) -> dict:
+    return yaml.safe_load(one(docs, "ConfigMap", f"{name}-config")["data"]["config.yaml"])
+
+
+def _planner_settings(args: list[str]):
+    """The container's arguments through the real `dynamo-scaling` parser and the planner's
+    settings (as the pod starts it)."""
+    from dynamo_scaling.cli import build_parser
+    from scaler.service.cli import settings_from_args
+
+    parsed = build_parser().parse_args(args)
+    assert parsed.command == "planner"
+    return settings_from_args(parsed)
+
+
+def test_fleet_mode_renders_one_ha_planner_for_the_listed_namespaces(render):
+    docs = render.docs(sets={**FLEET, "planner.fleet.namespaces": "{team-a,team-b}",
+                             "planner.fleet.gpuBudget": "32", "planner.fleet.resyncSeconds": "20"})
+    dep = one(docs, "Deployment", NAME)
+    assert dep["spec"]["replicas"] == 2
+    # only the Lease holder writes, so a rolling update may overlap old and new pods
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    c = _container(docs)
+    assert "--leader-election" in c["args"]
+    assert "--leader-election-namespace=dynamo-scaling" in c["args"]
+    assert f"--leader-election-lease={NAME}" in c["args"]
+    term = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    pdb = one(docs, "PodDisruptionBudget", NAME)
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+
+    cfg = _config(docs)
+    assert cfg["fleet"] == {"namespaces": ["team-a", "team-b"], "gpu_budget": 32, "resync_s": 20}
+    assert "deployment" not in cfg and "state_configmap" not in cfg
+    settings = _planner_settings(c["args"])
+    assert settings.leader_election and settings.leader_election_namespace == "dynamo-scaling"
+    assert settings.leader_election_lease == NAME
+
+
+def test_fleet_mode_defaults(render):
+    """Namespaces default to the release's, no shared budget unless given; with one replica no
+    PodDisruptionBudget (it would block every drain), but still leader election."""
+    docs = render.docs(namespace="ml-serving", sets={**FLEET, "planner.replicas": "1"})
+    cfg = _config(docs)
+    assert cfg["fleet"] == {"namespaces": ["ml-serving"], "resync_s": 30}
+    assert one(docs, "Deployment", NAME)["spec"]["replicas"] == 1
+    assert not find(docs, "PodDisruptionBudget", NAME)
+    assert _planner_settings(_container(docs)["args"]).leader_election
+
+
+def test_fleet_rbac_is_a_role_per_planned_namespace_and_nothing_cluster_wide(render):
+    docs = render.docs(sets={**FLEET, "planner.fleet.namespaces": "{team-a,team-b}"})
+    sa = {"kind": "ServiceAccount", "name": NAME, "namespace": "dynamo-scaling"}
+    bindings = [b for b in find(docs, "RoleBinding") + find(docs, "ClusterRoleBinding") if sa in b["subjects"]]
+    by_ns = {}
+    for b in bindings:
+        if b["kind"] == "ClusterRoleBinding":
+            # cluster-wide only what the REST API's TokenReview and SubjectAccessReview need
+            assert b["roleRef"]["name"] == "system:auth-delegator", b["metadata"]["name"]
+            continue
+        assert b["roleRef"]["kind"] == "Role", f"{b['metadata']['name']} binds a ClusterRole"
+        by_ns.setdefault(b["metadata"]["namespace"], []).append(b["roleRef"]["name"])
+    assert by_ns == {"team-a": [NAME], "team-b": [NAME], "dynamo-scaling": [f"{NAME}-leader-election"]}
+    # the deployment-mode ClusterRole and state ConfigMap Role are not rendered
+    assert not find(docs, "ClusterRole", NAME) and not find(docs, "Role", f"{NAME}-state")
+    lease = one(docs, "Role", f"{NAME}-leader-election")
+    assert {"resourceNames": [NAME], "verbs": ["get", "update"]}.items() <= lease["rules"][1].items()
+
+
+def test_deployment_mode_stays_the_default_and_as_before(render):
+    docs = render.docs(sets={"planner.enabled": "true", "planner.deployment.name": "llama"})
+    dep = one(docs, "Deployment", NAME)
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert not any(a.startswith("--leader-election") for a in _container(docs)["args"])
+    assert not find(docs, "PodDisruptionBudget", NAME) and not find(docs, "Role", f"{NAME}-leader-election")
+    assert _config(docs)["deployment"]["name"] == "llama" and "fleet" not in _config(docs)
+    one(docs, "ClusterRole", NAME)
+    # two planners of one DGD: leader election and a PodDisruptionBudget
+    docs = render.docs(sets={"planner.enabled": "true", "planner.deployment.name": "llama", "planner.replicas": "2"})
+    assert "--leader-election" in _container(docs)["args"]
+    assert one(docs, "Deployment", NAME)["spec"]["strategy"]["type"] == "RollingUpdate"
+    one(docs, "PodDisruptionBudget", NAME)
+    one(docs, "Role", f"{NAME}-leader-election")
+
+
+@pytest.mark.parametrize("sets,message", [
+    ({**FLEET, "planner.leaderElection.enabled": "false"},
+     "planner.replicas > 1 needs planner.leaderElection.enabled=true"),
+    ({"planner.enabled": "true", "planner.deployment.name": "llama", "planner.replicas": "3",
+      "planner.leaderElection.enabled": "false"}, "planner.replicas > 1 needs planner.leaderElection.enabled=true"),
+    ({**FLEET, "planner.deployment.name": "llama"}, "planner.deployment.name is for planner.mode=deployment"),
+    ({"planner.enabled": "true"}, "needs planner.deployment.name"),
+], ids=["fleet-without-election", "replicas-without-election", "fleet-with-a-deployment", "no-target"])
+def test_contradictory_planner_values_are_refused_naming_the_key(render, sets, message):
+    proc = render.run(sets=sets, check=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("sets,where,message", [
+    ({"planner.mode": "fleets"}, "/planner/mode", "value must be one of"),
+    ({"planner.fleet.namespaces": "{Team_A}"}, "/planner/fleet/namespaces/0", "does not match pattern"),
+    ({"planner.fleet.gpuBudget": "0"}, "/planner/fleet/gpuBudget", "minimum"),
+    ({"planner.fleet.resyncSeconds": "0"}, "/planner/fleet/resyncSeconds", "minimum"),
+    ({"planner.fleet.namespace": "team-a"}, "/planner/fleet", "additional properties 'namespace' not allowed"),
+    ({"planner.replicas": "-1"}, "/planner/replicas", "minimum"),
+], ids=["mode", "namespace-name", "budget", "resync", "misspelt", "replicas"])
+def test_schema_rejects_bad_fleet_values_naming_the_key(render, sets, where, message):
+    proc = render.run(sets={**FLEET, **sets}, check=False)
+    assert proc.returncode != 0
+    assert "values don't meet the specifications of the schema" in proc.stderr
+    assert f"at '{where}'" in proc.stderr and message in proc.stderr, proc.stderr
+
+
+# ---- against the real API server
+
+POLICIES = "dynamoscalingpolicies.scaling.dynamo-scaling.io"
+DGDSA = "dynamographdeploymentscalingadapters.nvidia.com"
+
+
+@pytest.fixture()
+def fleet_rbac(render, kubectl, namespace, dgd_namespace):
+    """The chart's fleet-mode RBAC for a release in `namespace` planning `namespace` and `dgd_namespace`."""
+    from test_helm_rbac import RBAC_KINDS as kinds
+
+    ensure_keda_crd(kubectl)  # so that `auth can-i` resolves scaledobjects.keda.sh
+    docs = render.docs(release=namespace, namespace=namespace, sets={
+        **FLEET, "planner.fleet.namespaces": f"{{{namespace},{dgd_namespace}}}"})
+    objs = [d for d in docs if d["kind"] in kinds]
+    kubectl.apply(objs)
+    sa_name = f"{namespace}-dynamo-scaling-planner"
+    yield {"release": namespace, "sa_name": sa_name, "sa": f"system:serviceaccount:{namespace}:{sa_name}",
+           "watched": [namespace, dgd_namespace]}
+    for d in objs:
+        if d["kind"].startswith("Cluster"):
+            kubectl.run("delete", d["kind"].lower(), d["metadata"]["name"], "--wait=false", check=False)
+
+
+@pytest.mark.cluster
+def test_fleet_planner_may_plan_in_watched_namespaces_only(kubectl, namespace, fleet_rbac):
+    from test_helm_rbac import can
+
+    sa, lease = fleet_rbac["sa"], fleet_rbac["sa_name"]
+    allowed = [("get", POLICIES), ("list", POLICIES), ("watch", POLICIES), ("create", POLICIES), ("patch", POLICIES),
+               ("patch", POLICIES, "--subresource=status"),
+               ("get", "dynamographdeployments.nvidia.com"), ("list", "dynamographdeployments.nvidia.com"),
+               ("get", DGDSA), ("list", DGDSA),
+               ("get", DGDSA, "--subresource=scale"), ("patch", DGDSA, "--subresource=scale"),
+               ("update", DGDSA, "--subresource=scale"),
+               ("list", "horizontalpodautoscalers.autoscaling"), ("list", "scaledobjects.keda.sh"),
+               ("list", "pods"), ("create", "events"), ("patch", "events")]
+    refused = [("delete", POLICIES), ("update", POLICIES), ("update", POLICIES, "--subresource=status"),
+               ("patch", "dynamographdeployments.nvidia.com"), ("update", "dynamographdeployments.nvidia.com"),
+               ("patch", DGDSA), ("create", DGDSA), ("delete", DGDSA),
+               ("get", "secrets"), ("list", "configmaps"), ("create", "configmaps"), ("delete", "pods"),
+               ("create", "leases.coordination.k8s.io")]
+    wrong = []
+    for where in fleet_rbac["watched"]:
+        wrong += [f"missing {c} in {where}" for c in allowed if not can(kubectl, sa, c[0], c[1], where, *c[2:])]
+        wrong += [f"granted {c} in {where}" for c in refused
+                  if (c[1] != "leases.coordination.k8s.io" or where != namespace)
+                  and can(kubectl, sa, c[0], c[1], where, *c[2:])]
+    # a namespace not in planner.fleet.namespaces: nothing at all
+    wrong += [f"granted {c} in other-ns" for c in allowed if can(kubectl, sa, c[0], c[1], "other-ns", *c[2:])]
+    # the Lease: in the release namespace, only its own name
+    for want, verb, res, where in [(True, "create", "leases.coordination.k8s.io", namespace),
+                                   (True, "get", f"leases.coordination.k8s.io/{lease}", namespace),
+                                   (True, "update", f"leases.coordination.k8s.io/{lease}", namespace),
+                                   (False, "update", "leases.coordination.k8s.io/some-other-lease", namespace),
+                                   (False, "delete", f"leases.coordination.k8s.io/{lease}", namespace),
+                                   (False, "create", "leases.coordination.k8s.io", "other-ns"),
+                                   (True, "create", "tokenreviews.authentication.k8s.io", None),
+                                   (True, "create", "subjectaccessreviews.authorization.k8s.io", None),
+                                   (False, "list", POLICIES, None),
+                                   (False, "list", "pods", None)]:
+        if can(kubectl, sa, verb, res, where) != want:
+            wrong.append(f"{'missing' if want else 'granted'} {verb} {res} in {where}")
+    # DynamoGraphDeploymentRequests (the SLA source) are Dynamo's: no CRD here, so ask the
+    # authorizer directly rather than through kubectl, which resolves the resource first
+    for want, where in ((True, namespace), (True, fleet_rbac["watched"][1]), (False, "other-ns")):
+        if _sar(kubectl, sa, "get", "nvidia.com", "dynamographdeploymentrequests", where) != want:
+            wrong.append(f"{'missing' if want else 'granted'} get dynamographdeploymentrequests in {where}")
+    assert not wrong, "\n".join(wrong)
+
+
+def _sar(kubectl, user: str, verb: str, group: str, resource: str, ns: str) -> bool:
+    sar = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": {
+        "user": user, "groups": ["system:serviceaccounts", "system:authenticated"],
+        "resourceAttributes": {"group": group, "resource": resource, "verb": verb, "namespace": ns}}}
+    out = kubectl.run("create", "-o", "json", "-f", "-", input=json.dumps(sar))
+    return json.loads(out.stdout)["status"].get("allowed", False) is True
+
+
+@pytest.mark.cluster
+def test_fleet_planner_code_runs_under_the_chart_rbac(cluster, kubectl, namespace, dgd_namespace, fleet_rbac,
+                                                      tmp_path):
+    """The planner's own code with a token of the chart's ServiceAccount: the Lease, a policy
+    (create, REST change, status) and a /scale write in a watched namespace; refused in another."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from adapter.leader import LeaseElector
+    from adapter.scale_client import ScaleClient
+    from devcluster.controlplane import write_kubeconfig
+    from scaler.control.policy import GROUP, PLURAL, VERSION, PolicyStore
+    from scaler.control.state import ControlState, Override, SLATargets
+
+    sa_name = fleet_rbac["sa_name"]
+    token = kubectl("create", "token", sa_name, "-n", namespace, "--duration=10m").strip()
+    api = config.new_client_from_config(
+        config_file=str(write_kubeconfig(cluster, tmp_path / "planner.kubeconfig", token=token)))
+
+    elector = LeaseElector(api, namespace, sa_name, "planner-0", lease_s=15, renew_deadline_s=10, retry_s=2)
+    assert elector.try_acquire() and elector.try_acquire()  # create, then renew (update)
+    assert kubectl.json("get", "lease", sa_name, "-n", namespace)["spec"]["holderIdentity"] == "planner-0"
+    with pytest.raises(ApiException) as exc:
+        LeaseElector(api, dgd_namespace, sa_name, "planner-0", lease_s=15, renew_deadline_s=10,
+                     retry_s=2).try_acquire()
+    assert exc.value.status == 403
+
+    store = PolicyStore(api, dgd_namespace, "llama")
+    state = store.load(ControlState(sla=SLATargets(ttft_ms=500, itl_ms=50)))  # creates the policy
+    after = ControlState(sla=state.sla, overrides={"decode": Override(replicas=3)})
+    assert store.save_change(state, after).overrides["decode"].replicas == 3
+    assert store.write_status({"plan": {"decode": 3}}, [("Planning", True, "Active", "planning")])
+    assert kubectl.json("-n", dgd_namespace, "get", "dsp", "llama")["status"]["plan"] == {"decode": 3}
+    listed = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, dgd_namespace, PLURAL)
+    assert [p["metadata"]["name"] for p in listed["items"]] == ["llama"]
+
+    kubectl.apply({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
+                   "metadata": {"name": "llama"}, "spec": {"services": {"decode": {"replicas": 1}}}}, dgd_namespace)
+    kubectl.apply({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapter",
+                   "metadata": {"name": "llama-decode"},
+                   "spec": {"replicas": 1, "dgdRef": {"name": "llama", "serviceName": "decode"}}}, dgd_namespace)
+    scale = ScaleClient(api, dgd_namespace)
+    scale.set("llama-decode", 4)
+    assert scale.other_scalers("llama-decode") == []
+    assert kubectl.json("get", "dgdsa", "llama-decode", "-n", dgd_namespace)["spec"]["replicas"] == 4
+    client.CoreV1Api(api).list_namespaced_pod(dgd_namespace)
+
+    # a namespace the release does not plan: refused, whatever is there
+    kubectl("create", "namespace", f"{dgd_namespace}-x")
+    try:
+        with pytest.raises(ApiException) as exc:
+            PolicyStore(api, f"{dgd_namespace}-x", "llama").load(ControlState(sla=SLATargets(ttft_ms=500, itl_ms=50)))
+        assert exc.value.status == 403
+        with pytest.raises(ApiException) as exc:
+            client.CoreV1Api(api).list_namespaced_pod(f"{dgd_namespace}-x")
+        assert exc.value.status == 403
+    finally:
+        kubectl.run("delete", "namespace", f"{dgd_namespace}-x", "--wait=false", check=False)
