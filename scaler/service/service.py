@@ -23,6 +23,7 @@ from scaler.profile import planner_profile
 from scaler.service.config import ServiceConfig
 from scaler.service.deployment import DeploymentPlanner
 from scaler.service.metrics import PlannerMetrics
+from scaler.whatif import api as whatif_api
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class PlannerService:
         self.app.add_api_route("/healthz", self._healthz, methods=["GET"], include_in_schema=False)
         self.app.add_api_route("/readyz", self._readyz, methods=["GET"], include_in_schema=False)
         self.app.add_api_route("/metrics", self._metrics, methods=["GET"], include_in_schema=False)
+        whatif_api.register(self.app, authorizer, lambda: self.deployments)  # POST /v1/what-if
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # the loop must complete its next tick (successful or not) before this monotonic time;

@@ -26,7 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     # the planner service reads Prometheus through the metrics server's reader and scales through
     # the adapter's /scale client, so both sides agree on names and rules
     "scaler.service": {"dynamo_scaling", "adapter", "external_metrics", "scaler.control", "scaler.planner",
-                    "scaler.policy", "scaler.profile", "scaler.algorithms"},
+                    "scaler.policy", "scaler.profile", "scaler.algorithms",
+                    "scaler.whatif"},  # registers POST /v1/what-if; the replay engine is imported only per call
     "scaler.replay": {"dynamo_scaling", "scaler.planner", "scaler.policy", "scaler.profile",
                       "scaler.algorithms"},
     "scaler.demo": {"dynamo_scaling", "scaler.replay", "scaler.planner", "scaler.policy", "scaler.profile"},

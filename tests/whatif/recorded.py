@@ -98,8 +98,24 @@ def backfill(text: str, data_dir: Path, workdir: Path) -> None:
     """Blocks of `text` (OpenMetrics) into `data_dir`, where Prometheus finds them on start."""
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not installed (Debian: apt-get install prometheus)"
+    workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / "recorded.om"
     src.write_text(text)
     data_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(src), str(data_dir)],
                    check=True, capture_output=True, timeout=300)
+
+
+def recorded_prometheus(workdir: Path, namespace: str, reqs: list[Request], end: float, duration_s: float):
+    """A real Prometheus (not yet started) holding `reqs` as they reached two frontend pods of DGD
+    `llama` in `namespace` (alternately) in the `duration_s` before `end`, and a third of them
+    through the frontend of another DGD, `other`, in the same namespace."""
+    from devcluster.prometheus import Prometheus
+
+    t0 = end - duration_s
+    fe = [Frontend(namespace, "llama", "llama-frontend-0"), Frontend(namespace, "llama", "llama-frontend-1"),
+          Frontend(namespace, "other", "other-frontend-0")]
+    text = openmetrics([(fe[0], reqs[0::2]), (fe[1], reqs[1::2]), (fe[2], reqs[::3])], t0, t0 - 60, end + 60)
+    prom = Prometheus(workdir / "prometheus")
+    backfill(text, prom.data_dir, workdir)
+    return prom

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from recorded import Frontend, backfill, openmetrics
+from recorded import recorded_prometheus
 
-from devcluster.prometheus import Prometheus
 from dynamo_scaling.traces import read_mooncake, read_trace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,14 +26,9 @@ def recorded(tmp_path_factory):
     third of it through the frontend of another DGD in the same namespace."""
     work = tmp_path_factory.mktemp("recorded")
     reqs = read_trace(REPO / "traces" / "azure_llm_2023_code.csv")
-    t0 = math.floor(time.time() / 60) * 60 - HOUR - 120  # the hour ended two minutes ago
-    fe = [Frontend("team-a", "llama", "llama-frontend-0"), Frontend("team-a", "llama", "llama-frontend-1"),
-          Frontend("team-a", "other", "other-frontend-0")]
-    text = openmetrics([(fe[0], reqs[0::2]), (fe[1], reqs[1::2]), (fe[2], reqs[::3])], t0, t0 - 60, t0 + HOUR + 60)
-    prom = Prometheus(work / "prometheus")
-    backfill(text, prom.data_dir, work)
-    with prom:
-        yield prom, t0 + HOUR, reqs
+    end = math.floor(time.time() / 60) * 60 - 120  # the hour ended two minutes ago
+    with recorded_prometheus(work, "team-a", reqs, end, HOUR) as prom:
+        yield prom, end, reqs
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
