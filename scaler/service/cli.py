@@ -131,6 +131,19 @@ def run(args: argparse.Namespace) -> int:
                    tls_cert_file=opt.tls_cert_file, tls_key_file=opt.tls_private_key_file,
                    tls_sans=tuple(opt.tls_sans), insecure_http=opt.insecure_http, api_docs=opt.api_docs,
                    max_body_bytes=opt.max_body_bytes)
-    svc = PlannerService(cfg, api, opts, authorizer)
-    svc.serve()
+    leadership = None
+    if opt.leader_election:
+        from scaler.service.leadership import Leadership
+
+        leadership = Leadership.elect(api, opt.leader_election_namespace, opt.leader_election_lease,
+                                      lease_s=opt.leader_election_lease_duration,
+                                      renew_deadline_s=opt.leader_election_renew_deadline,
+                                      retry_s=opt.leader_election_retry_period)
+        leadership.start()
+    svc = PlannerService(cfg, api, opts, authorizer, leadership=leadership)
+    try:
+        svc.serve()
+    finally:
+        if leadership is not None:
+            leadership.stop()
     return 0

@@ -22,6 +22,7 @@ from scaler.planner.predictive import PredictivePlanner
 from scaler.service import sla_request
 from scaler.service.actuate import ScaleActuator
 from scaler.service.config import ServiceConfig
+from scaler.service.leadership import GuardedScaleClient, Leadership, SharedConfigMap
 from scaler.service.loop import PlannerLoop, PoolServices, TickResult
 from scaler.service.metrics import PlannerMetrics
 from scaler.service.observe import LiveObserver
@@ -42,8 +43,10 @@ class DeploymentPlanner:
 
     def __init__(self, cfg: ServiceConfig, api: client.ApiClient, prom: PrometheusClient, profile,
                  profile_source: str, metrics: PlannerMetrics, advisory: bool = False,
-                 policy_store: PolicyStore | None = None, use_policy: bool | None = None) -> None:
+                 policy_store: PolicyStore | None = None, use_policy: bool | None = None,
+                 leadership: Leadership | None = None) -> None:
         self.cfg, self.api, self.metrics, self.profile_source = cfg, api, metrics, profile_source
+        self.leadership = leadership or Leadership()
         self._request_error: str | None = None
         d = cfg.deployment
         self.store = ConfigMapStore(api, d.namespace, cfg.configmap)
@@ -66,12 +69,21 @@ class DeploymentPlanner:
         self.policy = PredictivePlanner(profile, cfg.planner)
         audit = Audit(api, d.namespace, {"api_version": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
                                          "name": d.name})
-        self.control = ControlService(state, None if self.policy_store else self.store.save, audit, self.status,
+        # one of several replicas: they share the ConfigMap, so changes are merged into it (leadership.py)
+        self.shared_state = (SharedConfigMap(self.store, default_sla)
+                             if leadership is not None and leadership.enabled and not self.policy_store else None)
+        save_change = self._save_policy if self.policy_store else self.shared_state.save_change \
+            if self.shared_state else None
+        self.control = ControlService(state, None if save_change else self.store.save, audit, self.status,
                                       services=self.pools.names, limits=self.limits,
-                                      save_change=self._save_policy if self.policy_store else None)
+                                      save_change=save_change)
         self.observer = LiveObserver(cfg, api, prom)
         self.loop = PlannerLoop(self.policy, self.observer,
                                 ScaleActuator(ScaleClient(api, d.namespace), d.name), self.control, self.pools)
+        if leadership is not None and leadership.enabled:
+            # /scale writes become compare-and-swaps on what the observer read, under the lease
+            self.observer.scale = GuardedScaleClient(api, d.namespace, leadership.guard)
+            self.loop.actuator = ScaleActuator(self.observer.scale, d.name)
         self.last_error: str | None = None
         self.failures = 0  # failed ticks in a row
         self.dependencies: dict[str, str | None] = {"prometheus": "not queried yet", "kubernetes": "not reached yet"}
@@ -102,6 +114,7 @@ class DeploymentPlanner:
             "dependencies": {k: v or "ok" for k, v in self.dependencies.items()},
             "profile_source": self.profile_source,
             "policy": (f"{self.policy_store.namespace}/{self.policy_store.name}" if self.policy_store else None),
+            **self.leadership.status(),
         }
 
     def _sync_request_sla(self) -> None:
@@ -204,6 +217,9 @@ class DeploymentPlanner:
         """What each tick does before deciding: the operator's current intent."""
         if self.policy_store:
             self._refresh_policy()
+        elif self.shared_state:  # another replica may have changed it through its API
+            with self.control.lock:
+                self.shared_state.refresh(self.control.state)
         self._sync_request_sla()
         self._apply_sla()
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry, Gauge
 
 from adapter.leader import LeaseElector, NotLeader
 from adapter.models import DGDSA_PLURAL, GROUP
@@ -75,11 +76,17 @@ class Leadership:
         return None if self.elector is None else self.elector.last_error
 
     def status(self) -> dict:
+        """For /v1/status: whether this replica leads, and the election as it sees it."""
         e = self.elector
         if e is None:
-            return {"leader": True, "leader_election": False}
-        return {"leader": e.is_leader(), "leader_election": True, "identity": e.identity,
-                "holder": e.holder, "lease": f"{e.namespace}/{e.name}"}
+            return {"leader": True, "leader_election": None}
+        return {"leader": e.is_leader(), "leader_election": {"identity": e.identity, "holder": e.holder,
+                                                             "lease": f"{e.namespace}/{e.name}"}}
+
+    def export(self, registry: CollectorRegistry) -> None:
+        """`dynamo_planner_leader`: 1 while this replica leads (always, without leader election)."""
+        Gauge("dynamo_planner_leader", "1 while this replica holds the planner's lease and plans; 0 on a standby",
+              registry=registry).set_function(lambda: 1.0 if self.is_leader() else 0.0)
 
     def start(self) -> None:
         if self.elector is not None:

@@ -22,6 +22,7 @@ from scaler.control.auth import Authorizer
 from scaler.profile import planner_profile
 from scaler.service.config import ServiceConfig
 from scaler.service.deployment import DeploymentPlanner
+from scaler.service.leadership import Leadership
 from scaler.service.metrics import PlannerMetrics
 from scaler.whatif import api as whatif_api
 
@@ -58,14 +59,19 @@ class PlannerService:
     """The process: HTTP server, /healthz, /readyz, /metrics and the tick loop thread, over the
     DeploymentPlanners it plans (one in single-DGD mode)."""
 
-    def __init__(self, cfg: ServiceConfig, api: client.ApiClient, opts: Options, authorizer: Authorizer) -> None:
+    def __init__(self, cfg: ServiceConfig, api: client.ApiClient, opts: Options, authorizer: Authorizer,
+                 leadership: Leadership | None = None) -> None:
         self.cfg, self.opts, self.api = cfg, opts, api
+        # with leader election only the lease holder plans and writes; every replica serves the API
+        self.leadership = leadership or Leadership()
         profile, self.profile_source = planner_profile(cfg.profile_file)
         self.metrics = PlannerMetrics()
         self.metrics.profile_source.labels(self.profile_source).set(1)
+        self.leadership.export(self.metrics.registry)
         prom = PrometheusClient(opts.prometheus_url, connection=cfg.prometheus)
         self.deployments: list[DeploymentPlanner] = [
-            DeploymentPlanner(cfg, api, prom, profile, self.profile_source, self.metrics, advisory=opts.advisory)]
+            DeploymentPlanner(cfg, api, prom, profile, self.profile_source, self.metrics, advisory=opts.advisory,
+                              leadership=self.leadership)]
         self.app = create_app(self.deployments[0].control, authorizer, api_docs=opts.api_docs,
                               max_body_bytes=opts.max_body_bytes)
         # this process's own liveness replaces the control API's constant /healthz
@@ -119,7 +125,11 @@ class PlannerService:
         return JSONResponse({"ok": True})
 
     def _readyz(self) -> JSONResponse:
-        """Readiness: the last tick reached both Prometheus and the Kubernetes API."""
+        """Readiness: the last tick reached both Prometheus and the Kubernetes API; on a standby,
+        which plans nothing, its last lease request reached the Kubernetes API."""
+        if not self.leadership.is_leader():
+            err = self.leadership.reachable()
+            return JSONResponse({"ready": err is None, "leader": False, "kubernetes": err or "ok"}, 503 if err else 200)
         deps = {k: v or "ok" for k, v in self.dependencies.items()}
         ready = all(v is None for v in self.dependencies.values())
         return JSONResponse({"ready": ready, **deps}, 200 if ready else 503)
@@ -141,13 +151,20 @@ class PlannerService:
             d.run_once()
         self._gather_dependencies()
         for d in self.deployments:
-            d.write_policy_status()
+            if self.leadership.is_leader():  # a replica that lost the lease since leaves the status alone
+                d.write_policy_status()
 
     def run_loop(self) -> None:
         interval = self.cfg.planner.interval_s
         while not self._stop.is_set():
-            self.run_once()
-            wait = backoff_s(interval, self.failures)
+            if self.leadership.became_leader():
+                # a new leader plans from the cluster's state: each tick re-reads replicas and policy
+                log.info("leading: planning starts", extra=self.leadership.status())
+            if self.leadership.is_leader():
+                self.run_once()
+                wait = backoff_s(interval, self.failures)
+            else:  # standby: plan nothing, write nothing; stay live for the takeover
+                wait = interval
             self._due = time.monotonic() + wait + self.cfg.liveness_intervals * interval
             self._stop.wait(wait)
 

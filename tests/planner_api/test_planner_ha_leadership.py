@@ -78,10 +78,10 @@ def _pair(kube_api, ns: str) -> tuple[Leadership, Leadership]:
 def test_only_the_lease_holder_writes_and_reports_the_holder(kube_api, kubectl, namespace):
     _adapter(kubectl, namespace, "llama-prefill", 2)
     leader, standby = _pair(kube_api, namespace)
-    assert leader.status() == {"leader": True, "leader_election": True, "identity": "a", "holder": "a",
-                               "lease": f"{namespace}/planner"}
-    assert standby.status()["leader"] is False and standby.status()["holder"] == "a"
-    assert Leadership().status()["leader"] is True and Leadership().guard() is None
+    assert leader.status() == {"leader": True, "leader_election": {"identity": "a", "holder": "a",
+                                                                   "lease": f"{namespace}/planner"}}
+    assert standby.status()["leader"] is False and standby.status()["leader_election"]["holder"] == "a"
+    assert Leadership().status() == {"leader": True, "leader_election": None} and Leadership().guard() is None
 
     mine = GuardedScaleClient(kube_api, namespace, leader.guard)
     theirs = GuardedScaleClient(kube_api, namespace, standby.guard)
