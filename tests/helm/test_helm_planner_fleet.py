@@ -85,7 +85,8 @@ def test_fleet_rbac_is_a_role_per_planned_namespace_and_nothing_cluster_wide(ren
             continue
         assert b["roleRef"]["kind"] == "Role", f"{b['metadata']['name']} binds a ClusterRole"
         by_ns.setdefault(b["metadata"]["namespace"], []).append(b["roleRef"]["name"])
-    assert by_ns == {"team-a": [NAME], "team-b": [NAME], "dynamo-scaling": [f"{NAME}-leader-election"]}
+    assert by_ns == {"team-a": [f"{NAME}-fleet"], "team-b": [f"{NAME}-fleet"],
+                     "dynamo-scaling": [f"{NAME}-leader-election"]}
     # the deployment-mode ClusterRole and state ConfigMap Role are not rendered
     assert not find(docs, "ClusterRole", NAME) and not find(docs, "Role", f"{NAME}-state")
     lease = one(docs, "Role", f"{NAME}-leader-election")
@@ -273,3 +274,41 @@ def test_fleet_planner_code_runs_under_the_chart_rbac(cluster, kubectl, namespac
         assert exc.value.status == 403
     finally:
         kubectl.run("delete", "namespace", f"{dgd_namespace}-x", "--wait=false", check=False)
+
+
+@pytest.mark.cluster
+def test_switch_to_fleet_mode_and_roll_back_with_helm(private_helm, private_kubectl):
+    """The migration's chart side for real (docs/fleet.md): a deployment-mode release is upgraded
+    to fleet mode (its per-DGD RBAC goes, a Role appears in each planned namespace, two replicas
+    with a PodDisruptionBudget) and `helm rollback` restores deployment mode exactly."""
+    from helm_chart_helpers import CHART
+
+    k, chart = private_kubectl, str(CHART)
+    for ns in ("dynamo-scaling", "team-a", "team-b"):
+        k("create", "namespace", ns)
+    base = ["-n", "dynamo-scaling", "--set", "planner.enabled=true", "--timeout", "60s"]
+    private_helm("install", "ds", chart, *base, "--set", "planner.deployment.name=chat",
+                 "--set", "planner.deployment.namespace=team-a")
+
+    def planner_objects() -> dict:
+        dep = k.json("get", "deployment", NAME, "-n", "dynamo-scaling")
+        return {"replicas": dep["spec"]["replicas"],
+                "leader": "--leader-election" in dep["spec"]["template"]["spec"]["containers"][0]["args"],
+                "pdb": k.run("get", "pdb", NAME, "-n", "dynamo-scaling", check=False).returncode == 0,
+                "clusterrole": k.run("get", "clusterrole", NAME, check=False).returncode == 0,
+                "roles": sorted(ns for ns in ("team-a", "team-b", "dynamo-scaling")
+                                if k.run("get", "role", f"{NAME}-fleet", "-n", ns, check=False).returncode == 0)}
+
+    before = planner_objects()
+    assert before == {"replicas": 1, "leader": False, "pdb": False, "clusterrole": True, "roles": []}
+
+    private_helm("upgrade", "ds", chart, *base, "--set", "planner.mode=fleet",
+                 "--set", "planner.fleet.namespaces={team-a,team-b}", "--set", "planner.fleet.gpuBudget=24")
+    assert planner_objects() == {"replicas": 2, "leader": True, "pdb": True, "clusterrole": False,
+                                 "roles": ["team-a", "team-b"]}
+    cfg = yaml.safe_load(k.json("get", "configmap", f"{NAME}-config", "-n", "dynamo-scaling")["data"]["config.yaml"])
+    assert cfg["fleet"] == {"namespaces": ["team-a", "team-b"], "gpu_budget": 24, "resync_s": 30}
+
+    private_helm("rollback", "ds", "1", "-n", "dynamo-scaling", "--wait=false", "--timeout", "60s")
+    assert planner_objects() == before
+    assert k.run("get", "role", f"{NAME}-leader-election", "-n", "dynamo-scaling", check=False).returncode != 0
