@@ -15,93 +15,27 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
-import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from devcluster import apiservice, certs
+from devcluster import apiservice, certs, launch
 from devcluster.apiservice import APISERVICE
 from devcluster.kubectl import Kubectl, KubectlError
-from devcluster.procs import die_with_parent, free_port, stop_child
+from devcluster.launch import LaunchError, Process, http_ok
+from devcluster.procs import free_port
 from devcluster.prometheus import Prometheus
 
 SIGNALS_FILE = Path(__file__).resolve().parent / "signals.yaml"
 
-log = logging.getLogger(__name__)
-
-
-
-class StackError(RuntimeError):
-    pass
-
-
-def http_ok(url: str, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status == 200
-    except (OSError, urllib.error.URLError):
-        return False
-
-
-@dataclass
-class Component:
-    """One of our processes: started in its own session, dies with its parent."""
-
-    name: str
-    args: list[str]
-    log_path: Path
-    ready: Callable[[], bool]
-    env: dict[str, str] | None = None
-    proc: subprocess.Popen | None = field(default=None, repr=False)
-    starts: int = 0
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout_s: float = 60.0) -> "Component":
-        if self.alive:
-            return self
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         env={**os.environ, **(self.env or {})}, start_new_session=True,
-                                         preexec_fn=die_with_parent)
-        self.starts += 1
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive:
-                raise StackError(f"{self.name} exited during start-up: {self.log_tail()}")
-            if self.ready():
-                log.info("component ready", extra={"component": self.name, "pid": self.proc.pid})
-                return self
-            time.sleep(0.2)
-        raise StackError(f"{self.name} not ready after {timeout_s:.0f} s: {self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL: what a crash or an evicted pod looks like."""
-        if self.alive:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        stop_child(self.proc, timeout=15.0)
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+# a component that does not come up is a stack error: one type for the stack's callers to catch
+StackError = LaunchError
+# one of our processes (devcluster.launch), started in its own session, dies with its parent
+Component = Process
 
 
 class LiveStack:
@@ -121,12 +55,17 @@ class LiveStack:
 
     # -- components ------------------------------------------------------------------------
     def _cli(self, *args: str) -> list[str]:
-        return [self.python, "-m", "dynamo_scaling.cli", *args]
+        return launch.cli(*args, python=self.python)
+
+    def _log(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
+
+    def _run(self, comp: Component) -> Component:
+        self.components[comp.name] = comp
+        return comp.start()
 
     def _add(self, name: str, args: list[str], ready: Callable[[], bool]) -> Component:
-        comp = Component(name, args, self.workdir / "logs" / f"{name}.log", ready)
-        self.components[name] = comp
-        return comp.start()
+        return self._run(Component(name, args, self._log(name), ready))
 
     @property
     def standin_workdir(self) -> Path:
@@ -151,19 +90,16 @@ class LiveStack:
     def start_prometheus(self) -> None:
         self.prometheus.start()
 
-    def start_standin(self) -> Component:
-        return self._add("standin", [
-            self.python, "-m", "devcluster.standin", "--kubeconfig", str(self.kubeconfig),
-            "--namespace", self.namespace, "--mode", "dynamo", "--workdir", str(self.standin_workdir),
-            "--targets-file", str(self.targets_file), "--startup-delay", str(self.startup_delay_s)],
-            ready=lambda: True)
+    def start_standin(self, extra: tuple[str, ...] = ()) -> Component:
+        """The stand-in in dynamo mode; `extra`: more of its command-line arguments."""
+        return self._run(launch.standin(
+            self.kubeconfig, self.namespace, self._log("standin"), startup_delay_s=self.startup_delay_s,
+            mode="dynamo", workdir=self.standin_workdir, targets_file=self.targets_file, extra=extra,
+            python=self.python))
 
-    def start_adapter(self) -> Component:
-        health = free_port()
-        return self._add("adapter", self._cli(
-            "adapter", "--namespace", self.namespace, "--kubeconfig", str(self.kubeconfig),
-            "--health-port", str(health), "--metrics-port", str(free_port()), "--resync-period", "5"),
-            ready=lambda: http_ok(f"http://127.0.0.1:{health}/readyz"))
+    def start_adapter(self, extra: tuple[str, ...] = ()) -> Component:
+        return self._run(launch.adapter(self.kubeconfig, self.namespace, self._log("adapter"), resync_period_s=5,
+                                        extra=extra, python=self.python))
 
     def start_metrics_server(self, signals_file: Path | None = SIGNALS_FILE) -> Component:
         """The metrics server on TLS, registered as the external metrics API (APIService ->

@@ -1,19 +1,14 @@
-"""A real `dynamo-scaling adapter` process for tests."""
+"""A real `dynamo-scaling adapter` process for tests (started by devcluster.launch.adapter)."""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
-from helpers import wait_for
 
-from devcluster.procs import free_port
-
-REPO = Path(__file__).resolve().parents[1]
+from devcluster import launch
 
 
 class AdapterProcess:
@@ -22,38 +17,29 @@ class AdapterProcess:
         self.cluster, self.namespace, self.kubeconfig, self.logdir = cluster, namespace, kubeconfig, logdir
         self.extra_args = extra_args
         self.resync_period = resync_period
-        self.proc: subprocess.Popen | None = None
-        self.health = free_port()
-        self.metrics = free_port()
+        self.launched = launch.adapter(kubeconfig, namespace, logdir / "adapter.log", resync_period_s=resync_period,
+                                       extra=extra_args)
+        self.health, self.metrics = self.launched.ports["health"], self.launched.ports["metrics"]
 
-    def start(self) -> "AdapterProcess":
-        log = open(self.logdir / "adapter.log", "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dynamo_scaling.cli", "adapter", "--namespace", self.namespace,
-             "--kubeconfig", str(self.kubeconfig), "--health-port", str(self.health),
-             "--metrics-port", str(self.metrics), "--resync-period", str(self.resync_period), *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-        wait_for(self.ready, timeout=30, what="adapter /readyz")
+    @property
+    def proc(self) -> subprocess.Popen | None:
+        return self.launched.proc
+
+    def start(self) -> AdapterProcess:
+        try:
+            self.launched.start(timeout_s=30)
+        except launch.LaunchError as exc:  # a test failure, like any other wait that runs out
+            pytest.fail(str(exc))
         return self
 
     def ready(self) -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.health}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return self.launched.ready()
 
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        self.launched.kill()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        self.launched.stop()
 
 
 def holds_for(predicate, seconds: float, interval: float = 0.2, what: str = "condition") -> None:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from devcluster import procs
+from devcluster import launch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,17 +74,12 @@ def namespace(kubectl) -> Iterator[str]:
 
 
 @pytest.fixture()
-def standin(cluster, kubectl, namespace) -> Iterator[subprocess.Popen]:
+def standin(cluster, kubectl, namespace) -> Iterator[launch.Process]:
     """The stand-in Dynamo operator watching the test's namespace (pods Ready after 1 s)."""
-    log = open(Path(cluster.state_dir) / "logs" / f"standin-{namespace}.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devcluster.standin", "--kubeconfig", str(cluster.kubeconfig),
-         "--namespace", namespace, "--startup-delay", "1"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-    )
+    proc = launch.standin(cluster.kubeconfig, namespace, Path(cluster.state_dir) / "logs" / f"standin-{namespace}.log",
+                          startup_delay_s=1).start()
     yield proc
-    procs.stop(proc, 10)
-    log.close()
+    proc.stop(timeout=10)
 
 
 
