@@ -21,6 +21,7 @@ from scaler.control.store import ConfigMapStore
 from scaler.planner.predictive import PredictivePlanner
 from scaler.service import sla_request
 from scaler.service.actuate import ScaleActuator
+from scaler.service.capacity import condition_message
 from scaler.service.config import ServiceConfig
 from scaler.service.leadership import GuardedScaleClient, Leadership, SharedConfigMap
 from scaler.service.loop import PlannerLoop, PoolServices, TickResult
@@ -183,6 +184,9 @@ class DeploymentPlanner:
             blocked = "; ".join(f"{svc}: {why}" for svc, why in sorted(last.blocked.items()))
             conds.append(("ConflictingScaler", bool(last.blocked), "OtherScaler" if last.blocked else "NoConflict",
                           blocked or "no other scaler targets the planned pools"))
+            short = last.unschedulable
+            conds.append(("InsufficientCapacity", bool(short), "PodsUnschedulable" if short else "Schedulable",
+                          condition_message(short) if short else "no pod of the planned pools is unschedulable"))
             if not any(c[0] == "BudgetLimited" for c in extra):
                 limited = last.decision is not None and last.decision.details.budget_limited
                 conds.append(("BudgetLimited", limited, "GPUBudget" if limited else "WithinBudget",

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from scaler.control.api import ControlService
 from scaler.control.state import DecisionRecord, utcnow
+from scaler.service.capacity import Unschedulable, hold_raises
 from scaler.policy import Decision, Observation, Outcome, Policy
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ class Snapshot:
     blocked: dict[str, str] = field(default_factory=dict)  # service -> why the planner must not write it
     # service -> which input the decision needs is missing; such a pool keeps its replicas
     missing: dict[str, str] = field(default_factory=dict)
+    # service -> its pods the scheduler cannot place; such a pool is not raised
+    unschedulable: dict[str, Unschedulable] = field(default_factory=dict)
 
 
 class Observer(Protocol):
@@ -60,6 +63,7 @@ class TickResult:
     current: dict[str, int] = field(default_factory=dict)  # replicas in effect when decided
     blocked: dict[str, str] = field(default_factory=dict)  # pools another scaler owns, and why
     mode: str = "active"  # why replicas were (not) written: active, paused, advisory, ...
+    unschedulable: dict[str, Unschedulable] = field(default_factory=dict)  # pools short of capacity
 
 
 class PlannerLoop:
@@ -70,6 +74,7 @@ class PlannerLoop:
         self.last: TickResult | None = None
         self.held: dict[str, str] = {}
         self.in_graph: dict[str, str] = {}  # pools Dynamo's in-graph planner scales, and the message
+        self.short: dict[str, Unschedulable] = {}  # pools with unschedulable pods at the last tick
 
     def tick(self) -> TickResult:
         now = utcnow()
@@ -97,6 +102,10 @@ class PlannerLoop:
             targets, notes = self.control.state.bend(planned, now)
             may_write, mode = self.control.state.should_write()
             reasons += notes
+            stuck = {svc: u for svc, u in snap.unschedulable.items() if svc in self.pools.names()}
+            # after the overrides: a pin does not place pods the cluster has no room for either
+            targets, notes = hold_raises(targets, keep, stuck)
+            reasons += notes
             written: dict[str, int] = {}
             if not snap.ready:
                 may_write, mode = False, "deployment not ready"
@@ -119,9 +128,29 @@ class PlannerLoop:
                                         "outcome": outcome.value, "reason": record.reason})
         self._announce(held, keep)
         self._announce_in_graph(snap.blocked)
+        self._announce_capacity(stuck, keep)
         self.last = TickResult(record, decision, written, held, current=dict(keep),
-                               blocked={s: w for s, w in snap.blocked.items() if s in self.pools.names()}, mode=mode)
+                               blocked={s: w for s, w in snap.blocked.items() if s in self.pools.names()}, mode=mode,
+                               unschedulable=stuck)
         return self.last
+
+    def _announce_capacity(self, stuck: dict[str, Unschedulable], keep: dict[str, int]) -> None:
+        """A Warning Event when a pool starts having pods the scheduler cannot place and one when
+        it has none any more; not one per tick."""
+        before, self.short = self.short, dict(stuck)
+        for svc in self.pools.names():
+            try:
+                if svc in stuck and svc not in before:
+                    log.warning("pool short of capacity", extra={"service": svc, "why": stuck[svc].describe()})
+                    self.control.audit.record("planner", "InsufficientCapacity",
+                                              f"{svc} not raised above {keep[svc]} replicas: {stuck[svc].describe()}",
+                                              ok=False)
+                elif svc in before and svc not in stuck:
+                    log.info("pool schedulable again", extra={"service": svc})
+                    self.control.audit.record("planner", "CapacityAvailable",
+                                              f"{svc}: no pod is unschedulable any more, it may be raised again")
+            except Exception:  # an Event is a report; it must never fail the decision
+                log.warning("could not record the event", exc_info=True, extra={"service": svc})
 
     def _announce(self, held: dict[str, str], keep: dict[str, int]) -> None:
         """A Kubernetes Event when a pool starts being held for missing data and when it resumes;

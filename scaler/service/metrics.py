@@ -27,6 +27,9 @@ class PlannerMetrics:
                           ["service"], registry=r)
         self.holds = Counter("dynamo_planner_missing_data_holds", "decisions that held the pool for missing data",
                              ["service"], registry=r)
+        self.unschedulable = Gauge("dynamo_planner_unschedulable_pods",
+                                   "pods of the pool Pending unschedulable longer than unschedulable_after_s "
+                                   "(while any are, the pool is not raised)", ["service"], registry=r)
         self.last_tick = Gauge("dynamo_planner_last_tick_timestamp_seconds",
                                "Unix time of the last completed planning decision", registry=r)
         self.profile_source = Gauge("dynamo_planner_profile_info",
@@ -55,6 +58,7 @@ class PlannerMetrics:
             self.held.labels(svc).set(1 if svc in res.held else 0)
             if svc in res.held:
                 self.holds.labels(svc).inc()
+            self.unschedulable.labels(svc).set(res.unschedulable[svc].pods if svc in res.unschedulable else 0)
         self.last_tick.set(res.record.at.timestamp())
         # not written: writes are off (paused, advisory, deployment not ready) or another scaler owns a pool
         held = res.mode != "active" or any(svc in res.blocked for svc in res.record.targets)

@@ -1,18 +1,20 @@
 """Observe a live deployment: traffic from Prometheus, pool sizes from the DGD status and the
-adapters, conflicting autoscalers from the cluster. The PromQL is the metrics server's signal
+adapters, conflicting autoscalers and pods the scheduler cannot place from the cluster. The PromQL is the metrics server's signal
 mapping (`external_metrics.signals`), so the planner and HPA/KEDA read the same numbers."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 
 from kubernetes import client
 
-from adapter.models import DGD, DGD_PLURAL, GROUP, adapter_name, parse_dgd
+from adapter.models import DGD, DGD_PLURAL, GROUP, LABEL_COMPONENT, LABEL_DGD, adapter_name, parse_dgd
 from adapter.scale_client import ScaleClient
 from external_metrics.prom import PrometheusClient, PrometheusError, read_signal
 from external_metrics.signals import LabelNames, SignalMapping
+from scaler.service.capacity import PodState, Unschedulable, ready_but_for_capacity, unschedulable
 from scaler.service.config import ServiceConfig
 from scaler.service.loop import Snapshot
 from scaler.policy import Observation, PoolObservation, TrafficWindow
@@ -22,6 +24,15 @@ log = logging.getLogger(__name__)
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+def pod_state(pod: client.V1Pod) -> PodState:
+    cond = next((c for c in (pod.status and pod.status.conditions) or [] if c.type == "PodScheduled"), None)
+    return PodState(service=(pod.metadata.labels or {}).get(LABEL_COMPONENT, ""),
+                    phase=pod.status.phase if pod.status else None,
+                    deleting=pod.metadata.deletion_timestamp is not None,
+                    scheduled=cond.status if cond else None, reason=cond.reason if cond else None,
+                    message=cond.message if cond else None, since=cond.last_transition_time if cond else None)
 
 
 class ObservationError(RuntimeError):
@@ -52,12 +63,14 @@ class LiveObserver:
         self.mapping = mapping or signal_mapping(cfg)
         d = cfg.deployment
         self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
         self.scale = ScaleClient(api, d.namespace)
         self.adapters = {svc: adapter_name(d.name, svc) for svc in (d.prefill_service, d.decode_service)}
         self.components = {d.prefill_service: cfg.labels.prefill_component,
                            d.decode_service: cfg.labels.decode_component}
         # the Prometheus error of the latest observation, None when every query was answered
         self.prom_error: str | None = "not queried yet"
+        self._pods_error: str | None = None
 
     def _signal(self, name: str, service: str | None = None, combine=sum) -> float | None:
         """One signal for the deployment (or one of its services); None when Prometheus has no
@@ -88,10 +101,29 @@ class LiveObserver:
     def _why(self, what: str) -> str:
         return f"Prometheus error: {self.prom_error}" if self.prom_error else f"no data for {what}"
 
-    def _pool(self, svc: str, dgd: DGD, requested: int, isl: float | None) -> tuple[PoolObservation, str | None]:
+    def _unschedulable(self) -> dict[str, Unschedulable]:
+        """Per service of the DGD (pods by the labels Dynamo's operator sets), its pods Pending
+        unschedulable for longer than planner.unschedulable_after_s. A failed read is logged
+        (once per distinct error) and read as none: it must not stop planning."""
+        d = self.cfg.deployment
+        try:
+            pods = self.core.list_namespaced_pod(d.namespace, label_selector=f"{LABEL_DGD}={d.name}").items
+        except client.exceptions.ApiException as exc:
+            text = f"{exc.status} {exc.reason}"
+            if text != self._pods_error:
+                log.warning("pods not read: unschedulable pods are not seen", extra={"error": text})
+            self._pods_error = text
+            return {}
+        self._pods_error = None
+        states = [pod_state(p) for p in pods if LABEL_COMPONENT in (p.metadata.labels or {})]
+        return unschedulable(states, dt.datetime.now(dt.UTC), self.cfg.planner.unschedulable_after_s)
+
+    def _pool(self, svc: str, dgd: DGD, requested: int, isl: float | None,
+              stuck: int = 0) -> tuple[PoolObservation, str | None]:
         """Ready pods up to what the adapter asks for are active; the rest of the request is
-        starting; ready pods beyond it are on their way out. The second value says why the
-        pool's own series are missing, if they are."""
+        starting, but for pods the scheduler cannot place (no capacity is on its way there);
+        ready pods beyond it are on their way out. The second value says why the pool's own
+        series are missing, if they are."""
         st = (dgd.status.services.get(svc) if dgd.status else None)
         ready = (st.ready_replicas if st and st.ready_replicas is not None else 0)
         queued_v = self._signal("dynamo_queue_depth", svc)
@@ -104,7 +136,7 @@ class LiveObserver:
         queued, inflight = int(queued_v or 0), int(inflight_v or 0)
         if kv is not None and kv > 1.0:  # some exporters report percent
             kv /= 100.0
-        return PoolObservation(active=min(ready, requested), starting=max(0, requested - ready),
+        return PoolObservation(active=min(ready, requested), starting=max(0, requested - ready - stuck),
                                draining=max(0, ready - requested),
                                running_requests=max(0, inflight - queued),
                                queued_requests=queued, queued_tokens=int(queued * (isl or 0)), kv_usage=kv), missing
@@ -132,11 +164,23 @@ class LiveObserver:
             others = self.scale.other_scalers(name)
             if others:
                 blocked[svc] = f"also scaled by {', '.join(others)}"
-        prefill, prefill_missing = self._pool(d.prefill_service, dgd, current[d.prefill_service], isl)
-        decode, decode_missing = self._pool(d.decode_service, dgd, current[d.decode_service], isl)
+        stuck = self._unschedulable()
+        n_stuck = {svc: u.pods for svc, u in stuck.items()}
+        prefill, prefill_missing = self._pool(d.prefill_service, dgd, current[d.prefill_service], isl,
+                                              n_stuck.get(d.prefill_service, 0))
+        decode, decode_missing = self._pool(d.decode_service, dgd, current[d.decode_service], isl,
+                                            n_stuck.get(d.decode_service, 0))
         missing = {svc: traffic_missing or why
                    for svc, why in ((d.prefill_service, prefill_missing), (d.decode_service, decode_missing))
                    if traffic_missing or why}
         obs = Observation(now_s=time.monotonic(), traffic=traffic, prefill=prefill, decode=decode)
         ready = bool(dgd.status and dgd.status.ready)
-        return Snapshot(obs, ready, current, blocked, missing)
+        if not ready and stuck and dgd.status:
+            # not Ready only for pods that cannot be placed: waiting for Ready would freeze every
+            # pool, also the scale-down that frees capacity
+            ready = ready_but_for_capacity(
+                {svc: s.effective_replicas for svc, s in dgd.spec.services.items()},
+                {svc: st.ready_replicas or 0 for svc, st in dgd.status.services.items()}, stuck)
+        pools = (d.prefill_service, d.decode_service)
+        return Snapshot(obs, ready, current, blocked, missing,
+                        unschedulable={svc: u for svc, u in stuck.items() if svc in pools})

@@ -4,19 +4,14 @@ unschedulable, as kube-scheduler leaves them, until capacity frees up or is rais
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from helpers import wait_for
-
-from devcluster import procs
+from standin_capacity import CappedStandin
 
 pytestmark = pytest.mark.cluster
 
-REPO = Path(__file__).resolve().parents[2]
 STARTUP_S = 1.0
 MESSAGE = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
 
@@ -34,16 +29,10 @@ DGD = {
 
 @pytest.fixture()
 def capped_standin(cluster, kubectl, namespace):
-    """The stand-in operator whose GPU capacity is the ConfigMap gpu-capacity's data.gpus."""
-    kubectl("-n", namespace, "create", "configmap", "gpu-capacity", "--from-literal=gpus=4")
-    log = open(Path(cluster.state_dir) / "logs" / f"standin-capacity-{namespace}.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devcluster.standin", "--kubeconfig", str(cluster.kubeconfig),
-         "--namespace", namespace, "--startup-delay", str(STARTUP_S), "--capacity-configmap", f"{namespace}/gpu-capacity"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    yield proc
-    procs.stop(proc, 10)
-    log.close()
+    """The stand-in operator with 4 GPUs, changeable at run time."""
+    standin = CappedStandin(cluster, kubectl, namespace, gpus=4, startup_delay_s=STARTUP_S)
+    yield standin
+    standin.stop()
 
 
 def _pods(kubectl, ns: str, svc: str) -> list[dict]:
@@ -100,7 +89,7 @@ def test_pods_beyond_the_gpus_stay_unschedulable_until_capacity_is_raised(kubect
         time.sleep(0.5)
 
     # capacity raised at run time: the pod is scheduled (the API server's binding), then Ready
-    kubectl("-n", namespace, "patch", "configmap", "gpu-capacity", "--type=merge", "-p", '{"data":{"gpus":"5"}}')
+    capped_standin.set_gpus(5)
     wait_for(lambda: _dgd_status(kubectl, namespace).get("state") == "successful", what="DGD successful")
     pod = kubectl.json("-n", namespace, "get", "pod", pod_name)
     assert pod["spec"]["nodeName"] and _cond(pod, "PodScheduled")["status"] == "True" and _ready(pod)

@@ -1,6 +1,7 @@
-"""Capacity awareness, pure (scaler.service.capacity): which pods are stuck unschedulable, when a
+"""Capacity awareness (scaler.service.capacity), pure: which pods are stuck unschedulable, when a
 deployment is as ready as the cluster lets it be, and that a pool with stuck pods is not raised
-(lowering it stays allowed)."""
+(lowering it stays allowed); then the planning loop on it, without a cluster: the reasons, the
+Events at start and end, the gauge."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ import datetime as dt
 
 import pytest
 
+from scaler.control.api import ControlService
+from scaler.control.audit import Audit
+from scaler.control.state import ControlState, Override, SLATargets
+from scaler.policy import Decision, Diagnostics, Observation, PoolObservation, TrafficWindow
 from scaler.service.capacity import (PodState, Unschedulable, condition_message, hold_raises,
                                      ready_but_for_capacity, unschedulable)
+from scaler.service.loop import PlannerLoop, PoolServices, Snapshot
+from scaler.service.metrics import PlannerMetrics
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, 0, tzinfo=dt.UTC)
 MSG = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
@@ -92,3 +99,83 @@ def test_a_pool_with_stuck_pods_is_not_raised(targets, current, stuck, want, not
 ])
 def test_ready_but_for_capacity(desired, ready, stuck, ok):
     assert ready_but_for_capacity(desired, ready, stuck) is ok
+
+
+# -- the planning loop with pools short of capacity (a world that records writes) --------------
+
+
+class Wants:
+    name = "wants"
+
+    def __init__(self, prefill: int, decode: int) -> None:
+        self.prefill, self.decode = prefill, decode
+
+    def initial_tick_s(self) -> float:
+        return 1.0
+
+    def decide(self, obs: Observation) -> Decision:
+        return Decision(self.prefill, self.decode, reason="wanted", details=Diagnostics())
+
+
+class World:
+    def __init__(self, current: dict[str, int]) -> None:
+        self.current, self.stuck, self.writes = dict(current), {}, []
+
+    def observe(self) -> Snapshot:
+        obs = Observation(0.0, TrafficWindow(), PoolObservation(active=self.current["prefill"]),
+                          PoolObservation(active=self.current["decode"]))
+        return Snapshot(obs, True, dict(self.current), unschedulable=dict(self.stuck))
+
+    def scale(self, service: str, replicas: int) -> None:
+        self.writes.append((service, replicas))
+        self.current[service] = replicas
+
+
+class Events(Audit):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str, bool]] = []
+
+    def record(self, user: str, action: str, detail: str, ok: bool = True) -> None:
+        self.seen.append((action, detail, ok))
+
+
+def _loop(world: World, policy: Wants, events: Events, **state) -> PlannerLoop:
+    control = ControlService(ControlState(sla=SLATargets(ttft_ms=500, itl_ms=50), **state), None, events,
+                             status=dict)
+    return PlannerLoop(policy, world, world, control, PoolServices("prefill", "decode"))
+
+
+def test_the_loop_does_not_raise_a_pool_short_of_capacity_and_says_so_once():
+    world, policy, events, metrics = World({"prefill": 1, "decode": 3}), Wants(2, 5), Events(), PlannerMetrics()
+    world.stuck = dict(STUCK)
+    loop = _loop(world, policy, events)
+    res = loop.tick()
+    metrics.record(res)
+    # prefill is raised; decode is not, and the reasons say how many pods, since when, and why
+    assert world.writes == [("prefill", 2)] and res.record.targets == {"prefill": 2, "decode": 3}
+    assert "InsufficientCapacity: decode kept at 3 (wanted 5): 1 pod unschedulable since" in res.record.reason
+    assert MSG in res.record.reason and res.unschedulable == STUCK
+    assert metrics.unschedulable.labels("decode")._value.get() == 1
+    assert metrics.unschedulable.labels("prefill")._value.get() == 0
+    assert [(a, ok) for a, _, ok in events.seen] == [("InsufficientCapacity", False)]
+    assert "decode not raised above 3 replicas: 1 pod unschedulable" in events.seen[0][1]
+
+    # still short: no second Event; a pin above does not place pods either
+    loop.control.state.overrides["decode"] = Override(replicas=6)
+    res = loop.tick()
+    assert world.current["decode"] == 3 and len(events.seen) == 1
+    # lowering is allowed while short (it frees what the scheduler lacks)
+    loop.control.state.overrides.clear()
+    policy.decode = 2
+    loop.tick()
+    assert world.current["decode"] == 2
+
+    # placed again: one Event, the gauge back to 0, and the pool is raised again
+    world.stuck = {}
+    policy.decode = 5
+    res = loop.tick()
+    metrics.record(res)
+    assert world.current["decode"] == 5 and "InsufficientCapacity" not in res.record.reason
+    assert [a for a, _, _ in events.seen] == ["InsufficientCapacity", "CapacityAvailable"]
+    assert metrics.unschedulable.labels("decode")._value.get() == 0
