@@ -69,6 +69,7 @@ def what_if(source: Source, window: Window, profile: PerformanceProfile, current
     if trace_out is not None:
         write_mooncake(requests, trace_out)
     result = compare(requests, profile, current, proposed, pools)
+    replay_s = result.pop("replay_seconds")
     n = len(requests)
     return {
         "deployment": {"namespace": source.namespace, "name": source.dgd},
@@ -78,6 +79,6 @@ def what_if(source: Source, window: Window, profile: PerformanceProfile, current
         "trace": {"seed": seed, "mean_isl": sum(r.input_length for r in requests) / n,
                   "mean_osl": sum(r.output_length for r in requests) / n, "how": HOW, "notes": notes},
         **result,
-        "timings": {"prometheus_seconds": read_s, "replay_seconds": result.pop("replay_seconds"),
+        "timings": {"prometheus_seconds": read_s, "replay_seconds": replay_s,
                     "total_seconds": time.perf_counter() - started},
     }
