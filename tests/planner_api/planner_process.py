@@ -55,7 +55,7 @@ class PlannerProcess:
             self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> PlannerProcess:
+    def start(self, timeout: float = 30) -> PlannerProcess:
         (self.workdir / "planner.yaml").write_text(yaml.safe_dump(self.cfg))
         extra = ["--static-token-file", str(self.token_file)] if self.token_file else []
         env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMO_PLANNER_")}
@@ -64,7 +64,7 @@ class PlannerProcess:
                 [sys.executable, "-m", "dynamo_scaling.cli", "planner", "--config", str(self.workdir / "planner.yaml"),
                  *self.args, "--api-port", str(self.port), *extra, *self.extra],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        wait_for(self._up, timeout=30, what="planner API")
+        wait_for(self._up, timeout=timeout, what="planner API")
         return self
 
     def _up(self) -> bool:
