@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
+from pathlib import Path
 
 import httpx
 import pytest
 from adapter_process import holds_for
 from helpers import wait_for
 
-from devcluster.procs import free_port
+from devcluster import launch
 
 pytestmark = pytest.mark.cluster
 REPO_DGD = {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment", "metadata": {"name": "llama"},
@@ -25,14 +25,12 @@ MANAGER = "dynamo-scaling-adapter/{}"
 
 
 def _replica(kubeconfig, namespace: str, identity: str, log, *extra: str) -> tuple[subprocess.Popen, int]:
-    health = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dynamo_scaling.cli", "adapter", "--namespace", namespace, "--kubeconfig", str(kubeconfig),
-         "--health-port", str(health), "--metrics-port", str(free_port()), "--resync-period", str(RESYNC_S),
-         "--leader-election", "--leader-election-namespace", namespace, "--leader-election-lease", "adapter-leader",
-         "--identity", identity, *extra],
-        stdout=log, stderr=subprocess.STDOUT)
-    return proc, health
+    # the launcher's command line, run as a bare process: these tests stop, kill and reap it themselves
+    spec = launch.adapter(kubeconfig, namespace, Path(log.name), resync_period_s=RESYNC_S, extra=(
+        "--leader-election", "--leader-election-namespace", namespace, "--leader-election-lease", "adapter-leader",
+        "--identity", identity, *extra))
+    proc = subprocess.Popen(spec.args, stdout=log, stderr=subprocess.STDOUT)
+    return proc, spec.ports["health"]
 
 
 def _ready(port: int) -> bool:
