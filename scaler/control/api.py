@@ -175,59 +175,40 @@ class ControlService:
         self.audit.record(caller.username, action, detail)
 
 
-def create_app(service: ControlService, authorizer: Authorizer, api_docs: bool = False,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """The API; `api_docs` serves /docs, /redoc and /openapi.json to callers who may read."""
+@dataclass(frozen=True)
+class Target:
+    """What one request is about: the control service of a deployment (None when this process
+    does not plan it) and the authorizer that guards it."""
+
+    service: ControlService | None
+    authorizer: Authorizer
+    label: str = "this planner"
+
+
+@dataclass(frozen=True)
+class Call:
+    caller: Caller
+    service: ControlService
+    authorizer: Authorizer
+
+
+def _auth(authorizer: Authorizer, creds: HTTPAuthorizationCredentials | None, verb: str) -> Caller:
+    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        caller = authorizer.authenticate(creds.credentials)
+        authorizer.authorize(caller, verb)
+    except AuthError as exc:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        raise HTTPException(exc.status, str(exc), headers=headers) from exc
+    return caller
+
+
+def _base_app(max_body_bytes: int) -> FastAPI:
     app = FastAPI(title="dynamo-scaling planner", version="v1",
                   description="Operator control of the predictive SLA planner.",
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, limit=max_body_bytes)
-    bearer = HTTPBearer(auto_error=False)
-
-    def caller_for(verb: str):
-        def dep(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
-            if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
-                raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-            try:
-                caller = authorizer.authenticate(creds.credentials)
-                authorizer.authorize(caller, verb)
-            except AuthError as exc:
-                headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-                raise HTTPException(exc.status, str(exc), headers=headers) from exc
-            return caller
-        return dep
-
-    def within_limits(caller: Caller, svc: str, body: Override) -> None:
-        """Past the planner's limits only with the override-limits verb (a second review, asked
-        only then)."""
-        limits = service.limits() if service.limits else None
-        over = limits.exceeded(svc, body, service.state.overrides) if limits else []
-        if not over:
-            return
-        try:
-            authorizer.authorize(caller, OVERRIDE_LIMITS)
-        except AuthError as exc:
-            if exc.status != 403:
-                raise HTTPException(exc.status, str(exc)) from exc
-            raise HTTPException(403, f"{'; '.join(over)}: going past the planner's limits needs the verb "
-                                     f"{OVERRIDE_LIMITS!r} on {RESOURCE}.{API_GROUP} ({exc})") from exc
-
-    reader = Annotated[Caller, Depends(caller_for(READ))]
-    writer = Annotated[Caller, Depends(caller_for(WRITE))]
-    service_path = Annotated[str, Path(pattern=SERVICE_NAME, description="DGD service name")]
-
-    def known(svc: str) -> None:
-        names = service.services() if service.services else None
-        if names is not None and svc not in names:
-            raise HTTPException(404, f"service {svc!r} is not planned by this planner; known: {sorted(names)}")
-
-    def snapshot() -> dict:
-        st = service.state
-        st.expire(utcnow())
-        return {
-            "paused": st.paused, "advisory": st.advisory, "sla": st.sla.model_dump(),
-            "overrides": {k: v.model_dump(mode="json") for k, v in st.overrides.items()},
-        }
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
@@ -246,69 +227,157 @@ def create_app(service: ControlService, authorizer: Authorizer, api_docs: bool =
     def healthz() -> dict:
         return {"ok": True}
 
-    @app.get("/v1/status", summary="forecast, targets, last decision, control state")
-    def status(caller: reader) -> dict:
-        with service.lock:
-            return {**service.status_provider(), **snapshot()}
+    return app
 
-    @app.get("/v1/decisions", summary="decision history, newest first")
-    def decisions(caller: reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
-        with service.lock:
-            items = list(service.state.history)[-limit:][::-1]
-        return {"items": [d.as_dict() for d in items]}
 
-    @app.put("/v1/overrides/{svc}", summary="pin or bound a service's replicas")
-    def put_override(svc: service_path, body: Override, caller: writer) -> dict:
-        known(svc)
-        if body.expires_at is not None and body.expires_at <= utcnow():
-            raise HTTPException(422, "expires_at is in the past")
-        within_limits(caller, svc, body)
-        stored = body.model_copy(update={"set_by": caller.username, "set_at": utcnow()})
-        service.change(caller, "OverrideSet", f"override on {svc}: {stored.model_dump(exclude_none=True, mode='json')}",
-                       lambda st: st.overrides.__setitem__(svc, stored))
-        return stored.model_dump(mode="json")
+def create_app(service: ControlService, authorizer: Authorizer, api_docs: bool = False,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The API of one deployment under /v1; `api_docs` serves /docs, /redoc and /openapi.json to
+    callers who may read."""
+    app = _base_app(max_body_bytes)
+    add_control_routes(app, "/v1", lambda: Target(service, authorizer))
+    bearer = HTTPBearer(auto_error=False)
 
-    @app.delete("/v1/overrides/{svc}", status_code=204, summary="remove a service's override")
-    def delete_override(svc: service_path, caller: writer) -> Response:
-        if svc not in service.state.overrides:
-            raise HTTPException(404, f"no override on service {svc!r}")
-        service.change(caller, "OverrideRemoved", f"override on {svc} removed",
-                       lambda st: st.overrides.pop(svc, None))
-        return Response(status_code=204)
-
-    @app.put("/v1/sla", summary="set TTFT and ITL targets")
-    def put_sla(body: SLATargets, caller: writer) -> dict:
-        service.change(caller, "SLAChanged", f"SLA set to TTFT {body.ttft_ms} ms, ITL {body.itl_ms} ms",
-                       lambda st: setattr(st, "sla", body))
-        return body.model_dump()
-
-    @app.post("/v1/pause", summary="stop writing replicas (decisions are still computed)")
-    def pause(caller: writer) -> dict:
-        service.change(caller, "Paused", "planner paused", lambda st: setattr(st, "paused", True))
-        return snapshot()
-
-    @app.post("/v1/resume", summary="resume writing replicas")
-    def resume(caller: writer) -> dict:
-        service.change(caller, "Resumed", "planner resumed", lambda st: setattr(st, "paused", False))
-        return snapshot()
-
-    @app.post("/v1/advisory", summary="turn advisory (recommend-only) mode on or off")
-    def advisory(body: AdvisoryBody, caller: writer) -> dict:
-        service.change(caller, "Advisory", f"advisory mode {'on' if body.enabled else 'off'}",
-                       lambda st: setattr(st, "advisory", body.enabled))
-        return snapshot()
+    def reader(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+        return _auth(authorizer, creds, READ)
 
     if api_docs:
         @app.get("/openapi.json", include_in_schema=False)
-        def openapi(caller: reader) -> JSONResponse:
+        def openapi(caller: Annotated[Caller, Depends(reader)]) -> JSONResponse:
             return JSONResponse(app.openapi())
 
         @app.get("/docs", include_in_schema=False)
-        def docs(caller: reader) -> HTMLResponse:
+        def docs(caller: Annotated[Caller, Depends(reader)]) -> HTMLResponse:
             return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} API")
 
         @app.get("/redoc", include_in_schema=False)
-        def redoc(caller: reader) -> HTMLResponse:
+        def redoc(caller: Annotated[Caller, Depends(reader)]) -> HTMLResponse:
             return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} API")
 
     return app
+
+
+def create_fleet_app(target: Callable[..., Target], listing: Callable[[Caller | None], list[dict]],
+                     authenticator: Authorizer, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """Fleet mode: each deployment's API under /v1/deployments/{namespace}/{name}; `target` is a
+    FastAPI dependency taking the path's namespace and name. The caller is authorized for that
+    namespace and DGD before anything says whether it is planned, so an unauthorized caller
+    learns nothing about which DGDs exist. GET /v1/deployments lists those the caller may read
+    (`listing` filters by the per-deployment authorizers)."""
+    app = _base_app(max_body_bytes)
+    add_control_routes(app, "/v1/deployments/{namespace}/{name}", target)
+    bearer = HTTPBearer(auto_error=False)
+
+    @app.get("/v1/deployments", summary="the deployments this planner plans that the caller may read")
+    def deployments(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> dict:
+        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+        try:
+            caller = authenticator.authenticate(creds.credentials)
+        except AuthError as exc:
+            raise HTTPException(exc.status, str(exc)) from exc
+        return {"items": listing(caller)}
+
+    return app
+
+
+def add_control_routes(app: FastAPI, prefix: str, target: Callable[..., Target]) -> None:
+    """Status, decisions, overrides, SLA, pause/resume/advisory of one deployment under `prefix`;
+    `target` (a FastAPI dependency) says which deployment and who guards it."""
+    bearer = HTTPBearer(auto_error=False)
+
+    def call_for(verb: str):
+        def dep(t: Annotated[Target, Depends(target)],
+                creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Call:
+            caller = _auth(t.authorizer, creds, verb)
+            if t.service is None:
+                raise HTTPException(404, f"{t.label} is not planned by this planner")
+            return Call(caller, t.service, t.authorizer)
+        return dep
+
+    def within_limits(call: Call, svc: str, body: Override) -> None:
+        """Past the planner's limits only with the override-limits verb (a second review, asked
+        only then)."""
+        service = call.service
+        limits = service.limits() if service.limits else None
+        over = limits.exceeded(svc, body, service.state.overrides) if limits else []
+        if not over:
+            return
+        try:
+            call.authorizer.authorize(call.caller, OVERRIDE_LIMITS)
+        except AuthError as exc:
+            if exc.status != 403:
+                raise HTTPException(exc.status, str(exc)) from exc
+            raise HTTPException(403, f"{'; '.join(over)}: going past the planner's limits needs the verb "
+                                     f"{OVERRIDE_LIMITS!r} on {RESOURCE}.{API_GROUP} ({exc})") from exc
+
+    reader = Annotated[Call, Depends(call_for(READ))]
+    writer = Annotated[Call, Depends(call_for(WRITE))]
+    service_path = Annotated[str, Path(pattern=SERVICE_NAME, description="DGD service name")]
+
+    def known(service: ControlService, svc: str) -> None:
+        names = service.services() if service.services else None
+        if names is not None and svc not in names:
+            raise HTTPException(404, f"service {svc!r} is not planned by this planner; known: {sorted(names)}")
+
+    def snapshot(service: ControlService) -> dict:
+        st = service.state
+        st.expire(utcnow())
+        return {
+            "paused": st.paused, "advisory": st.advisory, "sla": st.sla.model_dump(),
+            "overrides": {k: v.model_dump(mode="json") for k, v in st.overrides.items()},
+        }
+
+    @app.get(prefix + "/status", summary="forecast, targets, last decision, control state")
+    def status(call: reader) -> dict:
+        service = call.service
+        with service.lock:
+            return {**service.status_provider(), **snapshot(service)}
+
+    @app.get(prefix + "/decisions", summary="decision history, newest first")
+    def decisions(call: reader, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict:
+        with call.service.lock:
+            items = list(call.service.state.history)[-limit:][::-1]
+        return {"items": [d.as_dict() for d in items]}
+
+    @app.put(prefix + "/overrides/{svc}", summary="pin or bound a service's replicas")
+    def put_override(svc: service_path, body: Override, call: writer) -> dict:
+        known(call.service, svc)
+        if body.expires_at is not None and body.expires_at <= utcnow():
+            raise HTTPException(422, "expires_at is in the past")
+        within_limits(call, svc, body)
+        stored = body.model_copy(update={"set_by": call.caller.username, "set_at": utcnow()})
+        call.service.change(call.caller, "OverrideSet",
+                            f"override on {svc}: {stored.model_dump(exclude_none=True, mode='json')}",
+                            lambda st: st.overrides.__setitem__(svc, stored))
+        return stored.model_dump(mode="json")
+
+    @app.delete(prefix + "/overrides/{svc}", status_code=204, summary="remove a service's override")
+    def delete_override(svc: service_path, call: writer) -> Response:
+        if svc not in call.service.state.overrides:
+            raise HTTPException(404, f"no override on service {svc!r}")
+        call.service.change(call.caller, "OverrideRemoved", f"override on {svc} removed",
+                            lambda st: st.overrides.pop(svc, None))
+        return Response(status_code=204)
+
+    @app.put(prefix + "/sla", summary="set TTFT and ITL targets")
+    def put_sla(body: SLATargets, call: writer) -> dict:
+        call.service.change(call.caller, "SLAChanged", f"SLA set to TTFT {body.ttft_ms} ms, ITL {body.itl_ms} ms",
+                            lambda st: setattr(st, "sla", body))
+        return body.model_dump()
+
+    @app.post(prefix + "/pause", summary="stop writing replicas (decisions are still computed)")
+    def pause(call: writer) -> dict:
+        call.service.change(call.caller, "Paused", "planner paused", lambda st: setattr(st, "paused", True))
+        return snapshot(call.service)
+
+    @app.post(prefix + "/resume", summary="resume writing replicas")
+    def resume(call: writer) -> dict:
+        call.service.change(call.caller, "Resumed", "planner resumed", lambda st: setattr(st, "paused", False))
+        return snapshot(call.service)
+
+    @app.post(prefix + "/advisory", summary="turn advisory (recommend-only) mode on or off")
+    def advisory(body: AdvisoryBody, call: writer) -> dict:
+        call.service.change(call.caller, "Advisory", f"advisory mode {'on' if body.enabled else 'off'}",
+                            lambda st: setattr(st, "advisory", body.enabled))
+        return snapshot(call.service)

@@ -80,6 +80,14 @@ class Pin(_Model):
     set_by: str | None = Field(None, alias="setBy")
 
 
+class Roles(_Model):
+    """Which DGD service keys are the pools (fleet mode; otherwise found by subComponentType)."""
+
+    prefill: str | None = Field(None, pattern=POOL)
+    decode: str | None = Field(None, pattern=POOL)
+    frontend: str | None = Field(None, pattern=POOL)
+
+
 class PolicySpec(_Model):
     dgd_ref: DGDRef = Field(alias="dgdRef")
     sla: SLA
@@ -88,6 +96,7 @@ class PolicySpec(_Model):
     mode: Literal["active", "advisory", "paused"] = "active"
     pools: list[PoolBounds] = Field(default_factory=list)
     pins: list[Pin] = Field(default_factory=list)
+    roles: Roles | None = None
 
     def dump(self) -> dict:
         out = self.model_dump(mode="json", by_alias=True, exclude_none=True)
@@ -237,6 +246,12 @@ def owners_of_entry(obj: dict, kind: str, name: str, but: str) -> list[str]:
 
 
 # ---- the store: load, migrate, refresh, REST changes, status
+
+def list_policies(api: client.ApiClient, namespace: str) -> list[dict]:
+    """The DynamoScalingPolicies of a namespace (fleet mode plans each of them)."""
+    out = client.CustomObjectsApi(api).list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
+    return sorted(out.get("items") or [], key=lambda o: o["metadata"]["name"])
+
 
 class PolicyStore:
     """The policy of one DGD (same name as the DGD) in the DGD's namespace."""

@@ -122,8 +122,11 @@ def run(args: argparse.Namespace) -> int:
         authorizer = StaticTokenAuthorizer(read_token_file(opt.static_token_file) if opt.static_token_file
                                            else static.strip())
     else:
-        authorizer = KubernetesAuthorizer(api, cfg.deployment.namespace, f"{cfg.deployment.name}",
-                                          audiences=tuple(opt.token_audience))
+        def authorizer(namespace: str, name: str) -> KubernetesAuthorizer:  # fleet mode: one per DGD
+            return KubernetesAuthorizer(api, namespace, name, audiences=tuple(opt.token_audience))
+
+        if cfg.deployment is not None:
+            authorizer = authorizer(cfg.deployment.namespace, cfg.deployment.name)
     if opt.insecure_http and opt.bind_address not in LOOPBACK:
         print(f"warning: the control API serves plain HTTP on {opt.bind_address} (--insecure-http): "
               "bearer tokens cross the network unencrypted", file=sys.stderr)

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from external_metrics.prom import PrometheusConnection
 from external_metrics.signals import MappingError, SignalMapping
@@ -30,6 +38,26 @@ class DeploymentRef(BaseModel):
         "SLA targets; a change of the request replaces an SLA set through the API"))
 
 
+class FleetConfig(BaseModel):
+    """Fleet mode: every DynamoScalingPolicy in these namespaces is planned by this one process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    namespaces: list[Annotated[str, Field(pattern=NAME)]] = Field(min_length=1, description=(
+        "namespaces whose DynamoScalingPolicies are planned"))
+    gpu_budget: int | None = Field(None, ge=1, description=(
+        "GPUs shared by every planned DGD, by the policies' spec.priority; none: no shared budget"))
+    resync_s: float = Field(30, ge=1, description="how often the list of policies is re-read, seconds")
+
+    @field_validator("namespaces")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        dup = sorted({n for n in v if v.count(n) > 1})
+        if dup:
+            raise ValueError(f"listed more than once: {', '.join(dup)}")
+        return v
+
+
 class MetricLabels(BaseModel):
     """Prometheus label names that carry the Kubernetes namespace, DGD and service of a series
     (`dgd` and `service` only with the signal mapping's `dgd-labels` preset), and, with the
@@ -49,7 +77,8 @@ class MetricLabels(BaseModel):
 class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    deployment: DeploymentRef
+    deployment: DeploymentRef | None = Field(None, description="single-DGD mode: the one DGD planned")
+    fleet: FleetConfig | None = Field(None, description="fleet mode: every policy in the listed namespaces")
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
     profile_file: Path | None = Field(None, description="performance profile (JSON or Dynamo profiler npz)")
     state_configmap: str | None = Field(None, pattern=NAME, description="ConfigMap holding overrides")
@@ -65,9 +94,22 @@ class ServiceConfig(BaseModel):
         "/healthz fails when the planning loop has completed no tick, successful or not, for this "
         "many planning intervals (plus any back-off after failed ticks)"))
 
+    @model_validator(mode="after")
+    def _one_mode(self) -> ServiceConfig:
+        if (self.deployment is None) == (self.fleet is None):
+            raise ValueError("give exactly one of `deployment` (one DGD) and `fleet` (every policy in namespaces), "
+                             + ("not both" if self.deployment else "found neither"))
+        if self.fleet is not None and self.state_configmap:
+            raise ValueError("state_configmap is for `deployment` mode; in fleet mode each DGD's state is its policy")
+        return self
+
     @property
     def configmap(self) -> str:
         return self.state_configmap or f"{self.deployment.name}-planner-state"
+
+    def for_deployment(self, ref: DeploymentRef) -> ServiceConfig:
+        """This configuration narrowed to one DGD of a fleet (what a DeploymentPlanner reads)."""
+        return self.model_copy(update={"deployment": ref, "fleet": None})
 
 
 class ConfigError(ValueError):
@@ -90,7 +132,8 @@ def load(path: Path) -> ServiceConfig:
     try:
         cfg = ServiceConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(": ".join(x for x in (".".join(str(p) for p in e["loc"]), e["msg"]) if x)
+                             for e in exc.errors())
         raise ConfigError(f"{path}: {problems}") from None
     if cfg.profile_file and not cfg.profile_file.is_absolute():
         cfg = cfg.model_copy(update={"profile_file": path.parent / cfg.profile_file})

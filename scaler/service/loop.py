@@ -7,7 +7,8 @@ protocols so the loop itself is tested without a cluster.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Protocol
 
 from scaler.control.api import ControlService
@@ -66,6 +67,26 @@ class TickResult:
     unschedulable: dict[str, Unschedulable] = field(default_factory=dict)  # pools short of capacity
 
 
+@dataclass
+class Plan:
+    """One tick's decision before it is written (PlannerLoop.plan -> write)."""
+
+    now: datetime
+    snap: Snapshot
+    held: dict[str, str]
+    keep: dict[str, int]  # replicas in effect per pool
+    decision: Decision | None
+    planned: dict[str, int]  # the policy's targets, before overrides
+    targets: dict[str, int]  # what would be written
+    reasons: list[str]
+    may_write: bool
+    mode: str
+    stuck: dict[str, Unschedulable]
+
+    def parts(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+
 class PlannerLoop:
     def __init__(self, policy: Policy, observer: Observer, actuator: Actuator,
                  control: ControlService, pools: PoolServices) -> None:
@@ -77,6 +98,11 @@ class PlannerLoop:
         self.short: dict[str, Unschedulable] = {}  # pools with unschedulable pods at the last tick
 
     def tick(self) -> TickResult:
+        return self.write(self.plan())
+
+    def plan(self) -> Plan:
+        """Observe and decide, bent by the operator's overrides; nothing is written yet (a fleet
+        cuts every DGD's targets to its GPU budget between this and `write`)."""
         now = utcnow()
         snap = self.observer.observe()
         held = {svc: why for svc, why in snap.missing.items() if svc in self.pools.names()}
@@ -106,6 +132,12 @@ class PlannerLoop:
             # after the overrides: a pin does not place pods the cluster has no room for either
             targets, notes = hold_raises(targets, keep, stuck)
             reasons += notes
+        return Plan(now, snap, held, keep, decision, planned, targets, reasons, may_write, mode, stuck)
+
+    def write(self, plan: Plan) -> TickResult:
+        """Write a plan's targets (unless writes are off) and record the decision."""
+        now, snap, held, keep, decision, planned, targets, reasons, may_write, mode, stuck = plan.parts()
+        with self.control.lock:
             written: dict[str, int] = {}
             if not snap.ready:
                 may_write, mode = False, "deployment not ready"

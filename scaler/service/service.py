@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +18,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from external_metrics.prom import PrometheusClient
 from external_metrics.tls import ServingCert
-from scaler.control.api import MAX_BODY_BYTES, create_app
+from scaler.control.api import MAX_BODY_BYTES, create_app, create_fleet_app
 from scaler.control.auth import Authorizer
 from scaler.profile import planner_profile
 from scaler.service.config import ServiceConfig
 from scaler.service.deployment import DeploymentPlanner
+from scaler.service.fleet import (
+    FleetPlanner,
+    PerDeployment,
+    process_only,
+    rest_listing,
+    rest_target,
+)
 from scaler.service.leadership import Leadership
 from scaler.service.metrics import PlannerMetrics
 from scaler.whatif import api as whatif_api
@@ -59,7 +67,8 @@ class PlannerService:
     """The process: HTTP server, /healthz, /readyz, /metrics and the tick loop thread, over the
     DeploymentPlanners it plans (one in single-DGD mode)."""
 
-    def __init__(self, cfg: ServiceConfig, api: client.ApiClient, opts: Options, authorizer: Authorizer,
+    def __init__(self, cfg: ServiceConfig, api: client.ApiClient, opts: Options,
+                 authorizer: Authorizer | Callable[[str, str], Authorizer],
                  leadership: Leadership | None = None) -> None:
         self.cfg, self.opts, self.api = cfg, opts, api
         # with leader election only the lease holder plans and writes; every replica serves the API
@@ -69,17 +78,31 @@ class PlannerService:
         self.metrics.profile_source.labels(self.profile_source).set(1)
         self.leadership.export(self.metrics.registry)
         prom = PrometheusClient(opts.prometheus_url, connection=cfg.prometheus)
-        self.deployments: list[DeploymentPlanner] = [
+        # fleet mode (cfg.fleet): the planners come and go with the policies (scaler/service/fleet.py)
+        self.fleet: FleetPlanner | None = None
+        self.deployments: list[DeploymentPlanner] = [] if cfg.fleet else [
             DeploymentPlanner(cfg, api, prom, profile, self.profile_source, self.metrics, advisory=opts.advisory,
                               leadership=self.leadership)]
-        self.app = create_app(self.deployments[0].control, authorizer, api_docs=opts.api_docs,
-                              max_body_bytes=opts.max_body_bytes)
+        guards = PerDeployment(authorizer)
+        if cfg.fleet:
+            def make(dcfg: ServiceConfig, store) -> DeploymentPlanner:
+                # each DGD its own metrics, served with namespace and dgd labels
+                return DeploymentPlanner(dcfg, api, prom, profile, self.profile_source, PlannerMetrics(),
+                                         advisory=opts.advisory, policy_store=store, leadership=self.leadership)
+
+            process_only(self.metrics)
+            self.fleet = FleetPlanner(cfg, api, make, self.deployments, self.metrics.registry)
+            self.app = create_fleet_app(rest_target(self.fleet, guards), rest_listing(self.fleet, guards), guards,
+                                        max_body_bytes=opts.max_body_bytes)
+        else:
+            self.app = create_app(self.deployments[0].control, authorizer, api_docs=opts.api_docs,
+                                  max_body_bytes=opts.max_body_bytes)
         # this process's own liveness replaces the control API's constant /healthz
         self.app.router.routes = [r for r in self.app.router.routes if getattr(r, "path", None) != "/healthz"]
         self.app.add_api_route("/healthz", self._healthz, methods=["GET"], include_in_schema=False)
         self.app.add_api_route("/readyz", self._readyz, methods=["GET"], include_in_schema=False)
         self.app.add_api_route("/metrics", self._metrics, methods=["GET"], include_in_schema=False)
-        whatif_api.register(self.app, authorizer, lambda: self.deployments)  # POST /v1/what-if
+        whatif_api.register(self.app, guards if self.fleet else authorizer, lambda: self.deployments)  # POST /v1/what-if
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # the loop must complete its next tick (successful or not) before this monotonic time;
@@ -141,18 +164,23 @@ class PlannerService:
             errs = [d.dependencies[dep] for d in self.deployments]
             ok = [e for e in errs if e is None]
             self.dependencies[dep] = None if ok or not errs else errs[0]
+        if self.fleet and len(self.fleet.list_errors) == len(self.fleet.fleet.namespaces):
+            self.dependencies["kubernetes"] = next(iter(self.fleet.list_errors.values()))
         for dep, err in self.dependencies.items():
             self.metrics.dependency_up.labels(dep).set(0 if err else 1)
 
     def run_once(self) -> None:
         """One isolated tick: whatever fails is logged, counted and retried after a back-off;
         nothing a tick raises ends the loop."""
-        for d in self.deployments:
-            d.run_once()
+        if self.fleet is not None:
+            self.fleet.round()
+        else:
+            for d in self.deployments:
+                d.run_once()
         self._gather_dependencies()
         for d in self.deployments:
             if self.leadership.is_leader():  # a replica that lost the lease since leaves the status alone
-                d.write_policy_status()
+                d.write_policy_status(self.fleet.conditions.get(FleetPlanner.key_of(d), []) if self.fleet else ())
 
     def run_loop(self) -> None:
         interval = self.cfg.planner.interval_s

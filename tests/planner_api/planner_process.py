@@ -30,13 +30,15 @@ class PlannerProcess:
 
     def __init__(self, kubeconfig: Path, namespace: str, prometheus_url: str, workdir: Path,
                  planner: dict | None = None, token_file: Path | None = None, name: str = "llama",
-                 tls: str = "files", extra: tuple[str, ...] = ()) -> None:
+                 tls: str = "files", extra: tuple[str, ...] = (), config: dict | None = None) -> None:
         self.workdir, self.token_file, self.extra = workdir, token_file, extra
         self.cfg = {"deployment": {"name": name, "namespace": namespace, "prefill_service": "prefill",
                                    "decode_service": "decode"},
                     "planner": {"interval_s": 1, "scale_down_hold_s": 0, "scale_down_step": 0.5, "startup_s": 1,
                                 "peak_window_s": 0, **(planner or {})},
                     "signals": {"preset": "dgd-labels"}}  # the exporters' series carry dgd/service labels
+        if config is not None:  # top-level keys replaced, e.g. {"fleet": {...}} for the one deployment
+            self.cfg = {**{k: v for k, v in self.cfg.items() if k != "deployment"}, **config}
         self.args = ["--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus_url]
         self.port = free_port()
         self.verify: ssl.SSLContext | bool = True
