@@ -5,13 +5,10 @@ CappedStandin`)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from devcluster import procs
+from devcluster import launch
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIGMAP = "gpu-capacity"
 
 
@@ -19,17 +16,13 @@ class CappedStandin:
     def __init__(self, cluster, kubectl, namespace: str, gpus: int, startup_delay_s: float = 1.0) -> None:
         self.kubectl, self.namespace = kubectl, namespace
         kubectl("-n", namespace, "create", "configmap", CONFIGMAP, f"--from-literal=gpus={gpus}")
-        self.log = open(Path(cluster.state_dir) / "logs" / f"standin-capacity-{namespace}.log", "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devcluster.standin", "--kubeconfig", str(cluster.kubeconfig),
-             "--namespace", namespace, "--startup-delay", str(startup_delay_s),
-             "--capacity-configmap", f"{namespace}/{CONFIGMAP}"],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.launched = launch.standin(
+            cluster.kubeconfig, namespace, Path(cluster.state_dir) / "logs" / f"standin-capacity-{namespace}.log",
+            startup_delay_s=startup_delay_s, extra=("--capacity-configmap", f"{namespace}/{CONFIGMAP}")).start()
 
     def set_gpus(self, gpus: int) -> None:
         self.kubectl("-n", self.namespace, "patch", "configmap", CONFIGMAP, "--type=merge",
                      "-p", json.dumps({"data": {"gpus": str(gpus)}}))
 
     def stop(self) -> None:
-        procs.stop(self.proc, 10)
-        self.log.close()
+        self.launched.stop(timeout=10)
