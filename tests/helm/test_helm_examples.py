@@ -109,13 +109,20 @@ def test_fleet_example_applies_and_its_values_plan_its_namespaces(kubectl, names
     planned = values["planner"]["fleet"]["namespaces"]
     assert {p["metadata"]["namespace"] for p in policies} == set(planned)
     to_test = dict(zip(planned, (namespace, dgd_namespace)))
-    services = {(d["metadata"]["namespace"], d["metadata"]["name"]): set(d["spec"]["services"]) for d in dgds}
+    from adapter.models import parse_dgd
+    from scaler.control.policy import PolicySpec
+    from scaler.service.fleet import resolve_pools
+
+    by_name = {(d["metadata"]["namespace"], d["metadata"]["name"]): parse_dgd(d) for d in dgds}
     for p in policies:
-        pools = services[(p["metadata"]["namespace"], p["spec"]["dgdRef"]["name"])]
+        # the pools as the fleet planner finds them; bounds and pins name those pools
+        pools = resolve_pools(by_name[(p["metadata"]["namespace"], p["spec"]["dgdRef"]["name"])],
+                              PolicySpec.model_validate(p["spec"]).roles, p["metadata"]["name"])
         named = {b["name"] for b in p["spec"].get("pools", [])} | {x["pool"] for x in p["spec"].get("pins", [])}
-        assert named <= pools, f"{p['metadata']['name']}: no such pools {named - pools}"
+        assert named <= {pools.prefill, pools.decode}, f"{p['metadata']['name']}: {named} are not its pools {pools}"
     assert len({p["spec"]["priority"] for p in policies}) == len(policies), "priorities should order the fleet"
     assert any(x.get("expiresAt") for p in policies for x in p["spec"].get("pins", [])), "a pin with an expiry"
+    assert any(p["spec"].get("roles") for p in policies), "a policy naming its pools by role"
 
     single["metadata"]["namespace"] = "team-a"
     for doc in [*dgds, *policies, single]:

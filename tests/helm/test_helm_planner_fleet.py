@@ -11,7 +11,7 @@ import json
 import pytest
 import yaml
 
-from helm_chart_helpers import ensure_keda_crd, find, one
+from helm_chart_helpers import REPO, ensure_keda_crd, find, one
 
 NAME = "ds-dynamo-scaling-planner"
 FLEET = {"planner.enabled": "true", "planner.mode": "fleet"}
@@ -274,6 +274,28 @@ def test_fleet_planner_code_runs_under_the_chart_rbac(cluster, kubectl, namespac
         assert exc.value.status == 403
     finally:
         kubectl.run("delete", "namespace", f"{dgd_namespace}-x", "--wait=false", check=False)
+
+
+@pytest.mark.parametrize("values,sets", [
+    ([], {**FLEET, "planner.fleet.namespaces": "{team-a,team-b}", "planner.fleet.gpuBudget": "32"}),
+    ([], {**FLEET}),
+    ([REPO / "examples" / "helm" / "values-standalone.yaml", REPO / "examples" / "planner" / "fleet" / "values-fleet.yaml"],
+     {}),
+], ids=["budget", "defaults", "example"])
+def test_the_planner_accepts_the_rendered_fleet_config(render, tmp_path, values, sets):
+    """The config file the chart renders, at the path the pod mounts it, loaded by the planner's
+    own loader (what `dynamo-scaling planner --config` does before it starts)."""
+    from scaler.service import config as cfgmod
+
+    docs = render.docs(values=values, sets=sets)
+    settings = _planner_settings(_container(docs)["args"])
+    path = tmp_path / settings.config.name
+    path.write_text(one(docs, "ConfigMap", f"{NAME}-config")["data"]["config.yaml"])
+    loaded = cfgmod.load(path)
+    rendered = _config(docs)["fleet"]
+    assert loaded.deployment is None and loaded.fleet.namespaces == rendered["namespaces"]
+    assert loaded.fleet.gpu_budget == rendered.get("gpu_budget") and loaded.fleet.resync_s == rendered["resync_s"]
+    assert loaded.planner.ttft_ms == _config(docs)["planner"]["ttft_ms"]
 
 
 @pytest.mark.cluster
