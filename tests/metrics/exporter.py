@@ -3,7 +3,8 @@ chosen by the test (prometheus-client, on 127.0.0.1), scraped by the real Promet
 
 Run as `python exporter.py PORT STATE_FILE`. STATE_FILE is JSON
 `{"series": [{"name": ..., "labels": {...}, "value": ..., "type": "gauge"|"counter"|"histogram"}]}`
-(counters are named without `_total`; histograms take `"observations"` and `"buckets"`). It is
+(counters are named without `_total`; histograms take `"observations"`, each a value or
+`[value, count]`, and `"buckets"`). It is
 re-read on every scrape, so a test changes values by rewriting the file atomically.
 """
 
@@ -41,10 +42,12 @@ class StateCollector(Collector):
                 fam = families[name] = cls(name, f"test series {name}", labels=keys)
             values = [str(labels[k]) for k in keys]
             if kind == "histogram":
-                obs = [float(o) for o in s.get("observations", [])]
-                buckets = [(repr(float(le)), sum(1 for o in obs if o <= le)) for le in s["buckets"]]
-                buckets.append(("+Inf", len(obs)))
-                fam.add_metric(values, buckets, sum(obs))
+                # an observation is a value, or [value, count]: a long-running histogram in a few bytes
+                obs = [(float(o[0]), int(o[1])) if isinstance(o, list) else (float(o), 1)
+                       for o in s.get("observations", [])]
+                buckets = [(repr(float(le)), sum(n for o, n in obs if o <= le)) for le in s["buckets"]]
+                buckets.append(("+Inf", sum(n for _, n in obs)))
+                fam.add_metric(values, buckets, sum(o * n for o, n in obs))
             else:
                 fam.add_metric(values, float(s["value"]))
         yield from families.values()
