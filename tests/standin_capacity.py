@@ -16,13 +16,14 @@ class CappedStandin:
     def __init__(self, cluster, kubectl, namespace: str, gpus: int, startup_delay_s: float = 1.0) -> None:
         self.kubectl, self.namespace = kubectl, namespace
         kubectl("-n", namespace, "create", "configmap", CONFIGMAP, f"--from-literal=gpus={gpus}")
-        self.launched = launch.standin(
-            cluster.kubeconfig, namespace, Path(cluster.state_dir) / "logs" / f"standin-capacity-{namespace}.log",
-            startup_delay_s=startup_delay_s, extra=("--capacity-configmap", f"{namespace}/{CONFIGMAP}")).start()
+        self.proc = launch.standin(cluster.kubeconfig, namespace,
+                                   Path(cluster.state_dir) / "logs" / f"standin-capacity-{namespace}.log",
+                                   startup_delay_s=startup_delay_s,
+                                   extra=("--capacity-configmap", f"{namespace}/{CONFIGMAP}")).start()
 
     def set_gpus(self, gpus: int) -> None:
         self.kubectl("-n", self.namespace, "patch", "configmap", CONFIGMAP, "--type=merge",
                      "-p", json.dumps({"data": {"gpus": str(gpus)}}))
 
     def stop(self) -> None:
-        self.launched.stop(timeout=10)
+        self.proc.stop(timeout=10)
