@@ -155,7 +155,7 @@ def fleet_rbac(render, kubectl, namespace, dgd_namespace):
     kubectl.apply(objs)
     sa_name = f"{namespace}-dynamo-scaling-planner"
     yield {"release": namespace, "sa_name": sa_name, "sa": f"system:serviceaccount:{namespace}:{sa_name}",
-           "watched": [namespace, dgd_namespace]}
+           "watched": [namespace, dgd_namespace], "docs": docs}
     for d in objs:
         if d["kind"].startswith("Cluster"):
             kubectl.run("delete", d["kind"].lower(), d["metadata"]["name"], "--wait=false", check=False)
@@ -334,3 +334,97 @@ def test_switch_to_fleet_mode_and_roll_back_with_helm(private_helm, private_kube
     private_helm("rollback", "ds", "1", "-n", "dynamo-scaling", "--wait=false", "--timeout", "60s")
     assert planner_objects() == before
     assert k.run("get", "role", f"{NAME}-leader-election", "-n", "dynamo-scaling", check=False).returncode != 0
+
+
+@pytest.mark.cluster
+def test_the_rendered_fleet_planner_plans_two_namespaces_under_the_chart_rbac(cluster, kubectl, namespace,
+                                                                              dgd_namespace, fleet_rbac,
+                                                                              prometheus, tmp_path):
+    """The real planner process, started with the container arguments and config file the chart
+    renders and a token of the chart's ServiceAccount: it takes the chart's Lease, lists the
+    policies of both planned namespaces, writes /scale and the policy status in each, and reports
+    no refused call."""
+    import httpx
+    from exporter_process import Exporter
+    from helpers import wait_for
+
+    from devcluster import launch
+    from devcluster.controlplane import write_kubeconfig
+    from devcluster.procs import free_port
+
+    docs = fleet_rbac["docs"]
+    sa_name = fleet_rbac["sa_name"]
+    token = kubectl("create", "token", sa_name, "-n", namespace, "--duration=20m").strip()
+    kubeconfig = write_kubeconfig(cluster, tmp_path / "planner.kubeconfig", token=token)
+    standin = launch.standin(cluster.kubeconfig, None, tmp_path / "standin.log", startup_delay_s=1).start()
+    exporters = []
+    try:
+        # one DGD per planned namespace, each with a policy that pins a different pool at 2
+        for ns, pinned in ((namespace, "decode"), (dgd_namespace, "prefill")):
+            kubectl.apply({"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeployment",
+                           "metadata": {"name": "llama"}, "spec": {"services": {
+                               "Frontend": {"componentType": "frontend", "replicas": 1},
+                               **{svc: {"componentType": "worker", "subComponentType": svc, "replicas": 1,
+                                        "scalingAdapter": {"enabled": True}} for svc in ("prefill", "decode")}}}}, ns)
+            kubectl.apply([{"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapter",
+                            "metadata": {"name": f"llama-{svc}"},
+                            "spec": {"replicas": 1, "dgdRef": {"name": "llama", "serviceName": svc}}}
+                           for svc in ("prefill", "decode")], ns)
+            kubectl.apply({"apiVersion": "scaling.dynamo-scaling.io/v1alpha1", "kind": "DynamoScalingPolicy",
+                           "metadata": {"name": "llama"},
+                           "spec": {"dgdRef": {"name": "llama"}, "sla": {"ttftMs": 500, "itlMs": 50},
+                                    "pins": [{"pool": pinned, "replicas": 2, "reason": "chart test"}]}}, ns)
+            front = Exporter(tmp_path / ns / "frontend", [
+                {"name": "dynamo_frontend_requests", "type": "counter", "value": 7, "labels": {"model": "m"}},
+                {"name": "dynamo_frontend_inflight_requests", "value": 0, "labels": {"model": "m"}}])
+            workers = Exporter(tmp_path / ns / "workers", [
+                {"name": n, "value": 0, "labels": {"service": svc, "model_name": "m"}}
+                for svc in ("prefill", "decode") for n in ("vllm:num_requests_running", "vllm:num_requests_waiting")])
+            exporters += [(ns, front, workers)]
+        prometheus.set_targets("frontend", [(f.address, {"namespace": ns, "dgd": "llama", "service": "Frontend"})
+                                            for ns, f, _ in exporters])
+        prometheus.set_targets("workers", [(w.address, {"namespace": ns, "dgd": "llama"}) for ns, _, w in exporters])
+        prometheus.wait_for_targets("frontend", 2)
+        prometheus.wait_for_targets("workers", 2)
+
+        cm = one(docs, "ConfigMap", f"{sa_name}-config")
+        cfg = yaml.safe_load(cm["data"]["config.yaml"])
+        # the pod gets the signal mapping from the chart's signals ConfigMap; these series carry dgd labels
+        cfg["signals"] = {"preset": "dgd-labels"}
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+        port = free_port()
+        args = []
+        for a in _container(docs, sa_name)["args"]:
+            if a.startswith(("--config=", "--prometheus-url=", "--api-port=", "--bind-address=", "--tls-")):
+                continue  # the pod's paths and addresses; replaced below
+            args.append(a)
+        assert "--leader-election" in args
+        args += [f"--config={tmp_path / 'config.yaml'}", f"--prometheus-url={prometheus.url}", f"--api-port={port}",
+                 "--bind-address=127.0.0.1", "--insecure-http", f"--kubeconfig={kubeconfig}"]
+        planner = launch.Process("planner", launch.cli(*args), tmp_path / "planner.log",
+                                 ready=lambda: launch.http_ok(f"http://127.0.0.1:{port}/healthz"))
+        planner.start()
+        try:
+            def replicas(ns: str, svc: str) -> int:
+                return kubectl.json("-n", ns, "get", "dgdsa", f"llama-{svc}")["spec"]["replicas"]
+
+            def planning(ns: str) -> bool:
+                conds = kubectl.json("-n", ns, "get", "dsp", "llama").get("status", {}).get("conditions", [])
+                return any(c["type"] == "Planning" and c["status"] == "True" for c in conds)
+
+            wait_for(lambda: replicas(namespace, "decode") == 2 and replicas(dgd_namespace, "prefill") == 2
+                     and planning(namespace) and planning(dgd_namespace), timeout=90,
+                     what=f"both pins written and both policies planned: {planner.log_tail()}")
+            lease = kubectl.json("get", "lease", sa_name, "-n", namespace)["spec"]
+            assert lease["holderIdentity"], lease
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+            assert ready.status_code == 200, ready.text
+            log = planner.log_text()
+            assert "403" not in log and "Forbidden" not in log, log[-3000:]
+        finally:
+            planner.stop()
+    finally:
+        standin.stop(timeout=10)
+        for _, f, w in exporters:
+            f.stop()
+            w.stop()
