@@ -102,7 +102,10 @@ class PlannerService:
         self.app.add_api_route("/healthz", self._healthz, methods=["GET"], include_in_schema=False)
         self.app.add_api_route("/readyz", self._readyz, methods=["GET"], include_in_schema=False)
         self.app.add_api_route("/metrics", self._metrics, methods=["GET"], include_in_schema=False)
-        whatif_api.register(self.app, guards if self.fleet else authorizer, lambda: self.deployments)  # POST /v1/what-if
+        # POST /v1/what-if; in fleet mode POST /v1/deployments/{namespace}/{name}/what-if
+        whatif_api.register(self.app, guards if self.fleet else authorizer, lambda: self.deployments,
+                            lookup=(lambda ns, name: (guards(ns, name), self.fleet.find(ns, name))) if self.fleet
+                            else None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # the loop must complete its next tick (successful or not) before this monotonic time;

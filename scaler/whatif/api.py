@@ -1,7 +1,10 @@
-"""`POST /v1/what-if` on the planner's API: the proposed change (the shapes of the SLA and
-override bodies) replayed on the deployment's last hour of traffic beside the settings in effect.
-Authorized like reading the planner's decisions; one what-if at a time (429 while one runs); 501
-with the install command where the replay engine is not installed.
+"""`POST /v1/what-if` on the planner's API (in fleet mode `POST
+/v1/deployments/{namespace}/{name}/what-if`, one per planned DGD): the proposed change (the
+shapes of the SLA and override bodies) replayed on the deployment's last hour of traffic beside
+the settings in effect. Authorized like reading the planner's decisions; one what-if at a time
+per process (429 while one runs); 501 with the install command where the replay engine is not
+installed. The window ends at the last whole step (a multiple of `step_s` since the epoch), so
+the answer's window end given to `dynamo-scaling what-if --end` rebuilds the same trace.
 
 The planner service registers it with one call, handing over how to find its deployments;
 each is read through the attributes of `scaler.service.deployment.DeploymentPlanner` (`cfg`,
@@ -11,12 +14,13 @@ each is read through the attributes of `scaler.service.deployment.DeploymentPlan
 # and `reader` is local to register()
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -51,6 +55,11 @@ def plan(deployment: Any, proposal: Proposal) -> tuple[PlannerConfig, PlannerCon
     return current, proposed, pools
 
 
+def window_end(now: float, step_s: float) -> float:
+    """The last step boundary at or before `now`: two what-ifs within one step read the same window."""
+    return math.floor(now / step_s) * step_s
+
+
 def run_what_if(deployment: Any, proposal: Proposal, current: PlannerConfig, proposed: PlannerConfig,
                 pools: Pools) -> dict:
     from scaler.whatif.answer import Source, what_if
@@ -58,43 +67,50 @@ def run_what_if(deployment: Any, proposal: Proposal, current: PlannerConfig, pro
     d = deployment.cfg.deployment
     source = Source(deployment.observer.prom.url, d.namespace, d.name, deployment.observer.mapping,
                     deployment.cfg.prometheus)
-    window = Window(time.time(), proposal.window_s, proposal.step_s)
+    window = Window(window_end(time.time(), proposal.step_s), proposal.window_s, proposal.step_s)
     return what_if(source, window, deployment.policy.profile, current, proposed, pools, proposal.seed)
 
 
-def register(app: FastAPI, authorizer: Authorizer, deployments: Callable[[], list]) -> None:
-    """Add `POST /v1/what-if` to the planner's `app` for the one deployment `deployments()` holds."""
-    busy = threading.Lock()
+# a DGD's namespace and name in the fleet route, checked as the fleet's other per-DGD routes check them
+NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+Lookup = Callable[[str, str], tuple[Authorizer, Any]]
+
+
+def _reader(authorizer: Authorizer, creds: HTTPAuthorizationCredentials | None) -> Caller:
+    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    try:
+        caller = authorizer.authenticate(creds.credentials)
+        authorizer.authorize(caller, READ)
+    except AuthError as exc:
+        raise HTTPException(exc.status, str(exc),
+                            headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from exc
+    return caller
+
+
+async def _proposal(request: Request) -> Proposal:
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise HTTPException(422, f"body: not valid JSON ({exc})") from None
+    try:
+        return Proposal.parse(data)
+    except ProposalError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def register(app: FastAPI, authorizer: Authorizer, deployments: Callable[[], list],
+             lookup: Lookup | None = None) -> None:
+    """Add `POST /v1/what-if` to the planner's `app` for the one deployment `deployments()`
+    holds; with `lookup` (fleet mode: namespace, name -> that DGD's authorizer and its deployment,
+    None when not planned) also `POST /v1/deployments/{namespace}/{name}/what-if`."""
+    busy = threading.Lock()  # one replay at a time per process, whichever route asks
     bearer = HTTPBearer(auto_error=False)
 
-    def reader(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
-        if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
-            raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
+    async def answer(deployment: Any, proposal: Proposal, caller: Caller) -> dict:
         try:
-            caller = authorizer.authenticate(creds.credentials)
-            authorizer.authorize(caller, READ)
-        except AuthError as exc:
-            raise HTTPException(exc.status, str(exc),
-                                headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from exc
-        return caller
-
-    @app.post("/v1/what-if", summary="replay the last hour of traffic under a proposed SLA or override")
-    async def what_if(request: Request, caller: Annotated[Caller, Depends(reader)]) -> dict:
-        raw = await request.body()
-        try:
-            data = json.loads(raw) if raw.strip() else {}
-        except ValueError as exc:
-            raise HTTPException(422, f"body: not valid JSON ({exc})") from None
-        try:
-            proposal = Proposal.parse(data)
-        except ProposalError as exc:
-            raise HTTPException(422, str(exc)) from None
-        planned = deployments()
-        if len(planned) != 1:
-            raise HTTPException(404, f"the what-if answers for a planner of one deployment; this one plans "
-                                     f"{len(planned)}")
-        try:
-            current, proposed, pools = plan(planned[0], proposal)
+            current, proposed, pools = plan(deployment, proposal)
         except ProposalError as exc:
             raise HTTPException(422, str(exc)) from None
         from scaler.whatif.answer import replay_missing
@@ -106,11 +122,40 @@ def register(app: FastAPI, authorizer: Authorizer, deployments: Callable[[], lis
             raise HTTPException(429, "a what-if is already running; retry when it has finished",
                                 headers={"Retry-After": "5"})
         try:
-            return await run_in_threadpool(run_what_if, planned[0], proposal, current, proposed, pools)
+            return await run_in_threadpool(run_what_if, deployment, proposal, current, proposed, pools)
         except (NoTraffic, RebuildError) as exc:
             raise HTTPException(422, str(exc)) from None
         except PrometheusError as exc:
             raise HTTPException(503, f"Prometheus: {exc}") from None
         finally:
             busy.release()
-            log.info("what-if", extra={"caller": caller.username})
+            d = deployment.cfg.deployment
+            log.info("what-if", extra={"caller": caller.username, "dgd": f"{d.namespace}/{d.name}"})
+
+    def reader(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+        return _reader(authorizer, creds)
+
+    @app.post("/v1/what-if", summary="replay the last hour of traffic under a proposed SLA or override")
+    async def what_if(request: Request, caller: Annotated[Caller, Depends(reader)]) -> dict:
+        proposal = await _proposal(request)
+        planned = deployments()
+        if len(planned) != 1:
+            raise HTTPException(404, f"the what-if answers for a planner of one deployment; this one plans "
+                                     f"{len(planned)}")
+        return await answer(planned[0], proposal, caller)
+
+    if lookup is None:
+        return
+
+    @app.post("/v1/deployments/{namespace}/{name}/what-if",
+              summary="replay a planned DGD's last hour of traffic under a proposed SLA or override")
+    async def what_if_of(request: Request, namespace: Annotated[str, Path(pattern=NAME, max_length=63)],
+                         name: Annotated[str, Path(pattern=NAME, max_length=253)],
+                         creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> dict:
+        guard, deployment = lookup(namespace, name)
+        # authorized for this DGD before anything says whether it is planned, as the other per-DGD routes
+        caller = await run_in_threadpool(_reader, guard, creds)
+        proposal = await _proposal(request)
+        if deployment is None:
+            raise HTTPException(404, f"DynamoGraphDeployment {namespace}/{name} is not planned by this planner")
+        return await answer(deployment, proposal, caller)

@@ -1,10 +1,14 @@
 """`POST /v1/what-if` on a real `dynamo-scaling planner` process over real HTTPS, with real
 TokenReview/SubjectAccessReview, reading recorded frontend series from a real Prometheus: read
 access is enough, the body is validated naming the field, one what-if runs at a time, the
-current settings are the planner's live ones, and without the replay engine the answer is 501."""
+current settings are the planner's live ones, and without the replay engine the answer is 501.
+In fleet mode each planned DGD has its own `POST /v1/deployments/{namespace}/{name}/what-if`,
+authorized for that DGD, answering what `dynamo-scaling what-if` and `dynamo-scaling replay` say
+of the same window."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +24,7 @@ from recorded import recorded_prometheus
 from dynamo_scaling.traces import read_trace, window
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "planner_api"))
+from leader_support import dgd
 from planner_process import PlannerProcess  # noqa: E402
 
 pytestmark = pytest.mark.cluster
@@ -27,10 +32,11 @@ REPO = Path(__file__).resolve().parents[2]
 WINDOW_S = 1200.0
 
 
-def planner_role(name: str, verbs: list[str]) -> dict:
+def planner_role(name: str, verbs: list[str], names: tuple[str, ...] | None = ("llama",)) -> dict:
+    """A Role on the planner of the DGDs `names` (None: of every DGD in the namespace)."""
     return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": name},
-            "rules": [{"apiGroups": ["scaling.dynamo-scaling.io"], "resources": ["planners"],
-                       "resourceNames": ["llama"], "verbs": verbs}]}
+            "rules": [{"apiGroups": ["scaling.dynamo-scaling.io"], "resources": ["planners"], "verbs": verbs,
+                       **({"resourceNames": list(names)} if names else {})}]}
 
 
 def binding(role: str, sa: str) -> dict:
@@ -168,5 +174,84 @@ def test_without_the_replay_engine_the_answer_is_501_with_the_install_command(cl
         assert r.status_code == 422 and "sla.ttft_ms" in r.json()["error"], r.text
         assert httpx.post(planner.url + "/v1/what-if", json={}, timeout=30,
                           verify=planner.verify).status_code == 401
+    finally:
+        planner.stop()
+
+
+# what the what-if and replay answers must agree on (as tests/whatif/test_whatif_cli.py compares them)
+SAME = ("requests", "sla_attainment", "feasible_attainment", "gpu_hours", "max_gpus", "scale_events",
+        "ttft_p50_ms", "ttft_p99_ms", "itl_p99_ms")
+
+
+def cli(*args: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_fleet_what_if_per_dgd_is_authorized_for_that_dgd_and_answers_as_what_if_and_replay(
+        cluster, kubectl, namespace, recorded, tmp_path):
+    prom, reqs = recorded
+    callers = ("team-viewer", "llama-viewer", "stranger")
+    # both DGDs of the recording, each planned by its policy; pools found by subComponentType
+    kubectl.apply([dgd("llama"), dgd("other")], namespace)
+    kubectl.apply([{"apiVersion": "scaling.dynamo-scaling.io/v1alpha1", "kind": "DynamoScalingPolicy",
+                    "metadata": {"name": n}, "spec": {"dgdRef": {"name": n}, "sla": {"ttftMs": 500, "itlMs": 50}}}
+                   for n in ("llama", "other")], namespace)
+    kubectl.apply([{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa}} for sa in callers]
+                  + [planner_role("team-view", ["get"], None), binding("team-view", "team-viewer"),
+                     planner_role("llama-view", ["get"]), binding("llama-view", "llama-viewer")], namespace)
+    auth = {sa: {"Authorization": "Bearer " + kubectl("-n", namespace, "create", "token", sa, "--duration=10m").strip()}
+            for sa in callers}
+    planner = PlannerProcess(cluster.kubeconfig, namespace, prom.url, tmp_path / "planner",
+                             config={"fleet": {"namespaces": [namespace], "resync_s": 1}})
+    planner.cfg["planner"] = {}  # the planner's defaults, which `dynamo-scaling replay` plans with too
+    planner.start()
+    try:
+        def post(path: str, who: str | None, body: dict) -> httpx.Response:
+            return httpx.post(planner.url + path, json=body, headers=auth[who] if who else {}, timeout=300,
+                              verify=planner.verify)
+
+        llama, other = (f"/v1/deployments/{namespace}/{n}/what-if" for n in ("llama", "other"))
+        wait_for(lambda: [i["name"] for i in httpx.get(planner.url + "/v1/deployments", headers=auth["team-viewer"],
+                                                       timeout=10, verify=planner.verify).json()["items"]]
+                 == ["llama", "other"], timeout=60, what="both DGDs planned")
+        # authorized for that DGD, before anything says whether it is planned
+        assert post(llama, None, {}).status_code == 401
+        r = post(llama, "stranger", {})
+        assert r.status_code == 403 and "may not get planners" in r.json()["error"], r.text
+        r = post(other, "llama-viewer", {})
+        assert r.status_code == 403 and "'other'" in r.json()["error"], r.text
+        r = post(f"/v1/deployments/{namespace}/nope/what-if", "team-viewer", {})
+        assert r.status_code == 404 and f"DynamoGraphDeployment {namespace}/nope" in r.json()["error"], r.text
+        r = post(llama, "llama-viewer", {"sla": {"ttft_ms": -1, "itl_ms": 50}})
+        assert r.status_code == 422 and r.json()["error"].startswith("sla.ttft_ms:"), r.text
+        # the single-DGD route grants nothing in fleet mode
+        r = post("/v1/what-if", "team-viewer", {})
+        assert r.status_code == 403 and "/v1/deployments/" in r.json()["error"], r.text
+
+        r = post(llama, "llama-viewer", {"sla": {"ttft_ms": 150, "itl_ms": 50}, "window_s": WINDOW_S})
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["deployment"] == {"namespace": namespace, "name": "llama"}
+        # llama's own requests, not the other DGD's (a third of them)
+        assert 0.9 * len(reqs) <= answer["requests"] <= 1.02 * len(reqs)
+
+        # the same window, settings and proposal from the command line: the same answer ...
+        out, trace = tmp_path / "cli.json", tmp_path / "trace.jsonl"
+        cli("what-if", "--config", str(tmp_path / "planner" / "planner.yaml"), "--prometheus-url", prom.url,
+            "--namespace", namespace, "--dgd", "llama", "--window", f"{WINDOW_S:.0f}", "--end", answer["window"]["end"],
+            "--ttft-ms", "150", "--json", str(out), "--trace-out", str(trace))
+        local = json.loads(out.read_text())
+        assert local["window"] == answer["window"]
+        for side in ("current", "proposed"):
+            assert local[side]["settings"] == answer[side]["settings"], side
+            for key in SAME:
+                assert answer[side][key] == local[side][key], (side, key)
+        # ... and what replay says of the rebuilt trace under the settings in effect
+        cli("replay", "--trace", str(trace), "--planner", "predictive", "--json", str(tmp_path / "replay.json"))
+        replayed = json.loads((tmp_path / "replay.json").read_text())
+        for key in SAME:
+            assert answer["current"][key] == replayed[key], key
     finally:
         planner.stop()
