@@ -93,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     worker.start()
     while worker.is_alive() and not stop.wait(0.5):
         pass
-    if elector:
-        elector.stop()
     worker.join(5.0)
+    if elector and not worker.is_alive():
+        elector.release()  # no reconcile runs any more: the lease goes free for a standby at once
+    elif elector:
+        elector.stop()  # a reconcile still running: the lease is left to expire
     return 0

@@ -5,6 +5,10 @@ Three periods, as in client-go: the holder renews every `retry_s`; when it has n
 connection included); another replica takes the lease only after seeing it unchanged for
 `lease_s` on its own clock. retry < renew deadline < lease duration, so a holder cut off from
 the API server has stopped writing before a standby can take over.
+
+On a clean shutdown the holder, once its guarded work has stopped, releases the lease (as
+client-go's ReleaseOnCancel does): it clears holderIdentity and shortens the lease to 1 s, so a
+standby takes it at its next try instead of waiting out the lease duration.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class LeaseElector:
         self._observed_at = 0.0
         self._was_leader = False
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         # why the last try to take or renew the lease failed (None: the API server answered)
         self.last_error: str | None = None
 
@@ -142,9 +147,35 @@ class LeaseElector:
             self._stop.wait(self.retry_s)
 
     def start(self) -> threading.Thread:
-        t = threading.Thread(target=self.run, name="leader-election", daemon=True)
+        t = self._thread = threading.Thread(target=self.run, name="leader-election", daemon=True)
         t.start()
         return t
+
+    def release(self) -> bool:
+        """Stop the election and give the lease up if this replica holds it: no write is allowed
+        from here on, and the lease is left free (no holder, 1 s) for a standby's next try. Call
+        only once the work the lease guards has stopped, or two replicas could write at once.
+        True when the lease was released."""
+        self.stop()
+        if self._thread is not None:  # no renewal may land after the release
+            self._thread.join(sum(self._call_timeout()) + 1)
+        self._renewed_at = None
+        timeout = self._call_timeout()
+        try:
+            lease = self.coord.read_namespaced_lease(self.name, self.namespace, _request_timeout=timeout)
+            if lease.spec.holder_identity != self.identity:
+                return False
+            now = dt.datetime.now(dt.UTC)
+            lease.spec = client.V1LeaseSpec(holder_identity=None, lease_duration_seconds=1, renew_time=now,
+                                            acquire_time=now, lease_transitions=lease.spec.lease_transitions)
+            # resourceVersion guards it: a lease another replica took meanwhile stays theirs
+            self.coord.replace_namespaced_lease(self.name, self.namespace, lease, _request_timeout=timeout)
+        except Exception as exc:  # noqa: BLE001  the lease then expires as after a crash
+            log.warning("lease not released", extra={"lease": f"{self.namespace}/{self.name}",
+                                                     "error": str(exc)[:200]})
+            return False
+        log.info("lease released", extra={"lease": f"{self.namespace}/{self.name}", "identity": self.identity})
+        return True
 
     def stop(self) -> None:
         self._stop.set()

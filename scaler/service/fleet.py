@@ -233,6 +233,7 @@ class FleetPlanner:
         self._custom = client.CustomObjectsApi(api)
         self._scale = {ns: ScaleClient(api, ns) for ns in self.fleet.namespaces}
         self._next_resync = 0.0
+        self.may_write: Callable[[], bool] = lambda: True  # under leader election: while this replica leads
         self.metrics = FleetMetrics(registry)
         if self.fleet.gpu_budget is not None:
             self.metrics.budget.set(self.fleet.gpu_budget)
@@ -352,6 +353,8 @@ class FleetPlanner:
                                                           .get("name", name), name=name))
         store.obj = obj
         store.generation = obj["metadata"].get("generation", 0)
+        if not self.may_write():  # a standby keeps the list for its API; only the leader reports
+            return
         try:
             store.write_status({}, [("Planning", False, exc.reason, str(exc))])
         except Exception as err:  # noqa: BLE001  a report: never stops the resync

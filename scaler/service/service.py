@@ -4,6 +4,7 @@ the cluster at start."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -92,6 +93,7 @@ class PlannerService:
 
             process_only(self.metrics)
             self.fleet = FleetPlanner(cfg, api, make, self.deployments, self.metrics.registry)
+            self.fleet.may_write = self.leadership.is_leader  # a standby lists policies but reports nothing
             self.app = create_fleet_app(rest_target(self.fleet, guards), rest_listing(self.fleet, guards), guards,
                                         max_body_bytes=opts.max_body_bytes)
         else:
@@ -108,6 +110,7 @@ class PlannerService:
                             else None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._standby_resync_at = 0.0  # fleet mode: when a standby next re-reads the policy list
         # the loop must complete its next tick (successful or not) before this monotonic time;
         # the first tick may also wait for start-up
         self._due = time.monotonic() + (cfg.liveness_intervals + 1) * cfg.planner.interval_s
@@ -195,9 +198,35 @@ class PlannerService:
                 self.run_once()
                 wait = backoff_s(interval, self.failures)
             else:  # standby: plan nothing, write nothing; stay live for the takeover
+                self._follow()
                 wait = interval
             self._due = time.monotonic() + wait + self.cfg.liveness_intervals * interval
             self._stop.wait(wait)
+
+    def _follow(self) -> None:
+        """A standby in fleet mode keeps its list of planned DGDs as the leader does (every
+        resync_s, writing nothing), so its per-DGD API serves them."""
+        if self.fleet is None or time.monotonic() < self._standby_resync_at:
+            return
+        try:
+            self.fleet.resync()
+        except Exception:  # retried at the next resync; the standby stays up
+            log.warning("policies not re-read on the standby", exc_info=True)
+        self._standby_resync_at = time.monotonic() + self.fleet.fleet.resync_s
+
+    def stop_planning(self, join_s: float = 5.0) -> None:
+        """Stop the planning loop; once it has stopped, give the lease up (client-go's
+        ReleaseOnCancel) so a standby takes over at its next retry, not after the whole lease. A
+        loop still running keeps the lease to expire: releasing it then could let two write."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(join_s)
+            if thread.is_alive():
+                log.warning("the planning loop did not stop in time; the lease is left to expire")
+                return
+        if self.leadership.elector is not None:
+            self.leadership.elector.release()
 
     def serve(self) -> None:
         o = self.opts
@@ -215,12 +244,24 @@ class PlannerService:
                                                   "scheme": "http" if cert is None else "https",
                                                   "self_signed": bool(cert and cert.generated)})
         try:
-            uvicorn.Server(config).run()
+            _Server(config, self.stop_planning).run()
         finally:
-            self._stop.set()
-            thread.join(5)
+            self.stop_planning()
             if cert is not None:
                 cert.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM once it has shut down, which ends the process before any
+    `finally` of the caller: so planning stops and the lease is released within its shutdown."""
+
+    def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_shutdown = on_shutdown
+
+    async def shutdown(self, sockets=None) -> None:
+        await super().shutdown(sockets=sockets)
+        await asyncio.to_thread(self.on_shutdown)
 
 
 def read_token_file(path: Path) -> str:

@@ -6,43 +6,23 @@ change written once."""
 
 from __future__ import annotations
 
-import threading
-
 import httpx
 import pytest
 from helpers import wait_for
-from kubernetes import client, watch
+from leader_support import (
+    INTERVAL_S,
+    TAKEOVER_S,
+    SpecWatch,
+    adapter,
+    decode_load,
+    election_flags,
+)
 from planner_process import PlannerProcess
-from planner_support import AUTH, DGD, TOKEN, IdleDeployment, metric, worker_series
+from planner_support import AUTH, DGD, TOKEN, IdleDeployment, metric
 
-from adapter.models import DGDSA_PLURAL, GROUP
 from devcluster.prometheus import Prometheus
 
 pytestmark = pytest.mark.cluster
-
-# short periods so a takeover fits a test; retry < renew deadline < lease, as the flags require
-LEASE_S, RENEW_DEADLINE_S, RETRY_S = 6.0, 4.0, 1.0
-INTERVAL_S = 1.0  # the planners' tick (PlannerProcess)
-# a standby takes the lease after seeing it unrenewed for LEASE_S (counted from its next try),
-# then plans on its next tick; the rest is slack for two loaded cores
-TAKEOVER_S = LEASE_S + 2 * RETRY_S + 2 * INTERVAL_S + 20
-
-
-def _adapter(svc: str, replicas: int) -> dict:
-    return {"apiVersion": "nvidia.com/v1alpha1", "kind": "DynamoGraphDeploymentScalingAdapter",
-            "metadata": {"name": f"llama-{svc}"},
-            "spec": {"replicas": replicas, "dgdRef": {"name": "llama", "serviceName": svc}}}
-
-
-def decode_load(waiting: int) -> list[dict]:
-    """Idle prefill; decode workers at 80% KV with 10 running and `waiting` queued requests:
-    with two Ready decode workers the planner wants 2 * (1 + waiting / 10) of them."""
-    kv = {"name": "vllm:kv_cache_usage_perc", "value": 0.8, "labels": {"service": "decode", "model_name": "m"}}
-    series = [s for s in worker_series("prefill", "decode") if s["labels"]["service"] == "prefill"]
-    series += [{"name": "vllm:num_requests_running", "value": 10, "labels": {"service": "decode", "model_name": "m"}},
-               {"name": "vllm:num_requests_waiting", "value": waiting,
-                "labels": {"service": "decode", "model_name": "m"}}, kv]
-    return series
 
 
 @pytest.fixture()
@@ -55,7 +35,7 @@ def prometheus(tmp_path):
 def deployment(prometheus, kubectl, namespace, standin, tmp_path):
     """DGD llama Ready (two decode workers), its adapters at 1 prefill / 2 decode, and its series."""
     kubectl.apply(DGD, namespace)
-    kubectl.apply([_adapter("prefill", 1), _adapter("decode", 2)], namespace)
+    kubectl.apply([adapter("llama", "prefill", 1), adapter("llama", "decode", 2)], namespace)
     wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama").get("status", {}).get("state")
              == "successful", what="DGD ready")
     dep = IdleDeployment(prometheus, tmp_path / "exporters", namespace)  # the decode queue is the load
@@ -67,11 +47,7 @@ def _planner(cluster, namespace, prometheus, workdir) -> PlannerProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "token").write_text(TOKEN)
     return PlannerProcess(cluster.kubeconfig, namespace, prometheus.url, workdir, token_file=workdir / "token",
-                          tls="off", planner={"interval_s": INTERVAL_S},
-                          extra=("--leader-election", "--leader-election-namespace", namespace,
-                                 "--leader-election-lease-duration", str(LEASE_S),
-                                 "--leader-election-renew-deadline", str(RENEW_DEADLINE_S),
-                                 "--leader-election-retry-period", str(RETRY_S)))
+                          tls="off", planner={"interval_s": INTERVAL_S}, extra=election_flags(namespace))
 
 
 def _status(p: PlannerProcess) -> dict:
@@ -102,37 +78,6 @@ def _leader_and_standby(cluster, namespace, prometheus, tmp_path) -> tuple[Plann
     st = wait_for(seen, timeout=30, what="the standby sees the holder")
     assert st["leader"] is False and st["leader_election"]["holder"] == _status(first)["leader_election"]["identity"]
     return first, second
-
-
-class SpecWatch:
-    """Every spec.replicas the adapter takes, from a watch on it (a write that changes nothing
-    leaves no trace, so this sees each change once)."""
-
-    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
-        self.values: list[int] = []
-        self.error: Exception | None = None
-        self._w = watch.Watch()
-        custom = client.CustomObjectsApi(api)
-        self._stream = self._w.stream(custom.list_namespaced_custom_object, GROUP, "v1alpha1", namespace,
-                                      DGDSA_PLURAL, field_selector=f"metadata.name={name}", timeout_seconds=600)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for ev in self._stream:
-                n = ev["object"]["spec"]["replicas"]
-                if not self.values or self.values[-1] != n:
-                    self.values.append(n)
-        except Exception as exc:  # noqa: BLE001  a broken watch is a failed test, not a thread's traceback
-            self.error = exc
-
-    def seen(self) -> list[int]:
-        assert self.error is None, f"the watch on the adapter broke: {self.error}"
-        return list(self.values)
-
-    def stop(self) -> None:
-        self._w.stop()
 
 
 def test_only_the_leader_plans_and_the_standby_serves_the_api(cluster, kubectl, namespace, deployment, prometheus,
