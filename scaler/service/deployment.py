@@ -44,7 +44,7 @@ class DeploymentPlanner:
 
     def __init__(self, cfg: ServiceConfig, api: client.ApiClient, prom: PrometheusClient, profile,
                  profile_source: str, metrics: PlannerMetrics, advisory: bool = False,
-                 policy_store: PolicyStore | None = None, use_policy: bool | None = None,
+                 policy_store: PolicyStore | None = None,
                  leadership: Leadership | None = None) -> None:
         self.cfg, self.api, self.metrics, self.profile_source = cfg, api, metrics, profile_source
         self.leadership = leadership or Leadership()
@@ -81,6 +81,7 @@ class DeploymentPlanner:
         self.observer = LiveObserver(cfg, api, prom)
         self.loop = PlannerLoop(self.policy, self.observer,
                                 ScaleActuator(ScaleClient(api, d.namespace), d.name), self.control, self.pools)
+        self.loop.dgd = f"{d.namespace}/{d.name}"
         if leadership is not None and leadership.enabled:
             # /scale writes become compare-and-swaps on what the observer read, under the lease
             self.observer.scale = GuardedScaleClient(api, d.namespace, leadership.guard)

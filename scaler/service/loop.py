@@ -96,6 +96,10 @@ class PlannerLoop:
         self.held: dict[str, str] = {}
         self.in_graph: dict[str, str] = {}  # pools Dynamo's in-graph planner scales, and the message
         self.short: dict[str, Unschedulable] = {}  # pools with unschedulable pods at the last tick
+        self.dgd: str | None = None  # "<namespace>/<name>": a fleet planner's log lines must say which DGD
+
+    def _log(self, **extra) -> dict:
+        return {"dgd": self.dgd, **extra} if self.dgd else extra
 
     def tick(self) -> TickResult:
         return self.write(self.plan())
@@ -108,7 +112,7 @@ class PlannerLoop:
         held = {svc: why for svc, why in snap.missing.items() if svc in self.pools.names()}
         with self.control.lock:
             for svc in self.control.state.expire(now):
-                log.info("override expired", extra={"service": svc})
+                log.info("override expired", extra=self._log(service=svc))
             keep = {svc: snap.current.get(svc, 0) for svc in self.pools.names()}
             if len(held) == len(keep):
                 # nothing to decide on: the forecast must not learn a made-up idle window either
@@ -156,8 +160,8 @@ class PlannerLoop:
                                     reason="; ".join(reasons), details=decision.details.as_dict() if decision else {},
                                     outcome=outcome)
             self.control.state.history.append(record)
-        log.info("planner tick", extra={"targets": targets, "written": written, "mode": mode,
-                                        "outcome": outcome.value, "reason": record.reason})
+        log.info("planner tick", extra=self._log(targets=targets, written=written, mode=mode,
+                                                 outcome=outcome.value, reason=record.reason))
         self._announce(held, keep)
         self._announce_in_graph(snap.blocked)
         self._announce_capacity(stuck, keep)
@@ -173,16 +177,16 @@ class PlannerLoop:
         for svc in self.pools.names():
             try:
                 if svc in stuck and svc not in before:
-                    log.warning("pool short of capacity", extra={"service": svc, "why": stuck[svc].describe()})
+                    log.warning("pool short of capacity", extra=self._log(service=svc, why=stuck[svc].describe()))
                     self.control.audit.record("planner", "InsufficientCapacity",
                                               f"{svc} not raised above {keep[svc]} replicas: {stuck[svc].describe()}",
                                               ok=False)
                 elif svc in before and svc not in stuck:
-                    log.info("pool schedulable again", extra={"service": svc})
+                    log.info("pool schedulable again", extra=self._log(service=svc))
                     self.control.audit.record("planner", "CapacityAvailable",
                                               f"{svc}: no pod is unschedulable any more, it may be raised again")
             except Exception:  # an Event is a report; it must never fail the decision
-                log.warning("could not record the event", exc_info=True, extra={"service": svc})
+                log.warning("could not record the event", exc_info=True, extra=self._log(service=svc))
 
     def _announce(self, held: dict[str, str], keep: dict[str, int]) -> None:
         """A Kubernetes Event when a pool starts being held for missing data and when it resumes;
@@ -191,15 +195,15 @@ class PlannerLoop:
         for svc in self.pools.names():
             try:
                 if svc in held and svc not in before:
-                    log.warning("pool held: missing data", extra={"service": svc, "why": held[svc]})
+                    log.warning("pool held: missing data", extra=self._log(service=svc, why=held[svc]))
                     self.control.audit.record("planner", "HeldMissingData",
                                               f"{svc} held at {keep[svc]} replicas: {held[svc]}", ok=False)
                 elif svc in before and svc not in held:
-                    log.info("pool planned again: data is back", extra={"service": svc})
+                    log.info("pool planned again: data is back", extra=self._log(service=svc))
                     self.control.audit.record("planner", "ResumedWithData",
                                               f"{svc}: the inputs are back, planning resumes")
             except Exception:  # an Event is a report; it must never fail the decision
-                log.warning("could not record the event", exc_info=True, extra={"service": svc})
+                log.warning("could not record the event", exc_info=True, extra=self._log(service=svc))
 
     def _announce_in_graph(self, blocked: dict[str, str]) -> None:
         """A Warning Event on the DGD when Dynamo's own planner, deployed in the graph, is found
@@ -209,7 +213,7 @@ class PlannerLoop:
         for svc in self.pools.names():
             try:
                 if svc in now and svc not in before:
-                    log.warning("pool left to the in-graph Dynamo planner", extra={"service": svc, "why": now[svc]})
+                    log.warning("pool left to the in-graph Dynamo planner", extra=self._log(service=svc, why=now[svc]))
                     self.control.audit.record(
                         "planner", "InGraphPlanner",
                         f"{svc} not scaled by this planner: {now[svc]} (Dynamo's planner is a component of "
@@ -218,4 +222,4 @@ class PlannerLoop:
                     self.control.audit.record("planner", "InGraphPlannerGone",
                                               f"{svc}: no in-graph Dynamo planner any more, planning resumes")
             except Exception:  # an Event is a report; it must never fail the decision
-                log.warning("could not record the event", exc_info=True, extra={"service": svc})
+                log.warning("could not record the event", exc_info=True, extra=self._log(service=svc))
