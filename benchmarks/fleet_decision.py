@@ -335,6 +335,7 @@ def same_observations(svc, prom_url: str, sample: int = 5) -> dict:
     from scaler.service.observe import LiveObserver
 
     checked, differ = 0, []
+    time.sleep(PLANNER["interval_s"] / 2 + 0.1)  # the shared answers of the last round expire: both read now
     for d in svc.deployments[:sample]:
         fleet = d.observer.observe().observation
         own = LiveObserver(d.cfg, d.api, PrometheusClient(prom_url)).observe().observation
