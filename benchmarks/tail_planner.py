@@ -4,7 +4,10 @@
 - `predictive-tail`: need_model=tail, bursts=mix, arrival_ca2=9 (the setting measured in
   docs/planner.md; arrival_ca2 from the clumping of arrivals within a decision interval on the
   DEV Azure window);
-- `predictive-tail-peak`: need_model=tail with the default recent-peak burst headroom.
+- `predictive-tail-peak`: need_model=tail with the default recent-peak burst headroom;
+- `predictive-tail-floor`: predictive-tail with the steady floor (scaler/planner/floor.py): prefill
+  held at the fleet that meets 0.999 over the recent load (half-life 600 s) while the load of the
+  last start-up stays within it (tuned on DEV; docs/planner.md, "The steady floor").
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from scaler.replay import policies
 VARIANTS = {
     "predictive-tail": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0},
     "predictive-tail-peak": {"need_model": "tail"},
+    "predictive-tail-floor": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, "floor": "steady",
+                              "floor_half_life_s": 600.0, "floor_attainment": 0.999},
 }
 
 

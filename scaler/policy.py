@@ -108,6 +108,11 @@ class Diagnostics:
     # fleet coordination (replay's shared GPU budget across deployments)
     fleet_wanted_gpus: float | None = None
     fleet_target_gpus: float | None = None
+    # steady floor (floor=steady): the prefill fleet for the recent load, what the load of the last
+    # start-up needs on its own, and whether the fleet was held at the floor (1) or followed the need (0)
+    floor_prefill_workers: float | None = None
+    floor_sustained_workers: float | None = None
+    floor_held: float | None = None
     # the GPU budget cut the plan (a flag, not a number: left out of as_dict)
     budget_limited: bool = False
 

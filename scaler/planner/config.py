@@ -38,6 +38,19 @@ class PlannerConfig(BaseModel):
                                "between arrivals within a decision interval (1: Poisson; more: clumped arrivals)")
     burst_half_life_s: float = Field(150.0, gt=0, description="half-life of the load history the burst headroom "
                                      "is drawn from (bursts=rises or mix)")
+    floor: Literal["none", "steady"] = Field(
+        "none", description="with need_model=tail, 'steady' holds prefill at the fleet that meets attainment_target "
+        "over the recent load (half-life floor_half_life_s) while the mean load of the last start-up stays within "
+        "it, and follows the need only once it does not (scaler/planner/floor.py): clumps shorter than a start-up "
+        "are not chased")
+    floor_half_life_s: float = Field(1800.0, gt=0, description="floor=steady: half-life of the load history")
+    floor_history_s: float = Field(3600.0, gt=0, description="floor=steady: how much load history is kept")
+    floor_attainment: float | None = Field(None, gt=0, lt=1, description="floor=steady: the attainment the floor "
+                                           "is sized for over the recent load (default attainment_target)")
+    floor_arrival_ca2: float | None = Field(None, ge=0, description="floor=steady: arrival_ca2 the floor is sized "
+                                            "with (default arrival_ca2)")
+    floor_min_startup_s: float = Field(10.0, ge=0, description="floor=steady: applied only while workers take at "
+                                       "least this long to start (faster ones catch a clump while it lasts)")
     startup_s: float = Field(60.0, ge=0, description="prior for worker start-up time; refined from observation")
     scale_down_hold_s: float = Field(300.0, ge=0, description="a lower need must last this long before removing")
     scale_down_step: float = Field(0.25, gt=0, le=1, description="at most this fraction removed per decision")
@@ -61,6 +74,8 @@ class PlannerConfig(BaseModel):
             raise ValueError("min_prefill must be <= max_prefill")
         if self.min_decode > self.max_decode:
             raise ValueError("min_decode must be <= max_decode")
+        if self.floor != "none" and self.need_model != "tail":
+            raise ValueError("floor=steady needs need_model=tail")
         if self.gpu_budget is not None and self.gpu_budget < self.min_prefill + self.min_decode:
             raise ValueError("gpu_budget is below min_prefill + min_decode")
         return self

@@ -27,6 +27,7 @@ from scaler.planner import predictors, tail
 from scaler.planner.budget import ErrorBudgetLoop
 from scaler.planner.bursts import BurstHeadroom
 from scaler.planner.config import PlannerConfig
+from scaler.planner.floor import FloorDecision, SteadyFloor, apply_floor, whole
 from scaler.planner.constraints import DownHold, constrain
 from scaler.planner.sizing import Load, decode_now, decode_replicas, prefill_now, prefill_replicas, prefill_utilization
 from scaler.planner.startup import StartupTracker
@@ -73,6 +74,7 @@ class Need:
     prefill_burst: float  # added over the forecast alone by the burst headroom
     decode_burst: float
     backlog: float        # prefill workers the load path adds for the queue
+    floor: FloorDecision | None = None  # floor=steady: what the steady floor did to the prefill need
 
 
 @dataclass
@@ -104,6 +106,8 @@ class PredictivePlanner:
         self._pending_mix: tail.PromptMix | None = None
         self._pending_count = 0.0
         self._fed = False  # prompt lengths come through observe_prompts
+        self.steady = (SteadyFloor(c.floor_half_life_s, c.floor_history_s, c.floor_min_startup_s)
+                       if c.floor == "steady" else None)
 
     def observe_prompts(self, lengths) -> None:
         """Prompt lengths that arrived since the last decision (replay: each request's)."""
@@ -130,12 +134,14 @@ class PredictivePlanner:
         self.prompts.add(mix, n, dt)
         return self.prompts.mix()
 
-    def _prefill(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None, factors=None) -> float:
+    def _prefill(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None, factors=None,
+                 attainment: float | None = None, ca2: float | None = None) -> float:
         c, p = self.config, self.profile
         if c.need_model == "tail" and rate > 0:
             m = mix if mix is not None else tail.PromptMix.point(isl)
-            return tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms, c.attainment_target,
-                                        ca2=c.arrival_ca2, bursts=factors)
+            return tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms,
+                                        attainment or c.attainment_target,
+                                        ca2=c.arrival_ca2 if ca2 is None else ca2, bursts=factors)
         return prefill_replicas(Load(rate, isl, osl), p, c.ttft_ms, correction=self.prefill_correction)
 
     def _decode(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None) -> float:
@@ -213,6 +219,8 @@ class PredictivePlanner:
             self.burst_rate.update(rate_now, dt)
         else:
             self.peak.update(rate_now, dt)
+        if self.steady is not None:
+            self.steady.update(rate_now, dt)
         self.prefill_start.observe(obs.now_s, obs.prefill.active, obs.prefill.starting)
         self.decode_start.observe(obs.now_s, obs.decode.active, obs.decode.starting)
 
@@ -258,8 +266,15 @@ class PredictivePlanner:
         dec_need = self._decode(max(f.rate, f.burst_rate), f.isl, f.osl, f.mix)
         now = prefill_now(f.rate_now, f.isl, obs.prefill, p, self.prefill_start.estimate_s, c.backlog_horizon_s)
         dec_now = decode_now(obs.decode, p, c.kv_headroom)
-        return Need(max(pre_need, now.workers), max(dec_need, dec_now), pre_need - pre_base, dec_need - dec_base,
-                    now.backlog)
+        pre, floor = max(pre_need, now.workers), None
+        if (self.steady is not None and self.steady.active(f.startup_s)
+                and (history := self.steady.distribution()) is not None):
+            # the fleet for the recent load as a whole, held while load only clumps (scaler/planner/floor.py)
+            sustained = whole(self._prefill(self.steady.sustained_rate(f.startup_s), f.isl, f.osl, f.mix))
+            floor = apply_floor(pre, whole(self._prefill(1.0, f.isl, f.osl, f.mix, history, c.floor_attainment,
+                                                         c.floor_arrival_ca2)), sustained)
+            pre = floor.workers
+        return Need(pre, max(dec_need, dec_now), pre_need - pre_base, dec_need - dec_base, now.backlog, floor)
 
     def _constrain(self, obs: Observation, f: Forecast, need: Need) -> Decision:
         """Round, bound, hold back scale-downs and fit the GPU budget; say why."""
@@ -278,6 +293,10 @@ class PredictivePlanner:
                        f"({f.burst_prefill_rate * f.isl:.0f} prompt tok/s, {f.burst_rate:.2f} req/s)")
         if need.backlog > 0.05:
             reason += f"; prefill backlog {obs.prefill.queued_tokens} tokens"
+        if need.floor is not None:
+            reason += (f"; {'held at' if need.floor.held else 'above'} the steady floor {need.floor.floor:.2f} prefill "
+                       f"(recent load, half-life {c.floor_half_life_s:.0f}s; load of the last {f.startup_s:.0f}s needs "
+                       f"{need.floor.sustained:.2f})")
         if limited:
             reason += f"; limited by GPU budget {c.gpu_budget}"
         details = Diagnostics(
@@ -290,5 +309,8 @@ class PredictivePlanner:
             # absent until enough requests were measured
             prefill_burn=self.prefill_budget.last_burn, decode_burn=self.decode_budget.last_burn,
             budget_limited=limited,
+            floor_prefill_workers=need.floor.floor if need.floor is not None else None,
+            floor_sustained_workers=need.floor.sustained if need.floor is not None else None,
+            floor_held=float(need.floor.held) if need.floor is not None else None,
         )
         return Decision(pre, dec, c.interval_s, reason, details)
