@@ -26,7 +26,7 @@ import yaml
 from devcluster import apiservice, certs, launch
 from devcluster.apiservice import APISERVICE
 from devcluster.kubectl import Kubectl, KubectlError
-from devcluster.launch import LaunchError, Process, http_ok
+from devcluster.launch import LaunchError, Process, http_ok  # noqa: F401  (devcluster.keda and tests import http_ok from here)
 from devcluster.procs import free_port
 from devcluster.prometheus import Prometheus
 
@@ -111,13 +111,12 @@ class LiveStack:
         ca = certs.make_ca(tls, "serving-ca", "metrics-serving-ca")
         serving = certs.issue(ca, tls, "serving", "metrics", dns=(f"metrics.{self.namespace}.svc", "localhost"),
                               ips=("127.0.0.1",), server=True)
-        secure, http = free_port(), free_port()
-        comp = self._add("metrics-server", self._cli(
-            "metrics-server", f"--prometheus-url={self.prometheus.url}", f"--secure-port={secure}",
-            f"--http-port={http}", "--grpc-port=0", "--interval=2", "--staleness=15",
-            f"--kubeconfig={self.kubeconfig}", f"--tls-cert-file={serving.cert}",
-            f"--tls-private-key-file={serving.key}", *([f"--signals-file={signals_file}"] if signals_file else [])),
-            ready=lambda: http_ok(f"http://127.0.0.1:{http}/readyz"))
+        comp = self._run(launch.metrics_server(
+            self.prometheus.url, self._log("metrics-server"), grpc=False, python=self.python, extra=(
+                "--interval=2", "--staleness=15", f"--kubeconfig={self.kubeconfig}",
+                f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
+                *([f"--signals-file={signals_file}"] if signals_file else []))))
+        secure = comp.ports["secure"]
         self.kubectl.apply(apiservice.manifests(self.namespace, "metrics", secure, ca.cert,
                                                 {"app.kubernetes.io/managed-by": "devcluster-stack"}))
         self._apiservice = True
@@ -138,11 +137,10 @@ class LiveStack:
             token_path.write_text(self.planner_token)
             token_path.chmod(0o600)
         self.planner_port = self.planner_port or free_port()
-        return self._add("planner", self._cli(
-            "planner", "--config", str(cfg_path), "--kubeconfig", str(self.kubeconfig),
-            "--prometheus-url", self.prometheus.url, "--api-port", str(self.planner_port),
-            "--static-token-file", str(token_path), "--insecure-http"),  # loopback only
-            ready=lambda: http_ok(f"http://127.0.0.1:{self.planner_port}/healthz"))
+        return self._run(launch.planner(self.kubeconfig, cfg_path, self.prometheus.url, self._log("planner"),
+                                        port=self.planner_port, static_token_file=token_path,
+                                        insecure_http=True,  # loopback only
+                                        python=self.python))
 
     # -- control ---------------------------------------------------------------------------
     def kill(self, name: str) -> None:

@@ -23,11 +23,11 @@ import pytest
 import yaml
 from helpers import wait_for
 
-from devcluster import certs, scenario
+from devcluster import certs, launch, scenario
 from devcluster.loadgen import run_load, synthetic
 from devcluster.manifests import disaggregated
-from devcluster.procs import free_port, poll_until
-from devcluster.stack import SIGNALS_FILE, Component, LiveStack, http_ok
+from devcluster.procs import poll_until
+from devcluster.stack import SIGNALS_FILE, Component, LiveStack
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "keda"
@@ -161,16 +161,15 @@ class MetricsTLS:
 def start_metrics_server(stack: LiveStack, kubeconfig: Path, tls: MetricsTLS) -> tuple[Component, int, int]:
     """Our metrics server with its APIService off (KEDA owns it): /keda/ on TLS with token
     authentication, gRPC on mutual TLS."""
-    secure, grpc_port, http = free_port(), free_port(), free_port()
-    comp = Component("metrics-server", stack._cli(
-        "metrics-server", f"--prometheus-url={stack.prometheus.url}", f"--secure-port={secure}",
-        f"--http-port={http}", f"--grpc-port={grpc_port}", "--grpc-tls", f"--grpc-client-ca-file={tls.client_ca.cert}",
+    comp = launch.metrics_server(stack.prometheus.url, stack.workdir / "logs" / "metrics-server.log",
+                                 python=stack.python, extra=(
+        "--grpc-tls", f"--grpc-client-ca-file={tls.client_ca.cert}",
         "--interval=2", "--staleness=15", f"--kubeconfig={kubeconfig}", "--authorization=subjectaccessreview",
         f"--tls-cert-file={tls.serving.cert}", f"--tls-private-key-file={tls.serving.key}",
-        f"--signals-file={SIGNALS_FILE}"),  # the stack's DGD service names (decode, Frontend)
-        stack.workdir / "logs" / "metrics-server.log", ready=lambda: http_ok(f"http://127.0.0.1:{http}/readyz"))
+        f"--signals-file={SIGNALS_FILE}"))  # the stack's DGD service names (decode, Frontend)
     stack.components["metrics-server"] = comp
     comp.start()
+    secure, grpc_port = comp.ports["secure"], comp.ports["grpc"]
     return comp, secure, grpc_port
 
 

@@ -1,20 +1,20 @@
-"""A real `dynamo-scaling planner` process, and idle Dynamo series for it to plan on, for tests
-(import as `from planner_process import ...`)."""
+"""A real `dynamo-scaling planner` process (started by devcluster.launch.planner), and idle
+Dynamo series for it to plan on, for tests (import as `from planner_process import ...`)."""
 
 from __future__ import annotations
 
 import json
-import os
 import ssl
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 from helpers import wait_for
 
-from devcluster import procs
+from devcluster import launch, procs
 from devcluster.certs import issue, make_ca
 from devcluster.procs import free_port
 
@@ -39,8 +39,10 @@ class PlannerProcess:
                     "signals": {"preset": "dgd-labels"}}  # the exporters' series carry dgd/service labels
         if config is not None:  # top-level keys replaced, e.g. {"fleet": {...}} for the one deployment
             self.cfg = {**{k: v for k, v in self.cfg.items() if k != "deployment"}, **config}
+        self.kubeconfig, self.prometheus_url = kubeconfig, prometheus_url
         self.args = ["--kubeconfig", str(kubeconfig), "--prometheus-url", prometheus_url]
         self.port = free_port()
+        self.ca = self.serving = None
         self.verify: ssl.SSLContext | bool = True
         if tls == "files":
             pki = workdir / "pki"
@@ -56,17 +58,21 @@ class PlannerProcess:
             self.args += ["--insecure-http"]
             self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.launched: launch.Process | None = None
 
     def start(self, timeout: float = 30) -> PlannerProcess:
         (self.workdir / "planner.yaml").write_text(yaml.safe_dump(self.cfg))
-        extra = ["--static-token-file", str(self.token_file)] if self.token_file else []
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DYNAMO_PLANNER_")}
-        with open(self.workdir / "planner.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "dynamo_scaling.cli", "planner", "--config", str(self.workdir / "planner.yaml"),
-                 *self.args, "--api-port", str(self.port), *extra, *self.extra],
-                stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-        wait_for(self._up, timeout=timeout, what="planner API")
+        self.launched = launch.planner(
+            self.kubeconfig, self.workdir / "planner.yaml", self.prometheus_url, self.workdir / "planner.log",
+            port=self.port, insecure_http=self.url.startswith("http:"),
+            tls_cert_file=self.serving and self.serving.cert, tls_key_file=self.serving and self.serving.key,
+            ca_file=self.ca and self.ca.cert, static_token_file=self.token_file, extra=self.extra)
+        try:
+            self.launched.start(timeout_s=timeout)
+        except launch.LaunchError as exc:  # a test failure, like any other wait that runs out
+            pytest.fail(str(exc))
+        finally:
+            self.proc = self.launched.proc
         return self
 
     def _up(self) -> bool:
@@ -84,7 +90,9 @@ class PlannerProcess:
         return r.json()["items"]
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        if self.launched is not None and self.launched.proc is self.proc:
+            self.launched.stop(timeout=10)
+        elif self.proc and self.proc.poll() is None:  # started some other way, by a subclass
             procs.stop(self.proc, 10)
 
 

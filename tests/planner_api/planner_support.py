@@ -5,9 +5,7 @@ Import as `from planner_support import ...` from tests in this directory."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,11 +13,10 @@ from pathlib import Path
 
 import httpx
 import yaml
+from exporter_process import Exporter
 
 from adapter.sync import replicas_writers
-from devcluster import procs
-from devcluster.procs import free_port
-from exporter_process import Exporter
+from devcluster import launch, procs
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "planner-test-token-0123456789abcdef"
@@ -143,25 +140,9 @@ def start_planner(kubeconfig, namespace: str, workdir: Path, prom_url: str, *ext
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "planner.yaml").write_text(yaml.safe_dump(cfg))
     (workdir / "token").write_text(TOKEN)
-    port = free_port()
-    log = open(workdir / "planner.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dynamo_scaling.cli", "planner", "--config", str(workdir / "planner.yaml"),
-         "--kubeconfig", str(kubeconfig), "--prometheus-url", prom_url, "--api-port", str(port),
-         "--static-token-file", str(workdir / "token"), "--insecure-http", *extra],
-        stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url + "/v1/status", headers=AUTH, timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"planner exited: {(workdir / 'planner.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-    stop(proc)
-    raise TimeoutError("planner API did not answer")
+    planner = launch.planner(kubeconfig, workdir / "planner.yaml", prom_url, workdir / "planner.log",
+                             static_token_file=workdir / "token", insecure_http=True, extra=extra).start(timeout_s=30)
+    return planner.proc, f"http://127.0.0.1:{planner.ports['api']}"
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -13,7 +13,7 @@ import yaml
 from helpers import wait_for
 from planner_support import DGD, IdleDeployment, decisions, metric, worker_series
 
-from devcluster.procs import free_port
+from devcluster import launch
 from devcluster.prometheus import Prometheus
 
 pytestmark = pytest.mark.cluster
@@ -48,16 +48,9 @@ def _start(cluster, namespace, tmp_path, prom_url, *extra, deployment: dict | No
            "signals": {"preset": "dgd-labels"}}  # the exporters' series carry dgd/service labels
     (tmp_path / "planner.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "token").write_text(TOKEN)
-    port = free_port()
-    log = open(tmp_path / "planner.log", "ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dynamo_scaling.cli", "planner", "--config", str(tmp_path / "planner.yaml"),
-         "--kubeconfig", str(cluster.kubeconfig), "--prometheus-url", prom_url, "--api-port", str(port),
-         "--static-token-file", str(tmp_path / "token"), "--insecure-http", *extra],
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _up(url), timeout=30, what="planner API")
-    return proc, url
+    planner = launch.planner(cluster.kubeconfig, tmp_path / "planner.yaml", prom_url, tmp_path / "planner.log",
+                             static_token_file=tmp_path / "token", insecure_http=True, extra=extra).start(timeout_s=30)
+    return planner.proc, f"http://127.0.0.1:{planner.ports['api']}"
 
 
 def _start_on_ready_dgd(cluster, kubectl, namespace, tmp_path, prom_url) -> tuple[subprocess.Popen, str]:
@@ -67,13 +60,6 @@ def _start_on_ready_dgd(cluster, kubectl, namespace, tmp_path, prom_url) -> tupl
     wait_for(lambda: kubectl.json("-n", namespace, "get", "dgd", "llama").get("status", {}).get("state") == "successful",
              what="DGD ready")
     return _start(cluster, namespace, tmp_path, prom_url)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _stop(proc: subprocess.Popen) -> None:
