@@ -87,10 +87,14 @@ def contract_adapter(request, version):
 @BOTH
 def test_adapters_created_seeded_and_owned(kubectl, namespace, contract_adapter, version):
     kubectl.apply(dgd(replicas_decode=2, version=version), namespace)
-    names = wait_for(lambda: sorted(kubectl("-n", namespace, "get", dgdsa_resource(version), "-o", "name").split()),
-                     what="adapters created")
-    assert names == ["dynamographdeploymentscalingadapter.nvidia.com/llama-prefill",
-                     "dynamographdeploymentscalingadapter.nvidia.com/llama-vllmdecodeworker"]
+    want = ["dynamographdeploymentscalingadapter.nvidia.com/llama-prefill",
+            "dynamographdeploymentscalingadapter.nvidia.com/llama-vllmdecodeworker"]
+
+    def listed() -> list[str] | None:
+        names = sorted(kubectl("-n", namespace, "get", dgdsa_resource(version), "-o", "name").split())
+        return names if len(names) >= len(want) else None  # created one after the other: wait for both
+
+    assert wait_for(listed, what="both adapters created") == want
     a = get_adapter(kubectl, namespace, "llama-vllmdecodeworker", version)
     ref_key = "serviceName" if version == versions.V1ALPHA1 else "componentName"
     assert a["spec"] == {"replicas": 2, "dgdRef": {"name": "llama", ref_key: "VllmDecodeWorker"}}
