@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,18 +18,16 @@ from pathlib import Path
 import numpy as np
 from kubernetes import client, config
 
-from devcluster import controlplane
+from devcluster import controlplane, launch
 from devcluster.kubectl import Kubectl
-from devcluster.procs import free_port, poll_until
+from devcluster.procs import poll_until
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def start_adapter(kubeconfig: Path, ns: str, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dynamo_scaling.cli", "--log-level", "WARNING", "adapter",
-                             "--namespace", ns, "--kubeconfig", str(kubeconfig), "--health-port", str(free_port()),
-                             "--metrics-port", str(free_port()), "--resync-period", "30"],
-                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, cwd=REPO)
+def start_adapter(kubeconfig: Path, ns: str, log: Path) -> launch.Process:
+    """The adapter, started and ready (the cold-start clock runs from before this call)."""
+    return launch.adapter(kubeconfig, ns, log, resync_period_s=30, log_level="WARNING").start(timeout_s=120)
 
 
 def dgd(name: str, services: int) -> dict:
@@ -99,8 +95,7 @@ def main() -> int:
                     time.sleep(0.1)  # latency of one change, not of a queue of them
                 print(f"\rscale latency sample {i + 1}/{args.samples}", end="", flush=True)
             print()
-            proc.terminate()
-            proc.wait(15)
+            proc.stop()
 
             # 2) N adapters from a cold start (controller not running while they are created)
             k("create", "namespace", "many")
@@ -121,8 +116,7 @@ def main() -> int:
             poll_until(reconciled, max(args.timeout, args.adapters * 0.5), "cold reconcile", 0.5)
             cold = time.perf_counter() - t0
             print()
-            proc.terminate()
-            proc.wait(15)
+            proc.stop()
         finally:
             controlplane.down(Path(tmp) / "plane")
     stats = {name: _pct(v) for name, v in lat.items()}
