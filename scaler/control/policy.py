@@ -333,33 +333,48 @@ class PolicyStore:
                 configmap.mark_migrated(f"{KIND}/{self.name}")
         return self._take(obj)
 
-    def refresh(self, state: ControlState) -> list[str]:
-        """Take the policy's current spec into `state` (in place); returns notes on pins and
-        bounds that expired. A policy that is gone leaves the state as it was."""
+    def _read_into(self, state: ControlState) -> dict | None:
+        """Take the policy's current spec into `state` (in place), expired pins and bounds left
+        out; the policy as read, None (state untouched) when it is gone."""
         obj = self._get()
-        if obj is None:  # deleted (or pruned): plan on with the last state rather than stop
-            return [f"{KIND} {self.namespace}/{self.name} is gone; planning goes on with its last state"]
+        if obj is None:
+            return None
         # status writes do not change the generation; a spec change does
         if self.obj is not None and obj["metadata"].get("generation") == self.generation:
-            self.obj, fresh = obj, None
+            self.obj = obj
+            state.expire(utcnow())  # same spec: only what expired since goes
         else:
             fresh = self._take(obj, state.history)
-        notes = self._expired(obj)
-        if fresh is not None:
             state.sla, state.paused, state.advisory = fresh.sla, fresh.paused, fresh.advisory
             state.overrides, state.sla_request_generation = fresh.overrides, fresh.sla_request_generation
-        else:  # same spec: only what expired since goes
-            state.expire(utcnow())
-        return notes
+        return obj
+
+    def _gone_note(self) -> str:
+        # deleted (or pruned): plan on with the last state rather than stop
+        return f"{KIND} {self.namespace}/{self.name} is gone; planning goes on with its last state"
+
+    def refresh(self, state: ControlState) -> list[str]:
+        """The leader's refresh: take the policy's current spec into `state` (in place) and remove
+        expired REST pins and bounds from the spec; returns notes on those that expired. A policy
+        that is gone leaves the state as it was."""
+        obj = self._read_into(state)
+        return [self._gone_note()] if obj is None else self._expired(obj)
+
+    def follow(self, state: ControlState) -> list[str]:
+        """A standby's refresh: the same as `refresh` in `state`, but it writes nothing. Expired
+        entries are left out of the state and left in the spec, for the leader to remove."""
+        obj = self._read_into(state)
+        if obj is None:
+            return [self._gone_note()]
+        return [f"{kind[:-1]} on {name} expired (left in the policy for the leader to remove)"
+                for kind, name in _expired_entries(obj, utcnow())]
 
     def _expired(self, obj: dict) -> list[str]:
         """Expired pins and bounds still in the spec. Those only the REST API owns are removed
         from the spec (they were REST's to begin with); those a GitOps tool or kubectl wrote stay
         there, ignored, since removing them would only be reverted at the next sync."""
-        now, notes = utcnow(), []
-        spec = PolicySpec.model_validate(obj.get("spec") or {})
-        gone = [("pins", p.pool) for p in spec.pins if p.expires_at is not None and now >= p.expires_at]
-        gone += [("pools", b.name) for b in spec.pools if b.expires_at is not None and now >= b.expires_at]
+        notes: list[str] = []
+        gone = _expired_entries(obj, utcnow())
         if not gone:
             return notes
         mine = owned_by(obj, REST_MANAGER)
@@ -450,6 +465,13 @@ class PolicyStore:
         self._status_sig, self._status_at = sig, time.monotonic()
         self._conditions = {c["type"]: c for c in conds}
         return True
+
+
+def _expired_entries(obj: dict, now: dt.datetime) -> list[tuple[str, str]]:
+    """The pins and bounds of a policy whose expiresAt has passed: ("pins"|"pools", name)."""
+    spec = PolicySpec.model_validate(obj.get("spec") or {})
+    gone = [("pins", p.pool) for p in spec.pins if p.expires_at is not None and now >= p.expires_at]
+    return gone + [("pools", b.name) for b in spec.pools if b.expires_at is not None and now >= b.expires_at]
 
 
 def _status_message(exc: ApiException) -> str:

@@ -49,6 +49,7 @@ class DeploymentPlanner:
         self.cfg, self.api, self.metrics, self.profile_source = cfg, api, metrics, profile_source
         self.leadership = leadership or Leadership()
         self._request_error: str | None = None
+        self._follow_error: str | None = None  # a standby's last failed re-read, logged once
         d = cfg.deployment
         self.store = ConfigMapStore(api, d.namespace, cfg.configmap)
         default_sla = SLATargets(ttft_ms=cfg.planner.ttft_ms, itl_ms=cfg.planner.itl_ms,
@@ -151,10 +152,12 @@ class DeploymentPlanner:
     def _save_policy(self, before: ControlState, after: ControlState, caller: Caller) -> ControlState:
         return self.policy_store.save_change(before, after)
 
-    def _refresh_policy(self) -> None:
-        """Take the policy's spec as it is now (kubectl, GitOps and REST all write it)."""
+    def _refresh_policy(self, read_only: bool = False) -> None:
+        """Take the policy's spec as it is now (kubectl, GitOps and REST all write it); a
+        standby reads it only (`read_only`), leaving expired pins for the leader to remove."""
         with self.control.lock:
-            notes = self.policy_store.refresh(self.control.state)
+            store = self.policy_store
+            notes = store.follow(self.control.state) if read_only else store.refresh(self.control.state)
         for note in set(notes) - self._policy_notes:  # once per note, not per tick
             log.info("planning policy", extra={"note": note, "dgd": f"{self.namespace}/{self.name}"})
         self._policy_notes = set(notes)
@@ -227,6 +230,26 @@ class DeploymentPlanner:
                 self.shared_state.refresh(self.control.state)
         self._sync_request_sla()
         self._apply_sla()
+
+    def follow(self) -> None:
+        """What a standby does each interval: take the operator's current intent into what its
+        API shows (status, overrides, what-if), writing nothing: no expired pin removed, no SLA
+        taken from the deployment request; the leader does both."""
+        try:
+            if self.policy_store:
+                self._refresh_policy(read_only=True)
+            elif self.shared_state:
+                with self.control.lock:
+                    self.shared_state.refresh(self.control.state)
+            self._apply_sla()
+        except Exception as exc:  # noqa: BLE001  retried next interval; the standby stays up
+            text = f"{type(exc).__name__}: {exc}"[:300]
+            if text != self._follow_error:
+                log.warning("policy not re-read on the standby", extra={"error": text,
+                                                                        "dgd": f"{self.namespace}/{self.name}"})
+            self._follow_error = text
+            return
+        self._follow_error = None
 
     def succeeded(self, res: TickResult) -> None:
         self.metrics.record(res)

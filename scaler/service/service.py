@@ -204,15 +204,17 @@ class PlannerService:
             self._stop.wait(wait)
 
     def _follow(self) -> None:
-        """A standby in fleet mode keeps its list of planned DGDs as the leader does (every
-        resync_s, writing nothing), so its per-DGD API serves them."""
-        if self.fleet is None or time.monotonic() < self._standby_resync_at:
-            return
-        try:
-            self.fleet.resync()
-        except Exception:  # retried at the next resync; the standby stays up
-            log.warning("policies not re-read on the standby", exc_info=True)
-        self._standby_resync_at = time.monotonic() + self.fleet.fleet.resync_s
+        """A standby writes nothing but keeps what its API shows as the leader sees it: in fleet
+        mode its list of planned DGDs (every resync_s), and each DGD's policy every interval
+        (read only: expired pins stay in the policy for the leader to remove)."""
+        if self.fleet is not None and time.monotonic() >= self._standby_resync_at:
+            try:
+                self.fleet.resync()
+            except Exception:  # retried at the next resync; the standby stays up
+                log.warning("policies not re-read on the standby", exc_info=True)
+            self._standby_resync_at = time.monotonic() + self.fleet.fleet.resync_s
+        for d in list(self.deployments):
+            d.follow()
 
     def stop_planning(self, join_s: float = 5.0) -> None:
         """Stop the planning loop; once it has stopped, give the lease up (client-go's
