@@ -5,7 +5,9 @@ ConfigMap), control service, observer, planning loop and policy status. The proc
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import time
 
 import urllib3
 from kubernetes import client
@@ -89,6 +91,11 @@ class DeploymentPlanner:
             self.loop.actuator = ScaleActuator(self.observer.scale, d.name)
         self.last_error: str | None = None
         self.failures = 0  # failed ticks in a row
+        # set (fleet mode): the policy status is written when more than the decision's numbers,
+        # reasons and time changed, else at most this often
+        self.status_every_s: float | None = None
+        self._status_sig: str | None = None
+        self._status_at = 0.0
         self.dependencies: dict[str, str | None] = {"prometheus": "not queried yet", "kubernetes": "not reached yet"}
 
     @property
@@ -210,8 +217,15 @@ class DeploymentPlanner:
         else:
             planning = (True, "Active", "planning and writing replicas")
         conds.insert(0, ("Planning", *planning))
+        sig = json.dumps([{k: status.get(k) for k in ("plan", "current", "roles")},
+                          {k: v for k, v in status.get("lastDecision", {}).items() if k not in ("time", "reason")},
+                          conds], sort_keys=True)
+        if (self.status_every_s is not None and sig == self._status_sig
+                and time.monotonic() - self._status_at < self.status_every_s):
+            return
         try:
-            self.policy_store.write_status(status, conds)
+            if self.policy_store.write_status(status, conds):
+                self._status_sig, self._status_at = sig, time.monotonic()
         except Exception as exc:  # noqa: BLE001  a report: it must never fail planning
             log.warning("policy status not written", extra={"error": str(exc)[:300]})
 

@@ -3,8 +3,10 @@
 Every `resync_s` the policies are listed; each one whose DGD and pools resolve gets a
 DeploymentPlanner, one that is deleted loses it, one that does not resolve gets `Planning=False`
 naming what is missing. Each interval is a round: every DGD is observed and decided on its own
-(one DGD's failure is its own), then, with a `gpu_budget`, the plans are cut by the allocator
-of scaler/planner/fleet.py (by spec.priority, never below a pool's minimum or a pin), then
+(one DGD's failure is its own) from the round's shared reads (`RoundReads`: one LIST per
+namespace and kind, one Prometheus query per namespace and signal), then, with a `gpu_budget`,
+the plans are cut by the allocator of scaler/planner/fleet.py (by spec.priority, never below a
+pool's minimum or a pin) and an increase is admitted only into GPUs no pod holds now, then
 written. docs/fleet.md describes it.
 """
 
@@ -22,16 +24,18 @@ from prometheus_client import CollectorRegistry, Gauge
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
-from adapter.models import DGD, DGD_PLURAL, GROUP, parse_dgd
+from adapter.models import DGD, parse_dgd
 from adapter.scale_client import ScaleClient
 from scaler.control.api import Target
 from scaler.control.auth import READ, AuthError, Authorizer, Caller
-from scaler.control.policy import KIND, PolicySpec, PolicyStore, Roles, list_policies
-from scaler.planner.fleet import Allocation, DeploymentPlan, allocate
+from scaler.control.policy import KIND, PolicySpec, PolicyStore, Roles
+from scaler.planner.fleet import Allocation, DeploymentPlan, Holding, admit, allocate
+from scaler.service.capacity import PodState
 from scaler.service.config import NAME, DeploymentRef, ServiceConfig
 from scaler.service.deployment import DeploymentPlanner
 from scaler.service.loop import Plan
 from scaler.service.metrics import PlannerMetrics
+from scaler.service.observe import RoundReads, pod_state
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +147,50 @@ def budget_round(members: list[Member], budget: int, previous: Allocation | None
     return alloc, targets, conds
 
 
+def holding(m: Member, current: dict[str, int], pods: list[PodState]) -> Holding:
+    """The GPUs a member holds now, per pool in replicas: running is what its adapter asks for or
+    the pods that are there, whichever is more (pods not created yet will be; pods beyond the
+    request are still there), draining its pods being deleted. Finished pods hold nothing."""
+    def count(svc: str, deleting: bool) -> int:
+        return sum(1 for p in pods if p.service == svc and p.deleting == deleting
+                   and p.phase not in ("Succeeded", "Failed"))
+    return Holding(prefill=max(current.get(m.prefill, 0), count(m.prefill, False)),
+                   decode=max(current.get(m.decode, 0), count(m.decode, False)),
+                   prefill_draining=count(m.prefill, True), decode_draining=count(m.decode, True))
+
+
+def admit_round(members: list[Member], alloc: Allocation, held: dict[str, Holding], budget: int
+                ) -> tuple[dict[str, dict[str, int]], dict[str, list[str]]]:
+    """The targets to write now: the grants, but an increase only into GPUs free now (budget
+    minus every pod that exists, draining ones included, higher priority first), so a cut DGD's
+    workers finish draining before another DGD's start on their GPUs. With the reasons per member
+    for a raise that waits."""
+    plans = [m.plan() for m in members]
+    now = admit(plans, alloc, held, budget)
+    targets: dict[str, dict[str, int]] = {}
+    notes: dict[str, list[str]] = {}
+    for m in members:
+        g, (pre, dec) = alloc[m.key], now[m.key]
+        targets[m.key] = {m.prefill: pre, m.decode: dec}
+        for svc, granted, n in ((m.prefill, g.prefill, pre), (m.decode, g.decode, dec)):
+            if n < granted:
+                notes.setdefault(m.key, []).append(
+                    f"{svc} raised to {n}, not yet to the {granted} granted: the fleet's GPU budget of {budget} "
+                    "GPUs is held by pods that still run, start or drain")
+    return targets, notes
+
+
+class ListedPolicyStore(PolicyStore):
+    """A fleet DGD's policy: the round's policy refresh takes the object from the round's LIST
+    of the namespace (`listed`, used once) instead of a GET; every other read is a GET."""
+
+    listed: dict | None = None
+
+    def _get(self) -> dict | None:
+        obj, self.listed = self.listed, None
+        return obj if obj is not None else super()._get()
+
+
 def member_of(key: str, d: DeploymentPlanner, plan: Plan, gpus: dict[str, int], priority: int) -> Member:
     """A DGD's part in the round. A pool is fixed at its target (its floor is its target) when it
     is pinned, held for missing data or scaled by another scaler, and the whole DGD when nothing of
@@ -248,7 +296,7 @@ class FleetPlanner:
 
     # -- discovery
 
-    def _resolve(self, ns: str, obj: dict) -> tuple[PolicySpec, Pools, dict[str, int]]:
+    def _resolve(self, ns: str, obj: dict, reads: RoundReads) -> tuple[PolicySpec, Pools, dict[str, int]]:
         name = obj["metadata"]["name"]
         try:
             spec = PolicySpec.model_validate(obj.get("spec") or {})
@@ -256,8 +304,7 @@ class FleetPlanner:
             raise Unresolved("InvalidSpec", f"{KIND} {ns}/{name}: {str(exc).splitlines()[0][:500]}") from None
         where = f"{ns}/{spec.dgd_ref.name}"
         try:
-            raw = self._custom.get_namespaced_custom_object(GROUP, self._scale[ns].versions.dgd, ns, DGD_PLURAL,
-                                                            spec.dgd_ref.name)
+            raw = reads.dgd(ns, spec.dgd_ref.name)
         except client.exceptions.ApiException as exc:
             if exc.status == 404:
                 raise Unresolved("DGDNotFound", f"DynamoGraphDeployment {where} (spec.dgdRef.name) "
@@ -268,14 +315,19 @@ class FleetPlanner:
         gpus = {svc: dgd.spec.services[svc].gpus_per_replica for svc in (pools.prefill, pools.decode)}
         return spec, pools, gpus
 
-    def resync(self) -> None:
+    def reads(self) -> RoundReads:
+        """A round's shared reads of the cluster and Prometheus."""
+        return RoundReads(self.api, lambda ns: self._scale[ns].versions)
+
+    def resync(self, reads: RoundReads | None = None) -> None:
         """Start a planner per new resolvable policy, stop those whose policy is gone or no longer
         resolves. A namespace that cannot be listed keeps its planners until it can."""
+        reads = reads or self.reads()
         listed: dict[str, dict] = {}
         ok_ns = set()
         for ns in self.fleet.namespaces:
             try:
-                items = list_policies(self.api, ns)
+                items = reads.policies(ns)
             except Exception as exc:  # noqa: BLE001  one namespace must not stop the others
                 self.list_errors[ns] = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("policies not listed", extra={"namespace": ns, "error": self.list_errors[ns]})
@@ -293,7 +345,7 @@ class FleetPlanner:
         for key, obj in sorted(listed.items()):
             ns = key.split("/")[0]
             try:
-                spec, pools, gpus = self._resolve(ns, obj)
+                spec, pools, gpus = self._resolve(ns, obj, reads)
                 dgd_key = f"{ns}/{spec.dgd_ref.name}"
                 if dgd_key in claimed:
                     raise Unresolved("DuplicatePolicy", f"DynamoGraphDeployment {dgd_key} is already planned by "
@@ -320,12 +372,15 @@ class FleetPlanner:
         ref = DeploymentRef(name=spec.dgd_ref.name, namespace=ns, prefill_service=pools.prefill,
                             decode_service=pools.decode, frontend_service=pools.frontend)
         try:
-            d = self.make(self.cfg.for_deployment(ref), PolicyStore(self.api, ns, spec.dgd_ref.name, name=name))
+            d = self.make(self.cfg.for_deployment(ref), ListedPolicyStore(self.api, ns, spec.dgd_ref.name, name=name))
         except Exception as exc:  # noqa: BLE001  retried at the next resync
             self._unresolvable(key, obj, Unresolved("StartFailed", f"{type(exc).__name__}: {exc}"[:500]))
             return
         self.unresolved.pop(key, None)
         self._status.pop(key, None)
+        # its status is written when something but the decision's numbers and time changed, else
+        # at most every status_every_s: not 200 writes a round
+        d.status_every_s = d.policy_store.status_every_s
         self.by_key[key], self.pools[key] = d, pools
         self.planners.append(d)
         log.info("planning a deployment", extra={"policy": key, "dgd": f"{ns}/{spec.dgd_ref.name}",
@@ -364,18 +419,23 @@ class FleetPlanner:
 
     def round(self) -> None:
         """Resync when due; then every DGD planned in isolation, cut to the budget, written."""
+        reads = self.reads()  # this round's: every DGD reads from the same LISTs and queries
         if time.monotonic() >= self._next_resync:
-            self.resync()
+            self.resync(reads)
             self._next_resync = time.monotonic() + self.fleet.resync_s
         plans: dict[str, Plan] = {}
         for key, d in list(self.by_key.items()):
+            d.observer.reads = reads
             try:
+                d.policy_store.listed = self._listed(reads, d)
                 d.prepare()
                 plans[key] = d.loop.plan()
             except Exception as exc:  # noqa: BLE001  one DGD's failure is its own
                 d.failed(exc)
+            finally:
+                d.policy_store.listed = None
         if self.fleet.gpu_budget is not None:
-            self._cut(plans)
+            self._cut(plans, reads)
         for key, plan in plans.items():
             d = self.by_key[key]
             try:
@@ -383,21 +443,41 @@ class FleetPlanner:
             except Exception as exc:  # noqa: BLE001  one DGD's failure is its own
                 d.failed(exc)
         for d in self.by_key.values():
+            d.observer.reads = None  # outside a round (a what-if, a standby) an observer reads for itself
             d.observed_prometheus()
 
-    def _cut(self, plans: dict[str, Plan]) -> None:
+    @staticmethod
+    def _listed(reads: RoundReads, d: DeploymentPlanner) -> dict | None:
+        """The DGD's policy from the round's LIST; None (a GET then) when it cannot be listed."""
+        store = d.policy_store
+        try:
+            return next((o for o in reads.policies(store.namespace) if o["metadata"]["name"] == store.name), None)
+        except Exception:  # noqa: BLE001  the refresh GETs it, and fails on its own if it must
+            return None
+
+    def _cut(self, plans: dict[str, Plan], reads: RoundReads) -> None:
         budget = self.fleet.gpu_budget
-        members = []
+        members, held = [], {}
         for key, d in self.by_key.items():
             prio = d.policy_store.priority
             if key in plans:
                 members.append(member_of(key, d, plans[key], self.gpus.get(key, {}), prio))
+                current = plans[key].keep
             elif d.loop.last is not None:  # failed this round: what it has still takes GPUs
-                have = dict(d.loop.last.current)
-                members.append(Member(key, d.pools.prefill, d.pools.decode, have, have, prio, self.gpus.get(key)))
+                current = dict(d.loop.last.current)
+                members.append(Member(key, d.pools.prefill, d.pools.decode, current, current, prio,
+                                      self.gpus.get(key)))
+            else:
+                continue
+            try:
+                pods = [pod_state(p) for p in reads.pods(d.namespace, d.name)]
+            except Exception:  # noqa: BLE001  unlisted pods: what the adapters ask for is all it holds
+                pods = []
+            held[key] = holding(members[-1], current, pods)
         if not members:
             return
-        alloc, targets, conds = budget_round(members, budget, self.previous)
+        alloc, _, conds = budget_round(members, budget, self.previous)
+        targets, waits = admit_round(members, alloc, held, budget)
         self.previous = alloc
         self.metrics.granted.set(alloc.granted_gpus)
         for m in members:
@@ -407,11 +487,13 @@ class FleetPlanner:
             plan = plans.get(m.key)
             if plan is None or not plan.may_write or not plan.snap.ready:  # nothing of it is written
                 continue
+            granted = {m.prefill: alloc[m.key].prefill, m.decode: alloc[m.key].decode}
             for svc, n in targets[m.key].items():
-                if n < plan.targets[svc]:
-                    plan.reasons.append(f"{svc} cut from {plan.targets[svc]} to {n} by the fleet's GPU budget of "
-                                        f"{budget} GPUs (priority {m.priority})")
-                    plan.targets[svc] = n
+                if granted[svc] < plan.targets[svc]:
+                    plan.reasons.append(f"{svc} cut from {plan.targets[svc]} to {granted[svc]} by the fleet's GPU "
+                                        f"budget of {budget} GPUs (priority {m.priority})")
+                plan.targets[svc] = min(plan.targets[svc], n)
+            plan.reasons += waits.get(m.key, [])
         if any(alloc[m.key].limited for m in members):
             log.info("fleet budget round", extra={"allocation": alloc.message, "granted_gpus": alloc.granted_gpus})
 

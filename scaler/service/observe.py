@@ -6,21 +6,45 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
-import weakref
 from collections import defaultdict
+from collections.abc import Callable
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
-from adapter.models import DGD, DGD_PLURAL, GROUP, LABEL_COMPONENT, LABEL_DGD, adapter_name, parse_dgd
-from adapter.scale_client import ScaleClient
+from adapter import sync
+from adapter.models import (
+    DGD,
+    DGD_PLURAL,
+    DGDSA_PLURAL,
+    GROUP,
+    LABEL_COMPONENT,
+    LABEL_DGD,
+    adapter_name,
+    parse_dgd,
+)
+from adapter.scale_client import (
+    KEDA_GROUP,
+    KEDA_PLURAL,
+    KEDA_VERSION,
+    ScaleClient,
+    ScaleState,
+)
+from adapter.versions import Versions
 from external_metrics.prom import PrometheusClient, PrometheusError, read_signal
 from external_metrics.signals import LabelNames, SignalMapping
-from scaler.service.capacity import PodState, Unschedulable, ready_but_for_capacity, unschedulable
-from scaler.service.config import ServiceConfig
-from scaler.service.loop import Snapshot
+from scaler.control.policy import list_policies
 from scaler.policy import Observation, PoolObservation, TrafficWindow
+from scaler.service.capacity import (
+    PodState,
+    Unschedulable,
+    ready_but_for_capacity,
+    unschedulable,
+)
+from scaler.service.config import ServiceConfig
+from scaler.service.leadership import GuardedScaleClient
+from scaler.service.loop import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -43,48 +67,29 @@ class ObservationError(RuntimeError):
 
 
 class SignalBatch:
-    """The observers of one Prometheus client (a fleet's DGDs) read each signal once for every
-    DGD of a namespace, one query grouped by DGD and service, instead of about 11 queries per DGD
-    per round. An answer (or error) is reused for `ttl_s`, half a planning interval, so every
-    round reads afresh. Used only while more than one observer shares the client."""
+    """One round's Prometheus answers for a fleet's DGDs: each signal is read once for every DGD
+    of a namespace, one query grouped by DGD and service, instead of about 11 queries per DGD.
+    It lives as long as the round's RoundReads, so every round reads afresh."""
 
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self.observers: weakref.WeakSet = weakref.WeakSet()
-        self._answers: dict[str, tuple[float, dict[tuple[str, str], list[float]] | str]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, prom: PrometheusClient) -> None:
+        self.prom = prom
+        self._answers: dict[str, dict[tuple[str, str], list[float]] | str] = {}
 
-    @classmethod
-    def of(cls, prom: PrometheusClient, ttl_s: float) -> SignalBatch:
-        with _BATCHES_LOCK:
-            if prom not in _BATCHES:
-                _BATCHES[prom] = cls(ttl_s)
-            return _BATCHES[prom]
-
-    @property
-    def shared(self) -> bool:
-        return len(self.observers) > 1
-
-
-    def values(self, prom: PrometheusClient, mapping: SignalMapping, name: str, namespace: str, dgd: str,
+    def values(self, mapping: SignalMapping, name: str, namespace: str, dgd: str,
                service: str | None) -> list[float]:
         """The signal's values for a DGD (every service) or one of its services (as the series'
         identity names it). Raises PrometheusError."""
         where = {"namespace": namespace}
         query = mapping.render(name, where)
-        with self._lock:
-            now = time.monotonic()
-            hit = self._answers.get(query)
-            if hit is None or now - hit[0] > self.ttl_s:
-                try:
-                    index: dict[tuple[str, str], list[float]] = defaultdict(list)
-                    for v in read_signal(prom, mapping, name, where):
-                        index[(v.labels.get("dgd", ""), v.labels.get("service", ""))].append(v.value)
-                    hit = (now, dict(index))
-                except PrometheusError as exc:
-                    hit = (now, str(exc))
-                self._answers[query] = hit
-        answer = hit[1]
+        if query not in self._answers:
+            try:
+                index: dict[tuple[str, str], list[float]] = defaultdict(list)
+                for v in read_signal(self.prom, mapping, name, where):
+                    index[(v.labels.get("dgd", ""), v.labels.get("service", ""))].append(v.value)
+                self._answers[query] = dict(index)
+            except PrometheusError as exc:
+                self._answers[query] = str(exc)  # one failed query per round, not one per DGD
+        answer = self._answers[query]
         if isinstance(answer, str):
             raise PrometheusError(answer)
         if service is None:
@@ -92,9 +97,95 @@ class SignalBatch:
         return list(answer.get((dgd, service), []))
 
 
-# one batch per Prometheus client: the fleet's planners share one client
-_BATCHES: weakref.WeakKeyDictionary[PrometheusClient, SignalBatch] = weakref.WeakKeyDictionary()
-_BATCHES_LOCK = threading.Lock()
+def _not_found(kind: str, namespace: str, name: str) -> ApiException:
+    # what the GET the listing replaces would have raised
+    exc = ApiException(status=404, reason="Not Found")
+    exc.body = f"{kind} {namespace}/{name} not found"
+    return exc
+
+
+class RoundReads:
+    """What one fleet round reads of the cluster and Prometheus, shared by the round's DGDs:
+    per namespace one LIST of the policies, DGDs, adapters (DGDSAs: their spec.replicas,
+    status and resourceVersion are what a /scale GET gives), HPAs, ScaledObjects and the DGDs'
+    pods, each made when first asked for; and the round's Prometheus answers (SignalBatch). The
+    fleet builds one per round and hands it to each DGD's observer; a failed LIST fails what
+    needs it, as the GET it replaces would have. Not thread-safe: a round is one thread."""
+
+    def __init__(self, api: client.ApiClient, versions: Callable[[str], Versions]) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.autoscaling = client.AutoscalingV2Api(api)
+        self.versions = versions  # namespace -> the served versions (the scale client's discovery)
+        self._signals: dict[int, SignalBatch] = {}
+        self._lists: dict[tuple[str, str], object] = {}
+
+    def signals(self, prom: PrometheusClient) -> SignalBatch:
+        """The round's answers of one Prometheus (a fleet's DGDs share one client)."""
+        if id(prom) not in self._signals:
+            self._signals[id(prom)] = SignalBatch(prom)
+        return self._signals[id(prom)]
+
+    def _list(self, kind: str, namespace: str, read: Callable[[], object]):
+        key = (kind, namespace)
+        if key not in self._lists:
+            try:
+                self._lists[key] = read()
+            except Exception as exc:  # noqa: BLE001  kept: every DGD of the namespace sees it
+                self._lists[key] = exc
+        got = self._lists[key]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    def _by_name(self, kind: str, namespace: str, group_version: str, plural: str) -> dict[str, dict]:
+        def read() -> dict[str, dict]:
+            items = self.custom.list_namespaced_custom_object(GROUP, group_version, namespace, plural)["items"]
+            return {o["metadata"]["name"]: o for o in items}
+        return self._list(kind, namespace, read)
+
+    def policies(self, namespace: str) -> list[dict]:
+        return self._list("policies", namespace, lambda: list_policies(self.custom.api_client, namespace))
+
+    def dgd(self, namespace: str, name: str) -> dict:
+        found = self._by_name("dgds", namespace, self.versions(namespace).dgd, DGD_PLURAL).get(name)
+        if found is None:
+            raise _not_found("DynamoGraphDeployment", namespace, name)
+        return found
+
+    def scale(self, namespace: str, adapter: str) -> ScaleState:
+        """The adapter's /scale as its object holds it (the scale subresource's paths)."""
+        obj = self._by_name("adapters", namespace, self.versions(namespace).dgdsa, DGDSA_PLURAL).get(adapter)
+        if obj is None:
+            raise _not_found("DynamoGraphDeploymentScalingAdapter", namespace, adapter)
+        spec, status = obj.get("spec") or {}, obj.get("status") or {}
+        return ScaleState(adapter, int(spec.get("replicas", 0)), status.get("replicas"), status.get("selector", ""),
+                          obj["metadata"].get("resourceVersion", ""))
+
+    def autoscalers(self, namespace: str) -> list[tuple[str, str, dict]]:
+        """(kind, name, scaleTargetRef) of the namespace's HPAs and KEDA ScaledObjects."""
+        def read() -> list[tuple[str, str, dict]]:
+            out = []
+            for hpa in self.autoscaling.list_namespaced_horizontal_pod_autoscaler(namespace).items:
+                ref = hpa.spec.scale_target_ref
+                out.append((sync.HPA_KIND, hpa.metadata.name,
+                            {"kind": ref.kind, "name": ref.name, "apiVersion": ref.api_version}))
+            try:
+                sos = self.custom.list_namespaced_custom_object(KEDA_GROUP, KEDA_VERSION, namespace, KEDA_PLURAL)
+            except ApiException as exc:
+                if exc.status != 404:  # KEDA not installed
+                    raise
+                sos = {"items": []}
+            out += [(sync.SCALED_OBJECT_KIND, so["metadata"]["name"], (so.get("spec") or {}).get("scaleTargetRef") or {})
+                    for so in sos.get("items", [])]
+            return out
+        return self._list("autoscalers", namespace, read)
+
+    def pods(self, namespace: str, dgd: str) -> list[client.V1Pod]:
+        """The DGD's pods (by the label Dynamo's operator sets)."""
+        pods = self._list("pods", namespace,
+                          lambda: self.core.list_namespaced_pod(namespace, label_selector=LABEL_DGD).items)
+        return [p for p in pods if (p.metadata.labels or {}).get(LABEL_DGD) == dgd]
 
 
 def signal_mapping(cfg: ServiceConfig) -> SignalMapping:
@@ -128,8 +219,8 @@ class LiveObserver:
                            d.decode_service: cfg.labels.decode_component}
         # the Prometheus error of the latest observation, None when every query was answered
         self.prom_error: str | None = "not queried yet"
-        self.batch = SignalBatch.of(prom, cfg.planner.interval_s / 2)
-        self.batch.observers.add(self)
+        # in a fleet round, the round's shared reads (the fleet sets them); else this observer's own
+        self.reads: RoundReads | None = None
         self._pods_error: str | None = None
 
     def _signal(self, name: str, service: str | None = None, combine=sum) -> float | None:
@@ -140,9 +231,9 @@ class LiveObserver:
             return None
         d = self.cfg.deployment
         try:
-            if self.batch.shared:
-                values = self.batch.values(self.prom, self.mapping, name, d.namespace, d.name,
-                                           self._series_service(service))
+            if self.reads is not None:
+                values = self.reads.signals(self.prom).values(self.mapping, name, d.namespace, d.name,
+                                                              self._series_service(service))
             else:
                 values = [v.value for v in read_signal(self.prom, self.mapping, name, self._where(service))]
         except PrometheusError as exc:
@@ -178,7 +269,8 @@ class LiveObserver:
         (once per distinct error) and read as none: it must not stop planning."""
         d = self.cfg.deployment
         try:
-            pods = self.core.list_namespaced_pod(d.namespace, label_selector=f"{LABEL_DGD}={d.name}").items
+            pods = (self.reads.pods(d.namespace, d.name) if self.reads is not None else
+                    self.core.list_namespaced_pod(d.namespace, label_selector=f"{LABEL_DGD}={d.name}").items)
         except client.exceptions.ApiException as exc:
             text = f"{exc.status} {exc.reason}"
             if text != self._pods_error:
@@ -213,9 +305,11 @@ class LiveObserver:
                                queued_requests=queued, queued_tokens=int(queued * (isl or 0)), kv_usage=kv), missing
 
     def observe(self) -> Snapshot:
-        d = self.cfg.deployment
+        d, reads = self.cfg.deployment, self.reads
         # in the version the cluster serves (the scale client discovered it), either shape
-        raw = self.custom.get_namespaced_custom_object(GROUP, self.scale.versions.dgd, d.namespace, DGD_PLURAL, d.name)
+        raw = (reads.dgd(d.namespace, d.name) if reads is not None else
+               self.custom.get_namespaced_custom_object(GROUP, self.scale.versions.dgd, d.namespace, DGD_PLURAL,
+                                                        d.name))
         dgd = parse_dgd(raw)
         self.prom_error = None
         window = self.mapping.window_seconds()
@@ -231,8 +325,16 @@ class LiveObserver:
                                 avg_itl_ms=itl * 1000 if itl is not None else None)
         current, blocked = {}, {}
         for svc, name in self.adapters.items():
-            current[svc] = self.scale.get(name).spec_replicas
-            others = self.scale.other_scalers(name, dgd)  # the DGD just read: no second read per adapter
+            if reads is not None:
+                st = reads.scale(d.namespace, name)
+                if isinstance(self.scale, GuardedScaleClient):
+                    # its write is a compare-and-swap on this read, as on one of its own GETs
+                    self.scale._seen[name] = st
+                others = sync.other_scalers(name, dgd, reads.autoscalers(d.namespace))
+            else:
+                st = self.scale.get(name)
+                others = self.scale.other_scalers(name, dgd)  # the DGD just read: no second read per adapter
+            current[svc] = st.spec_replicas
             if others:
                 blocked[svc] = f"also scaled by {', '.join(others)}"
         stuck = self._unschedulable()

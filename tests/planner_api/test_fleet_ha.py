@@ -43,7 +43,10 @@ def fleet(kubectl, namespace, standin, prometheus, tmp_path):
     """DGDs alpha and beta Ready (two decode workers each), their adapters at 1 prefill / 2
     decode, their policies, and each DGD's frontend and workers scraped: decode load as each
     test sets it through the returned exporters."""
-    kubectl.apply([dgd(n) for n in PRIORITY], namespace)
+    dgds = [dgd(n) for n in PRIORITY]
+    for d in dgds:  # its pods hold the budget's GPUs: as many as the adapter asks for (no controller syncs them)
+        d["spec"]["services"]["prefill"]["replicas"] = 1
+    kubectl.apply(dgds, namespace)
     kubectl.apply([adapter(n, svc, k) for n in PRIORITY for svc, k in (("prefill", 1), ("decode", 2))], namespace)
     kubectl.apply([_policy(n) for n in PRIORITY], namespace)
     exporters = {n: (Exporter(tmp_path / n / "frontend", frontend_series()),

@@ -6,8 +6,18 @@ import pytest
 
 from adapter.models import parse_dgd
 from scaler.control.policy import PolicySpec, Roles
+from scaler.planner.fleet import Holding
+from scaler.service.capacity import PodState
 from scaler.service.config import ConfigError, load
-from scaler.service.fleet import Member, Pools, Unresolved, budget_round, resolve_pools
+from scaler.service.fleet import (
+    Member,
+    Pools,
+    Unresolved,
+    admit_round,
+    budget_round,
+    holding,
+    resolve_pools,
+)
 
 
 def dgd(services: dict) -> object:
@@ -87,6 +97,42 @@ def test_budget_round_within_budget_changes_nothing():
     _, targets, conds = budget_round(ms, budget=100)
     assert targets == {"a/x": {"prefill": 1, "decode": 2}, "b/y": {"prefill": 2, "decode": 1}}
     assert not any(c[1] for c in conds.values())
+
+
+def pods(svc: str, live: int, deleting: int = 0, finished: int = 0) -> list[PodState]:
+    return ([PodState(service=svc, phase="Running", deleting=False) for _ in range(live)]
+            + [PodState(service=svc, phase="Running", deleting=True) for _ in range(deleting)]
+            + [PodState(service=svc, phase="Succeeded", deleting=False) for _ in range(finished)])
+
+
+def test_holding_counts_pods_being_deleted_and_replicas_asked_for_but_not_there_yet():
+    m = member("a/x", {"prefill": 1, "decode": 3})
+    # decode: 3 asked for, 2 pods so far (the third is coming); prefill: cut to 1, 2 pods draining
+    got = holding(m, {"prefill": 1, "decode": 3},
+                  pods("prefill", 1, deleting=2) + pods("decode", 2) + pods("decode", 0, finished=1))
+    assert got == Holding(prefill=1, decode=3, prefill_draining=2, decode_draining=0)
+    # a decrease just written: the pods are all still there, not yet being deleted
+    assert holding(m, {"prefill": 1, "decode": 1}, pods("decode", 3)).decode == 3
+
+
+def test_a_raise_waits_for_the_draining_workers_of_the_dgd_that_gave_way():
+    # budget 8: lo held 4 (2 + 2) and is cut to its minimum; hi wants 2 + 4
+    hi = member("a/hi", {"prefill": 2, "decode": 4}, priority=2)
+    lo = member("a/lo", {"prefill": 2, "decode": 2}, priority=0)
+    alloc, granted, _ = budget_round([hi, lo], budget=8)
+    assert granted == {"a/hi": {"prefill": 2, "decode": 4}, "a/lo": {"prefill": 1, "decode": 1}}
+    # lo's cut workers still drain: hi is raised only into the GPU nobody holds
+    held = {"a/hi": holding(hi, {"prefill": 1, "decode": 2}, pods("prefill", 1) + pods("decode", 2)),
+            "a/lo": holding(lo, {"prefill": 1, "decode": 1}, pods("prefill", 1, 1) + pods("decode", 1, 1))}
+    targets, notes = admit_round([hi, lo], alloc, held, budget=8)
+    assert targets["a/lo"] == {"prefill": 1, "decode": 1}  # the decrease applies at once
+    # one of hi's two raises: hi 3 + 1, lo 2 running + 2 draining: 8
+    assert sum(targets["a/hi"].values()) == 4
+    assert "not yet to the" in " ".join(notes["a/hi"]) and "a/lo" not in notes
+    # once they are gone, hi gets all it was granted
+    held["a/lo"] = holding(lo, {"prefill": 1, "decode": 1}, pods("prefill", 1) + pods("decode", 1))
+    targets, notes = admit_round([hi, lo], alloc, held, budget=8)
+    assert targets["a/hi"] == {"prefill": 2, "decode": 4} and not notes
 
 
 @pytest.mark.parametrize(("text", "message"), [
