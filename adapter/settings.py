@@ -30,18 +30,10 @@ ENV_PREFIX = "DYNAMO_ADAPTER_"
 CommaList = Annotated[list[str], NoDecode]
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+class LeaderElectionSettings(BaseSettings):
+    """Leader election on a Lease (adapter.leader), the same settings for the adapter and the planner;
+    a component sets its own default Lease name."""
 
-    config_file: Path | None = Field(None, description="YAML or JSON file of these settings (keys as the field "
-                                                       "names); flags and environment win over it")
-    namespace: CommaList = Field(default_factory=list, description="watch these namespaces (flag repeatable, "
-                                                                   "env comma-separated); empty: all namespaces")
-    all_namespaces: bool = Field(False, description="watch every namespace, whatever `namespace` says elsewhere")
-    kubeconfig: Path | None = Field(None, description="kubeconfig file (default: in-cluster config)")
-    bind_address: str = Field("127.0.0.1", description="address of the metrics and health listeners")
-    metrics_port: int = Field(8080, ge=1, le=65535, description="port of /metrics")
-    health_port: int = Field(8081, ge=1, le=65535, description="port of /healthz and /readyz")
     leader_election: bool = Field(False, description="hold a Lease; only the leader writes (run two replicas "
                                                      "safely)")
     leader_election_namespace: str = Field("default", description="namespace of the Lease")
@@ -53,6 +45,29 @@ class Settings(BaseSettings):
                                 "lease duration")
     leader_election_retry_period: float = Field(
         2.0, gt=0, description="seconds between tries to take or renew the lease; below the renew deadline")
+
+    @model_validator(mode="after")
+    def _check_periods(self) -> LeaderElectionSettings:
+        retry, deadline, lease = (self.leader_election_retry_period, self.leader_election_renew_deadline,
+                                  self.leader_election_lease_duration)
+        if not retry < deadline < lease:  # else a cut-off leader could still write once a standby took over
+            raise ValueError("leader election needs --leader-election-retry-period < --leader-election-renew-deadline"
+                             f" < --leader-election-lease-duration (got {retry:g} < {deadline:g} < {lease:g})")
+        return self
+
+
+class Settings(LeaderElectionSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    config_file: Path | None = Field(None, description="YAML or JSON file of these settings (keys as the field "
+                                                       "names); flags and environment win over it")
+    namespace: CommaList = Field(default_factory=list, description="watch these namespaces (flag repeatable, "
+                                                                   "env comma-separated); empty: all namespaces")
+    all_namespaces: bool = Field(False, description="watch every namespace, whatever `namespace` says elsewhere")
+    kubeconfig: Path | None = Field(None, description="kubeconfig file (default: in-cluster config)")
+    bind_address: str = Field("127.0.0.1", description="address of the metrics and health listeners")
+    metrics_port: int = Field(8080, ge=1, le=65535, description="port of /metrics")
+    health_port: int = Field(8081, ge=1, le=65535, description="port of /healthz and /readyz")
     identity: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", min_length=1,
                           max_length=100,
                           description="this replica's name: the Lease holder, and the suffix of the field manager "
@@ -86,12 +101,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        from adapter.leader import validate_periods
-
         if self.webhook_port and not (self.webhook_cert_file and self.webhook_key_file):
             raise ValueError("--webhook-port needs --webhook-cert-file and --webhook-key-file")
-        validate_periods(self.leader_election_lease_duration, self.leader_election_renew_deadline,
-                         self.leader_election_retry_period)
         return self
 
     @property

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from adapter.settings import (
     CommaList,
+    LeaderElectionSettings,
     SettingsError,
     add_flags,
     given_flags,
@@ -22,7 +23,7 @@ from adapter.settings import (
 ENV = "DYNAMO_PLANNER_"
 
 
-class PlannerSettings(BaseSettings):
+class PlannerSettings(LeaderElectionSettings):
     """The planner command's flags; every one also DYNAMO_PLANNER_<FIELD>. (The Prometheus
     connection and the signal mapping belong to the config file, which reads its own variables.)"""
 
@@ -53,15 +54,7 @@ class PlannerSettings(BaseSettings):
                                                             "before authentication")
     leader_election: bool = Field(False, description="hold a Lease; only the leader plans and writes, every replica "
                                                      "serves the API (run two replicas safely)")
-    leader_election_namespace: str = Field("default", description="namespace of the Lease")
     leader_election_lease: str = Field("dynamo-scaling-planner", description="name of the Lease")
-    leader_election_lease_duration: float = Field(
-        15.0, gt=0, description="seconds: a standby takes the lease after seeing it unrenewed this long")
-    leader_election_renew_deadline: float = Field(
-        10.0, gt=0, description="seconds: a leader that has not renewed for this long stops writing; below the "
-                                "lease duration")
-    leader_election_retry_period: float = Field(
-        2.0, gt=0, description="seconds between tries to take or renew the lease; below the renew deadline")
 
     @field_validator("tls_sans", "token_audience", mode="before")
     @classmethod
@@ -76,11 +69,6 @@ class PlannerSettings(BaseSettings):
             raise ValueError("--tls-cert-file and --tls-private-key-file go together")
         if self.insecure_http and self.tls_cert_file:
             raise ValueError("--insecure-http and --tls-cert-file contradict each other")
-        retry, deadline, lease = (self.leader_election_retry_period, self.leader_election_renew_deadline,
-                                  self.leader_election_lease_duration)
-        if not retry < deadline < lease:  # as the adapter's election needs (adapter.leader.validate_periods)
-            raise ValueError("leader election needs --leader-election-retry-period < --leader-election-renew-deadline"
-                             f" < --leader-election-lease-duration (got {retry:g} < {deadline:g} < {lease:g})")
         return self
 
 
