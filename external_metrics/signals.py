@@ -45,8 +45,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dynamo_scaling.yaml_file import YamlFileError, read_mapping
 
 SIGNAL_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -299,13 +300,9 @@ class SignalMapping(BaseModel):
             return cls()
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except OSError as exc:
-            raise MappingError(f"{path}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise MappingError(f"{path}: not valid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise MappingError(f"{path}: expected a mapping at the top level")
+            data = read_mapping(path)
+        except YamlFileError as exc:
+            raise MappingError(str(exc)) from None
         try:
             return cls.from_overrides(data)
         except MappingError as exc:

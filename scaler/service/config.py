@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -16,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from dynamo_scaling.yaml_file import YamlFileError, read_mapping
 from external_metrics.prom import PrometheusConnection
 from external_metrics.signals import MappingError, SignalMapping
 from scaler.planner.config import PlannerConfig
@@ -117,14 +117,10 @@ class ConfigError(ValueError):
 
 
 def load(path: Path) -> ServiceConfig:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        data = read_mapping(path)
+    except YamlFileError as exc:
+        raise ConfigError(str(exc)) from None
     # the chart passes the shared signals file and Prometheus credentials through the environment
     if os.environ.get(ENV_PREFIX + "SIGNALS_FILE") and not data.get("signals_file"):
         data["signals_file"] = os.environ[ENV_PREFIX + "SIGNALS_FILE"]

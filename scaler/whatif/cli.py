@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
+
+from dynamo_scaling.yaml_file import read_mapping
 
 ENV_PROMETHEUS = "DYNAMO_PLANNER_PROMETHEUS_"
 
@@ -94,15 +95,7 @@ def _config(path: Path | None) -> dict:
     """The planner's config file, read for what the what-if needs (either planner mode)."""
     if path is None:
         return {}
-    if not path.is_file():
-        raise ValueError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return data
+    return read_mapping(path)
 
 
 def run(args: argparse.Namespace) -> int:
