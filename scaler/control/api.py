@@ -192,7 +192,8 @@ class Call:
     authorizer: Authorizer
 
 
-def _auth(authorizer: Authorizer, creds: HTTPAuthorizationCredentials | None, verb: str) -> Caller:
+def authenticate_request(authorizer: Authorizer, creds: HTTPAuthorizationCredentials | None, verb: str) -> Caller:
+    """The caller behind a bearer token, allowed `verb`; 401/403 as HTTP errors otherwise."""
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
     try:
@@ -239,7 +240,7 @@ def create_app(service: ControlService, authorizer: Authorizer, api_docs: bool =
     bearer = HTTPBearer(auto_error=False)
 
     def reader(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
-        return _auth(authorizer, creds, READ)
+        return authenticate_request(authorizer, creds, READ)
 
     if api_docs:
         @app.get("/openapi.json", include_in_schema=False)
@@ -289,7 +290,7 @@ def add_control_routes(app: FastAPI, prefix: str, target: Callable[..., Target])
     def call_for(verb: str):
         def dep(t: Annotated[Target, Depends(target)],
                 creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Call:
-            caller = _auth(t.authorizer, creds, verb)
+            caller = authenticate_request(t.authorizer, creds, verb)
             if t.service is None:
                 raise HTTPException(404, f"{t.label} is not planned by this planner")
             return Call(caller, t.service, t.authorizer)

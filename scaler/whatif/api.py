@@ -25,7 +25,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from external_metrics.prom import PrometheusError
-from scaler.control.auth import READ, AuthError, Authorizer, Caller
+from scaler.control.api import authenticate_request
+from scaler.control.auth import READ, Authorizer, Caller
 from scaler.control.state import utcnow
 from scaler.planner.config import PlannerConfig
 from scaler.whatif.compare import Pools, Proposal, ProposalError, settings
@@ -77,15 +78,7 @@ Lookup = Callable[[str, str], tuple[Authorizer, Any]]
 
 
 def _reader(authorizer: Authorizer, creds: HTTPAuthorizationCredentials | None) -> Caller:
-    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
-        raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-    try:
-        caller = authorizer.authenticate(creds.credentials)
-        authorizer.authorize(caller, READ)
-    except AuthError as exc:
-        raise HTTPException(exc.status, str(exc),
-                            headers={"WWW-Authenticate": "Bearer"} if exc.status == 401 else None) from exc
-    return caller
+    return authenticate_request(authorizer, creds, READ)
 
 
 async def _proposal(request: Request) -> Proposal:
