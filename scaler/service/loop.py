@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from scaler.control.api import ControlService
 from scaler.control.state import DecisionRecord, utcnow
@@ -85,6 +86,18 @@ class Plan:
 
     def parts(self) -> tuple:
         return tuple(getattr(self, f.name) for f in fields(self))
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """How a pool entering and leaving one state is logged and recorded as Events."""
+
+    start_log: str
+    start_reason: str
+    start_message: Callable[[str, Any], str]
+    end_log: str
+    end_reason: str
+    end_message: Callable[[str], str]
 
 
 class PlannerLoop:
@@ -171,55 +184,46 @@ class PlannerLoop:
         return self.last
 
     def _announce_capacity(self, stuck: dict[str, Unschedulable], keep: dict[str, int]) -> None:
-        """A Warning Event when a pool starts having pods the scheduler cannot place and one when
-        it has none any more; not one per tick."""
-        before, self.short = self.short, dict(stuck)
-        for svc in self.pools.names():
-            try:
-                if svc in stuck and svc not in before:
-                    log.warning("pool short of capacity", extra=self._log(service=svc, why=stuck[svc].describe()))
-                    self.control.audit.record("planner", "InsufficientCapacity",
-                                              f"{svc} not raised above {keep[svc]} replicas: {stuck[svc].describe()}",
-                                              ok=False)
-                elif svc in before and svc not in stuck:
-                    log.info("pool schedulable again", extra=self._log(service=svc))
-                    self.control.audit.record("planner", "CapacityAvailable",
-                                              f"{svc}: no pod is unschedulable any more, it may be raised again")
-            except Exception:  # an Event is a report; it must never fail the decision
-                log.warning("could not record the event", exc_info=True, extra=self._log(service=svc))
+        """Pools with pods the scheduler cannot place (Warning), and when they have none any more."""
+        self._announce_changes("short", stuck, Announcement(
+            "pool short of capacity", "InsufficientCapacity",
+            lambda svc, s: f"{svc} not raised above {keep[svc]} replicas: {s.describe()}",
+            "pool schedulable again", "CapacityAvailable",
+            lambda svc: f"{svc}: no pod is unschedulable any more, it may be raised again"))
 
     def _announce(self, held: dict[str, str], keep: dict[str, int]) -> None:
-        """A Kubernetes Event when a pool starts being held for missing data and when it resumes;
-        not one per tick."""
-        before, self.held = self.held, dict(held)
-        for svc in self.pools.names():
-            try:
-                if svc in held and svc not in before:
-                    log.warning("pool held: missing data", extra=self._log(service=svc, why=held[svc]))
-                    self.control.audit.record("planner", "HeldMissingData",
-                                              f"{svc} held at {keep[svc]} replicas: {held[svc]}", ok=False)
-                elif svc in before and svc not in held:
-                    log.info("pool planned again: data is back", extra=self._log(service=svc))
-                    self.control.audit.record("planner", "ResumedWithData",
-                                              f"{svc}: the inputs are back, planning resumes")
-            except Exception:  # an Event is a report; it must never fail the decision
-                log.warning("could not record the event", exc_info=True, extra=self._log(service=svc))
+        """Pools held for missing data, and when they are planned again."""
+        self._announce_changes("held", held, Announcement(
+            "pool held: missing data", "HeldMissingData", lambda svc, why: f"{svc} held at {keep[svc]} replicas: {why}",
+            "pool planned again: data is back", "ResumedWithData",
+            lambda svc: f"{svc}: the inputs are back, planning resumes"))
 
     def _announce_in_graph(self, blocked: dict[str, str]) -> None:
-        """A Warning Event on the DGD when Dynamo's own planner, deployed in the graph, is found
-        scaling a pool (so this planner leaves it alone), and one when it is gone; not per tick."""
-        now = {svc: why for svc, why in blocked.items() if svc in self.pools.names() and IN_GRAPH_PLANNER in why}
-        before, self.in_graph = self.in_graph, now
-        for svc in self.pools.names():
+        """Pools Dynamo's own planner, deployed in the graph, is found scaling (so this planner
+        leaves them alone), and when it is gone."""
+        now = {svc: why for svc, why in blocked.items() if IN_GRAPH_PLANNER in why}
+        self._announce_changes("in_graph", now, Announcement(
+            "pool left to the in-graph Dynamo planner", "InGraphPlanner",
+            lambda svc, why: f"{svc} not scaled by this planner: {why} (Dynamo's planner is a component of this "
+                             "graph and scales its adapters; remove it or this planner's claim)",
+            "in-graph Dynamo planner gone", "InGraphPlannerGone",
+            lambda svc: f"{svc}: no in-graph Dynamo planner any more, planning resumes"))
+
+    def _announce_changes(self, attr: str, now: dict, a: Announcement) -> None:
+        """An Event when a pool enters a state and one when it leaves it, not one per tick; `attr`
+        keeps the pools in that state at the last tick."""
+        names = self.pools.names()
+        now = {svc: v for svc, v in now.items() if svc in names}
+        before = getattr(self, attr)
+        setattr(self, attr, dict(now))
+        for svc in names:
             try:
                 if svc in now and svc not in before:
-                    log.warning("pool left to the in-graph Dynamo planner", extra=self._log(service=svc, why=now[svc]))
-                    self.control.audit.record(
-                        "planner", "InGraphPlanner",
-                        f"{svc} not scaled by this planner: {now[svc]} (Dynamo's planner is a component of "
-                        "this graph and scales its adapters; remove it or this planner's claim)", ok=False)
+                    why = now[svc].describe() if hasattr(now[svc], "describe") else now[svc]
+                    log.warning(a.start_log, extra=self._log(service=svc, why=why))
+                    self.control.audit.record("planner", a.start_reason, a.start_message(svc, now[svc]), ok=False)
                 elif svc in before and svc not in now:
-                    self.control.audit.record("planner", "InGraphPlannerGone",
-                                              f"{svc}: no in-graph Dynamo planner any more, planning resumes")
+                    log.info(a.end_log, extra=self._log(service=svc))
+                    self.control.audit.record("planner", a.end_reason, a.end_message(svc))
             except Exception:  # an Event is a report; it must never fail the decision
                 log.warning("could not record the event", exc_info=True, extra=self._log(service=svc))
