@@ -10,6 +10,7 @@ import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
+from helpers import IMPORT_BLOCKER
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -22,17 +23,6 @@ NOT_IN_IMAGE = ("rich", "matplotlib", "dynamo", "devcluster", "pytest", "grpc_to
 # Declared for a library that loads them itself: uvicorn picks httptools when it is installed,
 # pytest loads pytest-asyncio as a plugin.
 LOADED_BY_OTHERS = {"httptools", "pytest-asyncio"}
-
-_BLOCKER = """
-import importlib.abc, sys
-BLOCKED = set(sys.argv[1].split(","))
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-sys.meta_path.insert(0, Blocker())
-"""
 
 
 def _service_modules() -> list[str]:
@@ -49,7 +39,7 @@ def _service_modules() -> list[str]:
 
 
 def _run_without_extras(body: str) -> subprocess.CompletedProcess[str]:
-    code = _BLOCKER + body
+    code = IMPORT_BLOCKER + body
     return subprocess.run([sys.executable, "-c", code, ",".join(NOT_IN_IMAGE)], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import wait_for
+from helpers import IMPORT_BLOCKER, wait_for
 from recorded import recorded_prometheus
 
 from dynamo_scaling.traces import read_trace, window
@@ -124,15 +124,7 @@ def test_what_if_needs_read_access_validates_the_body_and_runs_one_at_a_time(clu
 
 
 # the packaging test's import blocker: these top-level modules raise ModuleNotFoundError
-BLOCKER = """
-import importlib.abc, sys
-BLOCKED = set(sys.argv[1].split(","))
-class Blocker(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-sys.meta_path.insert(0, Blocker())
+BLOCKER = IMPORT_BLOCKER + """
 from dynamo_scaling.cli import main
 sys.exit(main(sys.argv[2:]))
 """
