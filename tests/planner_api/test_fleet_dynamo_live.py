@@ -1,7 +1,8 @@
 """The fleet planner on three DGDs served by real Dynamo processes (frontend and mocker workers
 behind the stand-in operator), one GPU budget shared by priority: under load the planner scales a
-DGD up, the GPUs of all three never exceed the budget, and the lower priority gives way to the
-higher one."""
+DGD up, the GPUs of all three never exceed the budget (what the adapters ask for, and the worker
+pods, draining ones included: a raise waits for the GPUs a cut DGD's workers still hold), and the
+lower priority gives way to the higher one."""
 
 from __future__ import annotations
 
@@ -171,6 +172,9 @@ def test_fleet_planner_scales_under_load_within_one_budget_and_lower_priority_gi
               f"{max(sum(s[0].values()) for s in watch.samples)}, as pods (draining included): "
               f"{max(sum(s[1].values()) for s in watch.samples)}; budget {BUDGET}")
         over = [s[0] for s in watch.samples if sum(s[0].values()) > BUDGET]
+        assert not over, over[:5]
+        # nor did the worker pods: lo's cut workers drained before hi's new ones started
+        over = [s[1] for s in watch.samples if sum(s[1].values()) > BUDGET]
         assert not over, over[:5]
         # the lower priority gives way first: while hi is cut, lo is at its minimum
         cut, lo_over = watch.hi_cut()
