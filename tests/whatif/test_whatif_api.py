@@ -114,8 +114,10 @@ def test_what_if_needs_read_access_validates_the_body_and_runs_one_at_a_time(clu
         assert cur["pools"] == {"prefill": {"min": 2, "max": 2}, "decode": {"min": 1, "max": 64}}
         assert new["pools"] == {"prefill": {"min": 2, "max": 2}, "decode": {"min": 3, "max": 3}}
         assert answer["proposed"]["max_gpus"] == 5 and answer["proposed"]["scale_events"] == 0
-        # the DGD's own requests of the window (the recording started shortly before it)
-        assert 0.9 * len(reqs) <= answer["requests"] <= 1.02 * len(reqs)
+        # the DGD's own requests of the window (the recording started shortly before it); Prometheus
+        # extrapolates increase() to the edges of each step, a few percent either way, while the other
+        # DGD's frontend in the namespace would add a third
+        assert 0.9 * len(reqs) <= answer["requests"] <= 1.06 * len(reqs)
         assert answer["difference"]["gpu_hours"] == pytest.approx(
             answer["proposed"]["gpu_hours"] - answer["current"]["gpu_hours"])
         assert answer["timings"]["total_seconds"] > 0 and answer["window"]["seconds"] == WINDOW_S
@@ -227,7 +229,7 @@ def test_fleet_what_if_per_dgd_is_authorized_for_that_dgd_and_answers_as_what_if
         answer = r.json()
         assert answer["deployment"] == {"namespace": namespace, "name": "llama"}
         # llama's own requests, not the other DGD's (a third of them)
-        assert 0.9 * len(reqs) <= answer["requests"] <= 1.02 * len(reqs)
+        assert 0.9 * len(reqs) <= answer["requests"] <= 1.06 * len(reqs)  # increase() extrapolation, as above
 
         # the same window, settings and proposal from the command line: the same answer ...
         out, trace = tmp_path / "cli.json", tmp_path / "trace.jsonl"
