@@ -33,3 +33,18 @@ class Blocker(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Blocker())
 """
+
+
+# what two what-if answers for the same window and settings (or a replay of the rebuilt trace) agree on
+WHAT_IF_SAME = ("requests", "sla_attainment", "feasible_attainment", "gpu_hours", "max_gpus", "scale_events",
+                "ttft_p50_ms", "ttft_p99_ms", "itl_p99_ms")
+
+
+def assert_same_what_if(answer: dict, other: dict) -> None:
+    """Two what-if answers (e.g. the planner's and the command line's) give the same window, the same
+    settings and the same numbers on both sides."""
+    assert other["window"] == answer["window"]
+    for side in ("current", "proposed"):
+        assert other[side]["settings"] == answer[side]["settings"], side
+        for key in WHAT_IF_SAME:
+            assert answer[side][key] == other[side][key], (side, key)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import IMPORT_BLOCKER, wait_for
+from helpers import IMPORT_BLOCKER, WHAT_IF_SAME, assert_same_what_if, wait_for
 from recorded import recorded_prometheus
 
 from dynamo_scaling.traces import read_trace, window
@@ -172,9 +172,6 @@ def test_without_the_replay_engine_the_answer_is_501_with_the_install_command(cl
         planner.stop()
 
 
-# what the what-if and replay answers must agree on (as tests/whatif/test_whatif_cli.py compares them)
-SAME = ("requests", "sla_attainment", "feasible_attainment", "gpu_hours", "max_gpus", "scale_events",
-        "ttft_p50_ms", "ttft_p99_ms", "itl_p99_ms")
 
 
 def cli(*args: str) -> None:
@@ -236,16 +233,11 @@ def test_fleet_what_if_per_dgd_is_authorized_for_that_dgd_and_answers_as_what_if
         cli("what-if", "--config", str(tmp_path / "planner" / "planner.yaml"), "--prometheus-url", prom.url,
             "--namespace", namespace, "--dgd", "llama", "--window", f"{WINDOW_S:.0f}", "--end", answer["window"]["end"],
             "--ttft-ms", "150", "--json", str(out), "--trace-out", str(trace))
-        local = json.loads(out.read_text())
-        assert local["window"] == answer["window"]
-        for side in ("current", "proposed"):
-            assert local[side]["settings"] == answer[side]["settings"], side
-            for key in SAME:
-                assert answer[side][key] == local[side][key], (side, key)
+        assert_same_what_if(answer, json.loads(out.read_text()))
         # ... and what replay says of the rebuilt trace under the settings in effect
         cli("replay", "--trace", str(trace), "--planner", "predictive", "--json", str(tmp_path / "replay.json"))
         replayed = json.loads((tmp_path / "replay.json").read_text())
-        for key in SAME:
+        for key in WHAT_IF_SAME:
             assert answer["current"][key] == replayed[key], key
     finally:
         planner.stop()
