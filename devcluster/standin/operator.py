@@ -176,9 +176,12 @@ class StandinOperator:
             try:
                 self._reconcile_dgd(dgd, by_owner.get(key, []))
             except ApiException as exc:
-                if exc.status not in (404, 409):
-                    raise
-                log.debug("retrying DGD next pass", extra={"dgd": key[1], "status": exc.status})
+                # one DGD the API refuses (e.g. in a namespace being deleted: 403) must not stop the others
+                if exc.status in (404, 409):
+                    log.debug("retrying DGD next pass", extra={"dgd": key[1], "status": exc.status})
+                else:
+                    log.warning("DGD not reconciled, retrying next pass",
+                                extra={"namespace": key[0], "dgd": key[1], "status": exc.status, "reason": exc.reason})
         # pods whose DGD is gone: drain and remove
         for key, orphans in by_owner.items():
             if key not in seen:
