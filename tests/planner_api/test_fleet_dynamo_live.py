@@ -139,15 +139,21 @@ def condition(kubectl, ns: str, name: str, kind: str) -> dict:
     return next((c for c in (got.get("status") or {}).get("conditions", []) if c["type"] == kind), {})
 
 
+def start_three_dgds(stack: LiveStack, kubectl, namespace: str) -> None:
+    """Prometheus, the stand-in operator with real Dynamo workers and the adapter, then the three
+    DGDs with their policies, Ready."""
+    stack.start_prometheus()
+    stack.start_standin()
+    stack.start_adapter()
+    kubectl.apply([dgd(name) for name in PRIORITY] + [policy(name) for name in PRIORITY], namespace)
+    for name in PRIORITY:
+        wait_for(lambda n=name: scenario.dgd_ready(kubectl, namespace, n), timeout=120, what=f"DGD {name} Ready")
+
+
 def test_fleet_planner_scales_under_load_within_one_budget_and_lower_priority_gives_way(
         cluster, kubectl, kube_api, namespace, tmp_path):
     with LiveStack(tmp_path / "stack", cluster.kubeconfig, kubectl, namespace, scenario.STARTUP_DELAY_S) as stack:
-        stack.start_prometheus()
-        stack.start_standin()
-        stack.start_adapter()
-        kubectl.apply([dgd(name) for name in PRIORITY] + [policy(name) for name in PRIORITY], namespace)
-        for name in PRIORITY:
-            wait_for(lambda n=name: scenario.dgd_ready(kubectl, namespace, n), timeout=120, what=f"DGD {name} Ready")
+        start_three_dgds(stack, kubectl, namespace)
         urls = {name: wait_for(lambda n=name: stack.frontend_url(n), what=f"{name} frontend") for name in PRIORITY}
         for name, url in urls.items():
             wait_for(lambda u=url: httpx.get(f"{u}/v1/models").json()["data"], timeout=30, what=f"{name} model served")

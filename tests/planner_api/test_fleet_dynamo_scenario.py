@@ -23,9 +23,9 @@ from test_fleet_dynamo_live import (
     PRIORITY,
     Load,
     Watch,
-    dgd,
     fleet_config,
     policy,
+    start_three_dgds,
 )
 
 from devcluster import launch, scenario
@@ -73,12 +73,7 @@ def test_fleet_pins_from_kubectl_and_rest_a_killed_leader_and_the_what_if_on_rea
         cluster, kubectl, kube_api, namespace, tmp_path):
     ns = namespace
     with LiveStack(tmp_path / "stack", cluster.kubeconfig, kubectl, ns, scenario.STARTUP_DELAY_S) as stack:
-        stack.start_prometheus()
-        stack.start_standin()
-        stack.start_adapter()
-        kubectl.apply([dgd(name) for name in PRIORITY] + [policy(name) for name in PRIORITY], ns)
-        for name in PRIORITY:
-            wait_for(lambda n=name: scenario.dgd_ready(kubectl, ns, n), timeout=120, what=f"DGD {name} Ready")
+        start_three_dgds(stack, kubectl, ns)
         url = wait_for(lambda: stack.frontend_url("hi"), what="hi's frontend")
         wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="hi's model served")
 
