@@ -220,6 +220,11 @@ def prefill_workers(rate: float, mix: PromptMix, profile: PerformanceProfile, tt
             hi = mid
         else:
             lo = mid
+    # attainment steps at whole workers (c = floor(workers)), so the bisection ends just above the
+    # whole number that meets the target: rounding that up would add a worker
+    whole = math.floor(hi + 1e-9)
+    if whole >= 1 and _mixed(rate, s, w, whole, target_s, ca2, bursts) >= attainment:
+        return float(whole)
     return hi
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from scaler.planner import tail
+from scaler.planner.sizing import ceil_replicas
 from scaler.profile import bundled_profile
 
 PROFILE = bundled_profile()
@@ -76,6 +77,17 @@ def test_workers_found_are_the_fewest_that_reach_the_target():
         assert tail.prefill_attainment(50.0, mix, math.floor(c) - 1, PROFILE, TTFT_MS) < target
     needs = [tail.prefill_workers(50.0, mix, PROFILE, TTFT_MS, t) for t in (0.9, 0.99, 0.999)]
     assert needs == sorted(needs) and needs[0] < needs[-1]
+
+
+def test_workers_found_round_up_to_the_fewest_whole_workers():
+    # attainment steps at whole workers: the answer is that whole number, not just above it,
+    # which rounding up (ceil_replicas) would turn into one worker too many
+    mix = tail.PromptMix(np.array(LONG_TAIL[0]), np.array(LONG_TAIL[1]))
+    for rate in (5.0, 20.0, 50.0, 120.0):
+        for target in (0.9, 0.99):
+            c = ceil_replicas(tail.prefill_workers(rate, mix, PROFILE, TTFT_MS, target))
+            assert tail.prefill_attainment(rate, mix, c, PROFILE, TTFT_MS) >= target
+            assert tail.prefill_attainment(rate, mix, c - 1, PROFILE, TTFT_MS) < target, (rate, target, c)
 
 
 def test_prompts_no_worker_can_serve_in_time_load_the_queue_but_are_not_counted():
