@@ -25,6 +25,7 @@ from scaler.service import sla_request
 from scaler.service.actuate import ScaleActuator
 from scaler.service.capacity import condition_message
 from scaler.service.config import ServiceConfig
+from scaler.service.histograms import measured_attainment
 from scaler.service.leadership import GuardedScaleClient, Leadership, SharedConfigMap
 from scaler.service.loop import PlannerLoop, PoolServices, TickResult
 from scaler.service.metrics import PlannerMetrics
@@ -82,6 +83,9 @@ class DeploymentPlanner:
                                       services=self.pools.names, limits=self.limits,
                                       save_change=save_change)
         self.observer = LiveObserver(cfg, api, prom)
+        # each window's requests are counted against the SLA in effect; prompts beyond reach by the profile
+        self.observer.sla = lambda: (self.policy.config.ttft_ms, self.policy.config.itl_ms)
+        self.observer.unloaded_ttft_ms = profile.prefill.ttft_ms_at
         self.loop = PlannerLoop(self.policy, self.observer,
                                 ScaleActuator(ScaleClient(api, d.namespace), d.name), self.control, self.pools)
         self.loop.dgd = f"{d.namespace}/{d.name}"
@@ -120,6 +124,7 @@ class DeploymentPlanner:
             "forecast": (last.decision.details.as_dict() if last and last.decision else {}),
             "targets": last.record.targets if last else {},
             "held": last.held if last else {},
+            "measured_attainment": measured_attainment(last.slo if last else None),
             "last_error": self.last_error,
             "dependencies": {k: v or "ok" for k, v in self.dependencies.items()},
             "profile_source": self.profile_source,

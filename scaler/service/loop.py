@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from scaler.control.api import ControlService
 from scaler.control.state import DecisionRecord, utcnow
 from scaler.service.capacity import Unschedulable, hold_raises
-from scaler.policy import Decision, Observation, Outcome, Policy
+from scaler.policy import Decision, Observation, Outcome, Policy, SLOCounts
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ class Snapshot:
     missing: dict[str, str] = field(default_factory=dict)
     # service -> its pods the scheduler cannot place; such a pool is not raised
     unschedulable: dict[str, Unschedulable] = field(default_factory=dict)
+    # the window's prompt lengths as the frontend's ISL histogram counts them (upper edge in
+    # tokens -> cumulative increase, +Inf the total), for a policy that models the prompt mix
+    prompt_buckets: dict[float, float] | None = None
 
 
 class Observer(Protocol):
@@ -66,6 +69,7 @@ class TickResult:
     blocked: dict[str, str] = field(default_factory=dict)  # pools another scaler owns, and why
     mode: str = "active"  # why replicas were (not) written: active, paused, advisory, ...
     unschedulable: dict[str, Unschedulable] = field(default_factory=dict)  # pools short of capacity
+    slo: SLOCounts | None = None  # the window's measured SLA counts, None where not measured
 
 
 @dataclass
@@ -131,6 +135,10 @@ class PlannerLoop:
                 # nothing to decide on: the forecast must not learn a made-up idle window either
                 decision, planned, reasons = None, dict(keep), []
             else:
+                # duck-typed: only a policy with a tail model takes the window's prompt mix
+                feed = getattr(self.policy, "observe_prompt_histogram", None)
+                if feed is not None and snap.prompt_buckets:
+                    feed(snap.prompt_buckets)
                 decision = self.policy.decide(snap.observation)
                 planned = {
                     self.pools.prefill: decision.target_prefill if decision.target_prefill is not None
@@ -180,7 +188,7 @@ class PlannerLoop:
         self._announce_capacity(stuck, keep)
         self.last = TickResult(record, decision, written, held, current=dict(keep),
                                blocked={s: w for s, w in snap.blocked.items() if s in self.pools.names()}, mode=mode,
-                               unschedulable=stuck)
+                               unschedulable=stuck, slo=snap.observation.traffic.slo)
         return self.last
 
     def _announce_capacity(self, stuck: dict[str, Unschedulable], keep: dict[str, int]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from scaler.service.histograms import attainment
 from scaler.service.loop import TickResult
 from scaler.policy import Diagnostics
 
@@ -35,6 +36,14 @@ class PlannerMetrics:
         self.profile_source = Gauge("dynamo_planner_profile_info",
                                     "1 for where the performance profile came from: file, or bundled (the mocker's)",
                                     ["source"], registry=r)
+        self.attainment = Gauge("dynamo_planner_attainment",
+                                "share of the window's requests that met the target (kind ttft or itl), measured "
+                                "from the frontend's histograms; absent when nothing was measured",
+                                ["kind"], registry=r)
+        self.window_requests = Gauge("dynamo_planner_window_requests",
+                                     "the window's SLA counts from the frontend's histograms: measured, "
+                                     "ttft_missed, itl_missed, unreachable (absent without a TTFT histogram)",
+                                     ["kind"], registry=r)
         self.dependency_up = Gauge("dynamo_planner_dependency_up",
                                    "1 when the last tick reached the dependency (prometheus, kubernetes)",
                                    ["dependency"], registry=r)
@@ -60,6 +69,26 @@ class PlannerMetrics:
                 self.holds.labels(svc).inc()
             self.unschedulable.labels(svc).set(res.unschedulable[svc].pods if svc in res.unschedulable else 0)
         self.last_tick.set(res.record.at.timestamp())
+        self._record_slo(res)
         # not written: writes are off (paused, advisory, deployment not ready) or another scaler owns a pool
         held = res.mode != "active" or any(svc in res.blocked for svc in res.record.targets)
         self.decisions.labels("written" if res.written else "held" if held else "unchanged").inc()
+
+    def _record_slo(self, res: TickResult) -> None:
+        slo = res.slo
+        counts = ({"measured": slo.measured, "ttft_missed": slo.ttft_missed, "itl_missed": slo.itl_missed,
+                   "unreachable": slo.unreachable} if slo else {})
+        _set_or_clear(self.window_requests, counts, ("measured", "ttft_missed", "itl_missed", "unreachable"))
+        _set_or_clear(self.attainment, attainment(slo), ("ttft", "itl"))
+
+
+def _set_or_clear(gauge: Gauge, values: dict[str, float], kinds: tuple[str, ...]) -> None:
+    # no histogram, or an idle window, is no data: the series goes rather than reading zero
+    for kind in kinds:
+        if kind in values:
+            gauge.labels(kind).set(values[kind])
+        else:
+            try:
+                gauge.remove(kind)
+            except KeyError:
+                pass

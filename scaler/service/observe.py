@@ -9,6 +9,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -43,6 +44,7 @@ from scaler.service.capacity import (
     unschedulable,
 )
 from scaler.service.config import ServiceConfig
+from scaler.service.histograms import ISL, ITL, TTFT, Buckets, WindowHistograms, by_dgd, with_histograms
 from scaler.service.leadership import GuardedScaleClient
 from scaler.service.loop import Snapshot
 
@@ -74,6 +76,7 @@ class SignalBatch:
     def __init__(self, prom: PrometheusClient) -> None:
         self.prom = prom
         self._answers: dict[str, dict[tuple[str, str], list[float]] | str] = {}
+        self._buckets: dict[str, dict[tuple[str, str], Buckets] | str] = {}
 
     def values(self, mapping: SignalMapping, name: str, namespace: str, dgd: str,
                service: str | None) -> list[float]:
@@ -95,6 +98,20 @@ class SignalBatch:
         if service is None:
             return [x for (g, _), xs in answer.items() if g == dgd for x in xs]
         return list(answer.get((dgd, service), []))
+
+    def buckets(self, mapping: SignalMapping, name: str, namespace: str, dgd: str) -> Buckets | None:
+        """A histogram signal's buckets for a DGD (scaler.service.histograms), read once for every
+        DGD of the namespace; None when it has none. Raises PrometheusError."""
+        query = mapping.render(name, {"namespace": namespace})
+        if query not in self._buckets:
+            try:
+                self._buckets[query] = by_dgd(mapping, self.prom.query(query))
+            except PrometheusError as exc:
+                self._buckets[query] = str(exc)
+        answer = self._buckets[query]
+        if isinstance(answer, str):
+            raise PrometheusError(answer)
+        return answer.get((namespace, dgd))
 
 
 def _not_found(kind: str, namespace: str, name: str) -> ApiException:
@@ -209,7 +226,7 @@ class LiveObserver:
     def __init__(self, cfg: ServiceConfig, api: client.ApiClient, prom: PrometheusClient,
                  mapping: SignalMapping | None = None) -> None:
         self.cfg, self.prom = cfg, prom
-        self.mapping = mapping or signal_mapping(cfg)
+        self.mapping = with_histograms(mapping or signal_mapping(cfg))
         d = cfg.deployment
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
@@ -222,6 +239,11 @@ class LiveObserver:
         # in a fleet round, the round's shared reads (the fleet sets them); else this observer's own
         self.reads: RoundReads | None = None
         self._pods_error: str | None = None
+        # what a window's requests are counted against: the SLA in effect (the planner's, which
+        # the API can change) and the profile's idle TTFT by prompt length (prompts beyond reach)
+        self.sla: Callable[[], tuple[float, float]] = lambda: (cfg.planner.ttft_ms, cfg.planner.itl_ms)
+        self.unloaded_ttft_ms: Callable[[float], float] | None = None
+        self._hist_error: str | None = None
 
     def _signal(self, name: str, service: str | None = None, combine=sum) -> float | None:
         """One signal for the deployment (or one of its services); None when Prometheus has no
@@ -240,6 +262,31 @@ class LiveObserver:
             self.prom_error = str(exc)[:300]
             return None
         return combine(values) if values else None
+
+    def _histograms(self) -> WindowHistograms:
+        """The window's bucket increases of the DGD's frontend histograms. Optional inputs: a
+        failed query is logged (once per distinct error) and read as no histograms, which leaves
+        the planner on mean latency; it is no missing data."""
+        if self.prom_error is not None:
+            return WindowHistograms()
+        d = self.cfg.deployment
+        got: dict[str, Buckets | None] = {}
+        try:
+            for name in (TTFT, ITL, ISL):
+                if self.reads is not None:
+                    got[name] = self.reads.signals(self.prom).buckets(self.mapping, name, d.namespace, d.name)
+                else:
+                    samples = self.prom.query(self.mapping.render(name, self._where(None)))
+                    got[name] = by_dgd(self.mapping, samples).get((d.namespace, d.name))
+        except PrometheusError as exc:
+            text = str(exc)[:300]
+            if text != self._hist_error:
+                log.warning("frontend histograms not read: attainment is not measured",
+                            extra={"error": text, "dgd": f"{d.namespace}/{d.name}"})
+            self._hist_error = text
+            return WindowHistograms()
+        self._hist_error = None
+        return WindowHistograms(got[TTFT], got[ITL], got[ISL])
 
     def _where(self, service: str | None) -> dict[str, str]:
         """The deployment's series, or one pool's: by its service label where the series carry
@@ -346,6 +393,8 @@ class LiveObserver:
         missing = {svc: traffic_missing or why
                    for svc, why in ((d.prefill_service, prefill_missing), (d.decode_service, decode_missing))
                    if traffic_missing or why}
+        hists = self._histograms()
+        traffic = replace(traffic, slo=hists.slo(*self.sla(), unloaded_ttft_ms=self.unloaded_ttft_ms))
         obs = Observation(now_s=time.monotonic(), traffic=traffic, prefill=prefill, decode=decode)
         ready = bool(dgd.status and dgd.status.ready)
         if not ready and stuck and dgd.status:
@@ -356,4 +405,5 @@ class LiveObserver:
                 {svc: st.ready_replicas or 0 for svc, st in dgd.status.services.items()}, stuck)
         pools = (d.prefill_service, d.decode_service)
         return Snapshot(obs, ready, current, blocked, missing,
-                        unschedulable={svc: u for svc, u in stuck.items() if svc in pools})
+                        unschedulable={svc: u for svc, u in stuck.items() if svc in pools},
+                        prompt_buckets=hists.prompts())
