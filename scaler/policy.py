@@ -113,6 +113,10 @@ class Diagnostics:
     floor_prefill_workers: float | None = None
     floor_sustained_workers: float | None = None
     floor_held: float | None = None
+    # online profile fit (no profile given): informative windows taken in, and whether the fit is
+    # trusted (1: sizing from it) or not yet (0: the load path alone)
+    fit_windows: float | None = None
+    fit_trusted: float | None = None
     # the GPU budget cut the plan (a flag, not a number: left out of as_dict)
     budget_limited: bool = False
 

@@ -29,7 +29,9 @@ from scaler.planner.bursts import BurstHeadroom
 from scaler.planner.config import PlannerConfig
 from scaler.planner.floor import FloorDecision, SteadyFloor, apply_floor, whole
 from scaler.planner.constraints import DownHold, constrain
-from scaler.planner.sizing import Load, decode_now, decode_replicas, prefill_now, prefill_replicas, prefill_utilization
+from scaler.planner.online_fit import FitStatus, OnlineFit
+from scaler.planner.sizing import (Load, decode_now, decode_replicas, measured_kv_need, prefill_now, prefill_replicas,
+                                   prefill_utilization)
 from scaler.planner.startup import StartupTracker
 from scaler.policy import Decision, Diagnostics, Observation
 from scaler.profile import PerformanceProfile
@@ -79,12 +81,17 @@ class Need:
 
 @dataclass
 class PredictivePlanner:
-    profile: PerformanceProfile
+    # None: fit one online from the observations (scaler/planner/online_fit.py; config profile_fit)
+    profile: PerformanceProfile | None
     config: PlannerConfig = field(default_factory=PlannerConfig)
     name: str = "predictive"
 
     def __post_init__(self) -> None:
         c = self.config
+        self.fit = OnlineFit() if self.profile is None or c.profile_fit == "online" else None
+        self.fit_status: FitStatus | None = None
+        if self.fit is not None:
+            self.profile = None  # nothing sizes from a profile until the fit is trusted
         self.rate = predictors.make(c.predictor)
         self.peak = predictors.RecentPeak(window_s=c.peak_window_s)
         self.burst_tokens = BurstHeadroom(half_life_s=c.burst_half_life_s, history_s=c.peak_window_s)
@@ -199,9 +206,32 @@ class PredictivePlanner:
         return self.config.interval_s
 
     def decide(self, obs: Observation) -> Decision:
+        if self.fit is not None:
+            self.fit_status = self.fit.observe(obs)
+            # refitted every decision once trusted; until then only the load path sizes
+            self.profile = self.fit.profile() if self.fit_status.trusted else None
         forecast = self._forecast(obs)
-        need = self._need(obs, forecast)
+        need = self._need(obs, forecast) if self.profile is not None else self._load_path(obs, forecast)
         return self._constrain(obs, forecast, need)
+
+    def _load_path(self, obs: Observation, f: Forecast) -> Need:
+        """No trusted profile yet: what the queues and the KV say is missing now (the load path of
+        scaler/planner/sizing.py) with the fit's throughput and KV capacity so far; with no
+        throughput known at all, the prefill fleet is held."""
+        c, st = self.config, self.fit_status
+        assert st is not None
+        pool = obs.prefill
+        if st.prefill_throughput is None:
+            pre = float(pool.non_draining)
+        else:
+            per_worker = st.prefill_throughput
+            growth = max(0.0, f.rate_now * f.isl - max(1, pool.active) * per_worker) * self.prefill_start.estimate_s
+            backlog = (pool.queued_tokens + growth) / (per_worker * c.backlog_horizon_s)
+            pre = f.rate_now * f.isl / per_worker + backlog
+        dec = measured_kv_need(obs.decode, c.kv_headroom)
+        if st.kv_capacity is not None:
+            dec = max(dec, (obs.decode.active_tokens + obs.decode.queued_tokens) / (st.kv_capacity * c.kv_headroom))
+        return Need(pre, dec, 0.0, 0.0, 0.0)
 
     def _forecast(self, obs: Observation) -> Forecast:
         """Take in the window, learn the headroom, and forecast the load at the horizon together
@@ -226,7 +256,7 @@ class PredictivePlanner:
 
         startup = max(self.prefill_start.estimate_s, self.decode_start.estimate_s)
         horizon = startup + c.interval_s
-        if c.headroom == "error_budget" and obs.traffic.slo is not None:
+        if c.headroom == "error_budget" and obs.traffic.slo is not None and self.profile is not None:
             self._learn_from_budget(obs, horizon, isl)
         else:
             self._learn_corrections(obs)
@@ -279,9 +309,10 @@ class PredictivePlanner:
     def _constrain(self, obs: Observation, f: Forecast, need: Need) -> Decision:
         """Round, bound, hold back scale-downs and fit the GPU budget; say why."""
         c, p = self.config, self.profile
+        gpus = ((p.gpus_per_prefill_worker, p.gpus_per_decode_worker) if p is not None
+                else (obs.gpus_per_prefill_worker, obs.gpus_per_decode_worker))
         pre, dec, limited = constrain(obs.now_s, need.prefill, need.decode, obs.prefill.non_draining,
-                                      obs.decode.non_draining, c, p.gpus_per_prefill_worker,
-                                      p.gpus_per_decode_worker, self.prefill_hold, self.decode_hold)
+                                      obs.decode.non_draining, c, gpus[0], gpus[1], self.prefill_hold, self.decode_hold)
         reason = (f"forecast {f.rate:.2f} req/s (now {f.rate_now:.2f}) at +{f.horizon_s:.0f}s, ISL {f.isl:.0f}, "
                   f"OSL {f.osl:.0f}: prefill {need.prefill:.2f} -> {pre}, decode {need.decode:.2f} -> {dec}; "
                   f"headroom x{self.prefill_correction:.2f}/x{self.decode_correction:.2f}")
@@ -299,6 +330,9 @@ class PredictivePlanner:
                        f"{need.floor.sustained:.2f})")
         if limited:
             reason += f"; limited by GPU budget {c.gpu_budget}"
+        st = self.fit_status
+        if st is not None:
+            reason += f"; {st.describe()}"
         details = Diagnostics(
             forecast_rate=f.rate, rate=f.rate_now, horizon_s=f.horizon_s,
             prefill_need=need.prefill, decode_need=need.decode,
@@ -312,5 +346,7 @@ class PredictivePlanner:
             floor_prefill_workers=need.floor.floor if need.floor is not None else None,
             floor_sustained_workers=need.floor.sustained if need.floor is not None else None,
             floor_held=float(need.floor.held) if need.floor is not None else None,
+            fit_windows=float(st.windows) if st is not None else None,
+            fit_trusted=float(st.trusted) if st is not None else None,
         )
         return Decision(pre, dec, c.interval_s, reason, details)
