@@ -74,7 +74,17 @@ def _predictive_attainment(ctx: RunContext) -> Policy:
     return PredictivePlanner(ctx.profile, cfg, name="predictive-attainment")
 
 
+def _predictive_online(ctx: RunContext) -> Policy:
+    """The default planner given no profile: it fits one online (scaler/planner/online_fit.py) and
+    sizes from the load path alone until the fit is trusted. The run's profile only plays the
+    workers; the planner never reads it."""
+    cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
+                        gpu_budget=ctx.gpu_budget, attainment_target=ctx.attainment_target)
+    return PredictivePlanner(None, cfg, name="predictive-online")
+
+
 register_policy("predictive", _predictive)
+register_policy("predictive-online", _predictive_online)
 register_policy("predictive-attainment", _predictive_attainment)
 register_policy("static", _static)
 register_policy("hpa", lambda ctx: baselines.HPAPolicy())
