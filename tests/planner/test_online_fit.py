@@ -93,13 +93,24 @@ def test_without_saturated_windows_throughput_comes_from_the_ttft_slope():
     assert st.prefill_throughput == pytest.approx(PROFILE.prefill.throughput_per_gpu_at(3000), rel=0.20)
 
 
+def _without_ttft(o: Observation) -> Observation:
+    t = o.traffic
+    return Observation(o.now_s, TrafficWindow(t.duration_s, t.num_requests, t.avg_isl, t.avg_osl, None, t.avg_itl_ms),
+                       o.prefill, o.decode)
+
+
 def test_not_trusted_with_too_few_windows():
     s = FitSettings()
-    few = synthetic(n=s.min_prefill_windows - 1, saturated=0)
+    obs = synthetic(n=60, saturated=0)
+    # decode windows aplenty, but TTFT measured in too few (those with a first token in the window)
+    few = obs[:s.min_prefill_windows - 1] + [_without_ttft(o) for o in obs[s.min_prefill_windows - 1:]]
     fit = _fed(few)
+    assert fit.status().decode.kept >= s.min_decode_windows
     assert not fit.trusted and fit.status().trusted_at_s is None
-    fit = _fed(synthetic(n=s.min_prefill_windows + 8, saturated=0))
-    assert fit.trusted  # the same kind of windows, enough of them
+    enough = obs[:s.min_prefill_windows + 8] + [_without_ttft(o) for o in obs[s.min_prefill_windows + 8:]]
+    assert _fed(enough).trusted  # the same windows, enough of them with a TTFT
+    # and too few windows in all
+    assert not _fed(obs[:s.min_decode_windows - 1]).trusted
 
 
 def test_not_trusted_without_a_spread_of_prompt_lengths():
@@ -116,6 +127,12 @@ GARBAGE = [
                 PoolObservation(active=1), PoolObservation(active=1, kv_usage=float("nan"))),
     Observation(2.0, TrafficWindow(DT, 10, -3000.0, -5.0, -40.0, -2.0), PoolObservation(active=1),
                 PoolObservation(active=1, kv_usage=-0.5, active_tokens=-100)),
+    Observation(2.5, TrafficWindow(DT, 10, 3000.0, 100.0, float("nan"), float("inf")), PoolObservation(active=1),
+                PoolObservation(active=1, kv_usage=0.1, active_tokens=200_000)),
+    Observation(2.6, TrafficWindow(DT, 10, 3000.0, 100.0, float("inf"), -8.0), PoolObservation(active=1),
+                PoolObservation(active=1, kv_usage=0.1, active_tokens=200_000)),
+    Observation(2.7, TrafficWindow(DT, 10, 3000.0, 100.0, -80.0, float("nan")), PoolObservation(active=1),
+                PoolObservation(active=1, kv_usage=0.1, active_tokens=200_000)),
     Observation(3.0, TrafficWindow(DT, 10, 3000.0, 100.0, 80.0, 8.0), PoolObservation(active=0),
                 PoolObservation(active=0, kv_usage=0.3, active_tokens=100000)),
     Observation(4.0, TrafficWindow(0.0, 10, 3000.0, 100.0, 1e-9, 1e9), PoolObservation(active=3, queued_requests=2,
@@ -165,8 +182,15 @@ def test_planner_sizes_from_the_load_path_until_the_fit_is_trusted():
     # the load path alone: the prompt tokens arriving now over what a worker serves, no forecast headroom
     st = planner.fit_status
     assert first.details.prefill_need == pytest.approx(10 / DT * obs[0].traffic.avg_isl / st.prefill_throughput)
+    for o in obs[1:8]:
+        d = planner.decide(o)
+    # curves exist by now, but too few windows: still the load path, nothing sized from the curves
+    assert planner.fit.profile() is not None and not planner.fit_status.trusted and planner.profile is None
+    assert d.details.prefill_need == pytest.approx(10 / DT * planner.isl.value  # the smoothed mean prompt
+                                                   / planner.fit_status.prefill_throughput)
+    assert "not yet trusted: load path only" in d.reason and d.details.fit_trusted == 0.0
     last = None
-    for o in obs[1:]:
+    for o in obs[8:]:
         last = planner.decide(o)
     assert last.reason.endswith(", trusted") and last.details.fit_trusted == 1.0
     assert planner.profile is not None and planner.profile.source.startswith("online fit")
