@@ -34,7 +34,7 @@ from adapter.scale_client import (
 )
 from adapter.versions import Versions
 from external_metrics.prom import PrometheusClient, PrometheusError, read_signal
-from external_metrics.signals import LabelNames, SignalMapping
+from external_metrics.signals import LabelNames, Signal, SignalMapping
 from scaler.control.policy import list_policies
 from scaler.policy import Observation, PoolObservation, TrafficWindow
 from scaler.service.capacity import (
@@ -205,6 +205,27 @@ class RoundReads:
         return [p for p in pods if (p.metadata.labels or {}).get(LABEL_DGD) == dgd]
 
 
+KV_TOKENS = "planner_kv_tokens"
+# The decode pool's KV tokens held: the KV router's blocks per decode worker (every engine, the
+# mocker too, with --router-mode kv) times the model's KV block size, both from the frontend.
+# Summed over frontends (each router counts what it routed). A planner input, not a scaling
+# signal; optional: without it the online fit learns no KV capacity (scaler/planner/online_fit.py).
+PLANNER_SIGNALS = {
+    KV_TOKENS: Signal(
+        description="KV tokens held by the decode workers, as the frontend's KV router counts them",
+        unit="tokens",
+        query=("sum by ({by}) ((sum without (worker_id, dp_rank, worker_type) "
+               '(dynamo_frontend_worker_active_decode_blocks{worker_type="decode",{sel}})'
+               " * max without (model) (dynamo_frontend_model_kv_cache_block_size{{sel}})){join})")),
+}
+
+
+def with_planner_signals(mapping: SignalMapping) -> SignalMapping:
+    """The mapping with the planner's own inputs added where it does not define them itself."""
+    extra = {n: s for n, s in PLANNER_SIGNALS.items() if n not in mapping.signals}
+    return mapping.model_copy(update={"signals": {**mapping.signals, **extra}}) if extra else mapping
+
+
 def signal_mapping(cfg: ServiceConfig) -> SignalMapping:
     """The metrics server's signal mapping (the shared signals file, if given), averaged over
     two planning intervals; without a file, the defaults under the config's label names."""
@@ -226,7 +247,7 @@ class LiveObserver:
     def __init__(self, cfg: ServiceConfig, api: client.ApiClient, prom: PrometheusClient,
                  mapping: SignalMapping | None = None) -> None:
         self.cfg, self.prom = cfg, prom
-        self.mapping = with_histograms(mapping or signal_mapping(cfg))
+        self.mapping = with_planner_signals(with_histograms(mapping or signal_mapping(cfg)))
         d = cfg.deployment
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
@@ -339,6 +360,9 @@ class LiveObserver:
         queued_v = self._signal("dynamo_queue_depth", svc)
         inflight_v = self._signal("dynamo_inflight_requests", svc)
         kv = self._signal("dynamo_kv_cache_usage", svc, combine=_mean)
+        # optional, for the decode pool only: absent is None (the online fit then learns no KV
+        # capacity), never a reason to hold
+        tokens = self._signal(KV_TOKENS) if svc == self.cfg.deployment.decode_service else None
         missing = None
         if queued_v is None and inflight_v is None:
             missing = self._why(f"{svc} (dynamo_queue_depth, dynamo_inflight_requests)")
@@ -349,7 +373,9 @@ class LiveObserver:
         return PoolObservation(active=min(ready, requested), starting=max(0, requested - ready - stuck),
                                draining=max(0, ready - requested),
                                running_requests=max(0, inflight - queued),
-                               queued_requests=queued, queued_tokens=int(queued * (isl or 0)), kv_usage=kv), missing
+                               queued_requests=queued, queued_tokens=int(queued * (isl or 0)),
+                               active_tokens=int(round(tokens)) if tokens is not None and tokens > 0 else 0,
+                               kv_usage=kv), missing
 
     def observe(self) -> Snapshot:
         d, reads = self.cfg.deployment, self.reads
