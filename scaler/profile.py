@@ -165,13 +165,31 @@ def bundled_profile() -> PerformanceProfile:
     return PerformanceProfile.load(BUNDLED)
 
 
-def planner_profile(path: str | Path | None) -> tuple[PerformanceProfile, str]:
+BUNDLED_VALUE = "bundled"
+"""The profile file value that asks for the bundled mocker profile (a file of that name wins)."""
+
+ONLINE_FIT = "online-fit"
+
+
+def wants_bundled(path: str | Path | None) -> bool:
+    """`profile_file: bundled` (resolved against the config's folder it keeps its name), unless
+    a file of that name exists."""
+    return bool(path) and Path(path).name == BUNDLED_VALUE and not Path(path).is_file()
+
+
+def planner_profile(path: str | Path | None) -> tuple[PerformanceProfile | None, str]:
     """The profile the live planner sizes with and its `profile_source`: "file" for the given
-    profile, else "bundled" with a warning. Nothing is fitted online: without a profile the planner
-    sizes real workers with the mocker's numbers (its latency correction factors only rescale them)."""
+    profile, "bundled" for the mocker's when the file value is `bundled`, else (None,
+    "online-fit") with a warning: the planner fits a profile from its own observations
+    (scaler/planner/online_fit.py) and sizes from its queues and KV usage until the fit is trusted."""
+    if wants_bundled(path):
+        log.warning("sizing with the bundled profile of Dynamo's mocker worker (profile_file: bundled), which "
+                    "describes no real GPU", extra={"profile_source": "bundled", "profile": str(BUNDLED)})
+        return bundled_profile(), "bundled"
     if path:
         return PerformanceProfile.load(path), "file"
-    log.warning("no performance profile given: sizing with the bundled profile of Dynamo's mocker worker, "
-                "which describes no real GPU; give the planner a profile of your workers (chart value "
-                "planner.profile, config profile_file)", extra={"profile_source": "bundled", "profile": str(BUNDLED)})
-    return bundled_profile(), "bundled"
+    log.warning("no performance profile given: the planner fits one online from its observations and sizes "
+                "from its queues and KV usage until the fit is trusted; give the planner a profile of your "
+                "workers (chart value planner.profile, config profile_file) to size from it at once",
+                extra={"profile_source": ONLINE_FIT})
+    return None, ONLINE_FIT

@@ -55,8 +55,8 @@ class PlannerConfig(BaseModel):
         "missing", description="where sizing's performance profile comes from: 'missing' uses the given profile and "
         "fits one online only when none is given; 'online' always fits online and ignores a given profile. While the "
         "fit is not yet trusted the planner sizes from the load path alone (queues, KV usage) "
-        "(scaler/planner/online_fit.py; replay only so far: live observations lack the KV tokens held, so a live "
-        "fit is never trusted)")
+        "(scaler/planner/online_fit.py). The live planner given no profile_file fits online (profile_source "
+        "online-fit); profile_file: bundled asks for the mocker's profile")
     startup_s: float = Field(60.0, ge=0, description="prior for worker start-up time; refined from observation")
     scale_down_hold_s: float = Field(300.0, ge=0, description="a lower need must last this long before removing")
     scale_down_step: float = Field(0.25, gt=0, le=1, description="at most this fraction removed per decision")

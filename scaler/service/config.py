@@ -80,7 +80,8 @@ class ServiceConfig(BaseModel):
     deployment: DeploymentRef | None = Field(None, description="single-DGD mode: the one DGD planned")
     fleet: FleetConfig | None = Field(None, description="fleet mode: every policy in the listed namespaces")
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
-    profile_file: Path | None = Field(None, description="performance profile (JSON or Dynamo profiler npz)")
+    profile_file: Path | None = Field(None, description="performance profile (JSON or Dynamo profiler npz); "
+                                      "none: fitted online from observations; 'bundled': the mocker's")
     state_configmap: str | None = Field(None, pattern=NAME, description="ConfigMap holding overrides")
     labels: MetricLabels = Field(default_factory=MetricLabels)
     signals_file: Path | None = Field(None, description=(

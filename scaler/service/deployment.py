@@ -85,7 +85,7 @@ class DeploymentPlanner:
         self.observer = LiveObserver(cfg, api, prom)
         # each window's requests are counted against the SLA in effect; prompts beyond reach by the profile
         self.observer.sla = lambda: (self.policy.config.ttft_ms, self.policy.config.itl_ms)
-        self.observer.unloaded_ttft_ms = profile.prefill.ttft_ms_at
+        self.observer.unloaded_ttft_ms = self.unloaded_ttft_ms()
         self.loop = PlannerLoop(self.policy, self.observer,
                                 ScaleActuator(ScaleClient(api, d.namespace), d.name), self.control, self.pools)
         self.loop.dgd = f"{d.namespace}/{d.name}"
@@ -116,6 +116,26 @@ class DeploymentPlanner:
                       min_replicas={pools.prefill: p.min_prefill, pools.decode: p.min_decode},
                       gpu_budget=p.gpu_budget)
 
+    def unloaded_ttft_ms(self):
+        """The idle TTFT by prompt length the SLA counts tell unreachable prompts by: the
+        profile's, or the online fit's once trusted; None (no unreachable count) until then."""
+        profile = self.policy.profile  # the fit's profile, replaced each decision, once trusted
+        return profile.prefill.ttft_ms_at if profile is not None else None
+
+    def profile_fit(self) -> dict | None:
+        """The online fit's state (None when the planner sizes from a given profile)."""
+        if self.policy.fit is None:
+            return None
+        st = self.policy.fit_status  # the last decision's snapshot: never mid-update
+        if st is None:
+            return {"windows": 0, "trusted": False, "kv_capacity_tokens": None,
+                    "prefill_tokens_per_s": None, "throughput_from": "none", "idle_ttft_ms": None}
+        return {"windows": st.windows, "trusted": st.trusted, "kv_capacity_tokens": st.kv_capacity,
+                "prefill_tokens_per_s": st.prefill_throughput, "throughput_from": st.throughput_from,
+                # ttft_ms = a + b * isl on an idle worker
+                "idle_ttft_ms": ({"a": st.prefill.coef[0], "b_per_token": st.prefill.coef[1]}
+                                 if st.prefill is not None else None)}
+
     def status(self) -> dict:
         last = self.loop.last
         return {
@@ -128,6 +148,7 @@ class DeploymentPlanner:
             "last_error": self.last_error,
             "dependencies": {k: v or "ok" for k, v in self.dependencies.items()},
             "profile_source": self.profile_source,
+            "profile_fit": self.profile_fit(),
             "policy": (f"{self.policy_store.namespace}/{self.policy_store.name}" if self.policy_store else None),
             **self.leadership.status(),
         }
@@ -249,6 +270,7 @@ class DeploymentPlanner:
                 self.shared_state.refresh(self.control.state)
         self._sync_request_sla()
         self._apply_sla()
+        self.observer.unloaded_ttft_ms = self.unloaded_ttft_ms()
 
     def follow(self) -> None:
         """What a standby does each interval: take the operator's current intent into what its

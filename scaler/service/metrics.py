@@ -34,7 +34,8 @@ class PlannerMetrics:
         self.last_tick = Gauge("dynamo_planner_last_tick_timestamp_seconds",
                                "Unix time of the last completed planning decision", registry=r)
         self.profile_source = Gauge("dynamo_planner_profile_info",
-                                    "1 for where the performance profile came from: file, or bundled (the mocker's)",
+                                    "1 for where the performance profile came from: file, bundled (the mocker's), "
+                                    "or online-fit (no profile file: fitted from observations)",
                                     ["source"], registry=r)
         self.attainment = Gauge("dynamo_planner_attainment",
                                 "share of the window's requests that met the target (kind ttft or itl), measured "

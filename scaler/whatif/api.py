@@ -3,7 +3,8 @@
 shapes of the SLA and override bodies) replayed on the deployment's last hour of traffic beside
 the settings in effect. Authorized like reading the planner's decisions; one what-if at a time
 per process (429 while one runs); 501 with the install command where the replay engine is not
-installed. The window ends at the last whole step (a multiple of `step_s` since the epoch), so
+installed; 409 while the planner has no profile to replay with (given no profile file, until its
+online fit is trusted; then it replays with the fitted profile). The window ends at the last whole step (a multiple of `step_s` since the epoch), so
 the answer's window end given to `dynamo-scaling what-if --end` rebuilds the same trace.
 
 The planner service registers it with one call, handing over how to find its deployments;
@@ -56,6 +57,16 @@ def plan(deployment: Any, proposal: Proposal) -> tuple[PlannerConfig, PlannerCon
     return current, proposed, pools
 
 
+def no_profile(deployment: Any) -> str | None:
+    """Why the deployment has no profile to replay with, or None: a planner without a profile
+    file sizes from its online fit, which it hands over only once trusted (the what-if then
+    replays with the fitted profile, as the planner sizes with it)."""
+    if deployment.policy.profile is not None:
+        return None
+    st = deployment.policy.fit_status
+    return f"no performance profile yet: the online fit is not trusted ({st.windows if st else 0} windows)"
+
+
 def window_end(now: float, step_s: float) -> float:
     """The last step boundary at or before `now`: two what-ifs within one step read the same window."""
     return math.floor(now / step_s) * step_s
@@ -69,7 +80,14 @@ def run_what_if(deployment: Any, proposal: Proposal, current: PlannerConfig, pro
     source = Source(deployment.observer.prom.url, d.namespace, d.name, deployment.observer.mapping,
                     deployment.cfg.prometheus)
     window = Window(window_end(time.time(), proposal.step_s), proposal.window_s, proposal.step_s)
-    return what_if(source, window, deployment.policy.profile, current, proposed, pools, proposal.seed)
+    profile = deployment.policy.profile  # read once: the fit replaces it each decision
+    if profile is None:
+        raise ProfileMissing(no_profile(deployment))
+    return what_if(source, window, profile, current, proposed, pools, proposal.seed)
+
+
+class ProfileMissing(RuntimeError):
+    pass
 
 
 # a DGD's namespace and name in the fleet route, checked as the fleet's other per-DGD routes check them
@@ -106,6 +124,9 @@ def register(app: FastAPI, authorizer: Authorizer, deployments: Callable[[], lis
             current, proposed, pools = plan(deployment, proposal)
         except ProposalError as exc:
             raise HTTPException(422, str(exc)) from None
+        why = no_profile(deployment)
+        if why:  # nothing to replay with yet; asking again once the fit is trusted answers
+            raise HTTPException(409, why)
         from scaler.whatif.answer import replay_missing
 
         missing = await run_in_threadpool(replay_missing)
@@ -118,6 +139,8 @@ def register(app: FastAPI, authorizer: Authorizer, deployments: Callable[[], lis
             return await run_in_threadpool(run_what_if, deployment, proposal, current, proposed, pools)
         except (NoTraffic, RebuildError) as exc:
             raise HTTPException(422, str(exc)) from None
+        except ProfileMissing as exc:  # the fit lost its trust since the check above
+            raise HTTPException(409, str(exc)) from None
         except PrometheusError as exc:
             raise HTTPException(503, f"Prometheus: {exc}") from None
         finally:

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from external_metrics.signals import LabelNames, MappingError, SignalMapping
     from scaler.control.state import Override, SLATargets
     from scaler.planner.config import PlannerConfig
-    from scaler.profile import PerformanceProfile, ProfileError, bundled_profile
+    from scaler.profile import BUNDLED_VALUE, PerformanceProfile, ProfileError, bundled_profile, wants_bundled
     from scaler.whatif.answer import Source, replay_missing, what_if
     from scaler.whatif.compare import Pools, ProposalError, settings
     from scaler.whatif.observe import NoTraffic, Window
@@ -122,7 +122,13 @@ def run(args: argparse.Namespace) -> int:
             return _fail("--namespace and --dgd are required (or a config whose deployment names them)")
         pools = Pools(d.get("prefill_service") or "prefill", d.get("decode_service") or "decode")
         profile_file = data.get("profile_file")
-        profile = (PerformanceProfile.load(base_dir / profile_file) if profile_file else bundled_profile())
+        if args.config is not None and not profile_file:
+            # that planner fits its profile online, which only it holds
+            return _fail(f"{args.config}: no profile_file: the planner fits its performance profile online, which "
+                         "an offline what-if cannot replay with; ask the planner (POST /v1/what-if), or give "
+                         f"profile_file (a profile, or {BUNDLED_VALUE!r} for Dynamo's mocker profile)")
+        profile = (bundled_profile() if not profile_file or wants_bundled(base_dir / profile_file)
+                   else PerformanceProfile.load(base_dir / profile_file))
         if data.get("signals_file"):
             mapping = SignalMapping.load(base_dir / data["signals_file"])
         elif data.get("signals") is not None:

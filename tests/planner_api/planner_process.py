@@ -36,7 +36,9 @@ class PlannerProcess:
                                    "decode_service": "decode"},
                     "planner": {"interval_s": 1, "scale_down_hold_s": 0, "scale_down_step": 0.5, "startup_s": 1,
                                 "peak_window_s": 0, **(planner or {})},
-                    "signals": {"preset": "dgd-labels"}}  # the exporters' series carry dgd/service labels
+                    "signals": {"preset": "dgd-labels"},  # the exporters' series carry dgd/service labels
+                    # these tests size with the mocker's profile; without one the planner fits online
+                    "profile_file": "bundled"}
         if config is not None:  # top-level keys replaced, e.g. {"fleet": {...}} for the one deployment
             self.cfg = {**{k: v for k, v in self.cfg.items() if k != "deployment"}, **config}
         self.kubeconfig, self.prometheus_url = kubeconfig, prometheus_url
