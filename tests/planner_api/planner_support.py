@@ -136,7 +136,8 @@ def start_planner(kubeconfig, namespace: str, workdir: Path, prom_url: str, *ext
                           "decode_service": "decode"},
            "planner": {"interval_s": 1, "scale_down_hold_s": 0, "scale_down_step": 0.5, "startup_s": 1,
                        "peak_window_s": 0, **(planner or {})},
-           "signals": {"preset": "dgd-labels"}}  # the exporters' series carry dgd/service labels
+           "signals": {"preset": "dgd-labels"},  # the exporters' series carry dgd/service labels
+           "profile_file": "bundled"}  # sized with the mocker's profile; without one the planner fits online
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "planner.yaml").write_text(yaml.safe_dump(cfg))
     (workdir / "token").write_text(TOKEN)

@@ -45,7 +45,8 @@ def _start(cluster, namespace, tmp_path, prom_url, *extra, deployment: dict | No
                           "decode_service": "decode", **(deployment or {})},
            "planner": {"interval_s": 1, "scale_down_hold_s": 0, "scale_down_step": 0.5, "startup_s": 1,
                        "peak_window_s": 0},
-           "signals": {"preset": "dgd-labels"}}  # the exporters' series carry dgd/service labels
+           "signals": {"preset": "dgd-labels"},  # the exporters' series carry dgd/service labels
+           "profile_file": "bundled"}  # sized with the mocker's profile; without one the planner fits online
     (tmp_path / "planner.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "token").write_text(TOKEN)
     planner = launch.planner(cluster.kubeconfig, tmp_path / "planner.yaml", prom_url, tmp_path / "planner.log",
