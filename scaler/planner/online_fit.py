@@ -94,9 +94,12 @@ class FitStatus:
     prefill_throughput: float | None  # tokens/s per worker
     throughput_from: str               # "saturated windows" or "TTFT slope" or "none"
     kv_capacity: float | None          # tokens per worker
+    waiting_for: tuple[str, ...] = ()  # what trust still lacks, in words an operator can act on
 
     def describe(self) -> str:
         state = "trusted" if self.trusted else "not yet trusted: load path only"
+        if not self.trusted and self.waiting_for:
+            state += f" (waiting for {'; '.join(self.waiting_for)})"
         return f"profile: online fit, {self.windows} windows, {state}"
 
 
@@ -272,9 +275,35 @@ class OnlineFit:
             self.trusted_at_s = self.now
         elif self.trusted_at_s is not None and any(f is None or f.residual > 2 * s.max_residual for f in (pre, dec)):
             self.trusted_at_s = None
+        waiting = () if self.trusted_at_s is not None else self._waiting_for(pre, dec, thpt)
         self._status = FitStatus(len(self._ttft) + len(self._itl) + len(self._served), self.trusted_at_s is not None,
-                                 self.trusted_at_s, pre, dec, thpt, source, cap)
+                                 self.trusted_at_s, pre, dec, thpt, source, cap, waiting)
         return self._status
+
+    def _waiting_for(self, pre: LinearFit | None, dec: LinearFit | None, thpt: float | None) -> tuple[str, ...]:
+        """Each trust condition not met yet, with how far it is: an operator reading the status
+        learns whether time will do (more windows) or the traffic or the metrics must change."""
+        s, out = self.settings, []
+        kept = pre.kept if pre is not None else 0
+        if kept < s.min_prefill_windows:
+            out.append(f"idle TTFT windows {kept}/{s.min_prefill_windows}")
+        elif pre is not None and pre.spread[1] < s.min_isl_spread * max(pre.spread[0], 1e-9):
+            out.append(f"prompt lengths spanning x{s.min_isl_spread:g} (seen x{pre.spread[1] / max(pre.spread[0], 1e-9):.2f})")
+        if pre is not None and pre.residual > s.max_residual:
+            out.append(f"TTFT residual <= {s.max_residual:g} (is {pre.residual:.2f})")
+        kept = dec.kept if dec is not None else 0
+        if kept < s.min_decode_windows:
+            out.append(f"ITL windows with KV usage {kept}/{s.min_decode_windows}")
+        elif dec is not None and dec.spread[1] - dec.spread[0] < s.min_kv_spread:
+            out.append(f"KV usage varying by {s.min_kv_spread:g} (seen {dec.spread[1] - dec.spread[0]:.3f})")
+        if dec is not None and dec.residual > s.max_residual:
+            out.append(f"ITL residual <= {s.max_residual:g} (is {dec.residual:.2f})")
+        if len(self._capacity) < s.min_capacity_windows:
+            out.append(f"KV tokens held {len(self._capacity)}/{s.min_capacity_windows} readings (live: the "
+                       "frontend's KV router, --router-mode kv)")
+        if thpt is None:
+            out.append("a prefill throughput (saturated windows or the TTFT slope)")
+        return tuple(out)
 
     @property
     def trusted(self) -> bool:

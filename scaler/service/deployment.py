@@ -129,9 +129,11 @@ class DeploymentPlanner:
         st = self.policy.fit_status  # the last decision's snapshot: never mid-update
         if st is None:
             return {"windows": 0, "trusted": False, "kv_capacity_tokens": None,
-                    "prefill_tokens_per_s": None, "throughput_from": "none", "idle_ttft_ms": None}
+                    "prefill_tokens_per_s": None, "throughput_from": "none", "idle_ttft_ms": None,
+                    "waiting_for": ["a first decision"]}
         return {"windows": st.windows, "trusted": st.trusted, "kv_capacity_tokens": st.kv_capacity,
                 "prefill_tokens_per_s": st.prefill_throughput, "throughput_from": st.throughput_from,
+                "waiting_for": list(st.waiting_for),
                 # ttft_ms = a + b * isl on an idle worker
                 "idle_ttft_ms": ({"a": st.prefill.coef[0], "b_per_token": st.prefill.coef[1]}
                                  if st.prefill is not None else None)}

@@ -177,7 +177,7 @@ def test_planner_sizes_from_the_load_path_until_the_fit_is_trusted():
     obs = synthetic()
     first = planner.decide(obs[0])
     assert planner.profile is None
-    assert first.reason.endswith("profile: online fit, 2 windows, not yet trusted: load path only")
+    assert "; profile: online fit, 2 windows, not yet trusted: load path only (waiting for idle TTFT" in first.reason
     assert first.details.fit_trusted == 0.0 and first.details.fit_windows == 2.0
     # the load path alone: the prompt tokens arriving now over what a worker serves, no forecast headroom
     st = planner.fit_status
@@ -203,3 +203,31 @@ def test_profile_fit_online_ignores_a_given_profile():
     profiled = PredictivePlanner(bundled_profile(), PlannerConfig())
     d = profiled.decide(synthetic()[0])
     assert "online fit" not in d.reason and d.details.fit_trusted is None
+
+
+def _without_kv_tokens(o: Observation) -> Observation:
+    d = o.decode
+    return Observation(o.now_s, o.traffic, o.prefill,
+                       PoolObservation(active=d.active, running_requests=d.running_requests, kv_usage=d.kv_usage))
+
+
+def test_an_untrusted_fit_says_what_it_is_waiting_for():
+    s = FitSettings()
+    few = _fed(synthetic(n=5, saturated=0)).status()
+    assert not few.trusted
+    assert f"idle TTFT windows 5/{s.min_prefill_windows}" in few.waiting_for
+    assert f"ITL windows with KV usage 5/{s.min_decode_windows}" in few.waiting_for
+    assert "waiting for idle TTFT windows 5/" in few.describe()
+
+    same = [_idle(DT * (i + 1), 3000.0, PROFILE.prefill.ttft_ms_at(3000.0), 0.02 + 0.01 * i,
+                  PROFILE.decode.itl_ms_at(0.02 + 0.01 * i, CONTEXT)) for i in range(40)]
+    assert any(w.startswith("prompt lengths spanning x1.3 (seen x1.00)") for w in _fed(same).status().waiting_for)
+
+    # without the KV tokens held (live: no KV router) the decode side can never be trusted: say how to fix it
+    blind = _fed([_without_kv_tokens(o) for o in synthetic()]).status()
+    assert not blind.trusted
+    assert [w for w in blind.waiting_for if "KV tokens held 0/" in w and "--router-mode kv" in w]
+
+    trusted = _fed(synthetic()).status()
+    assert trusted.trusted and trusted.waiting_for == ()
+    assert "waiting" not in trusted.describe()

@@ -51,6 +51,9 @@ def test_until_trusted_there_is_no_profile_to_count_or_replay_with():
     fit = DeploymentPlanner.profile_fit(d)
     assert fit["windows"] == n and fit["trusted"] is False and fit["kv_capacity_tokens"] == pytest.approx(
         PROFILE.decode.max_kv_tokens, rel=0.01)
+    # what trust still lacks, as the operator reads it in the status
+    assert fit["waiting_for"] == list(d.policy.fit_status.waiting_for) and any(
+        w.startswith("idle TTFT windows ") for w in fit["waiting_for"]), fit
 
 
 def test_once_trusted_the_fitted_profile_is_used():
@@ -63,7 +66,7 @@ def test_once_trusted_the_fitted_profile_is_used():
         assert ttft(isl) == pytest.approx(a + b * isl, rel=1e-6)
         assert ttft(isl) == pytest.approx(PROFILE.prefill.ttft_ms_at(isl), rel=0.10)
     fit = DeploymentPlanner.profile_fit(d)
-    assert fit["trusted"] is True and fit["idle_ttft_ms"] == {"a": a, "b_per_token": b}
+    assert fit["trusted"] is True and fit["idle_ttft_ms"] == {"a": a, "b_per_token": b} and fit["waiting_for"] == []
 
 
 def test_a_given_profile_is_used_as_it_is():
