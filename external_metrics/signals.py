@@ -392,6 +392,12 @@ class SignalMapping(BaseModel):
         return (f" * on ({lb.namespace}, {lb.pod}) group_left ({lb.dynamo_namespace}, {lb.dynamo_component}) "
                 f"({self.pod_identity(where)})")
 
+    def with_defaults(self, signals: dict[str, Signal]) -> "SignalMapping":
+        """This mapping plus those of `signals` it does not define itself (a signals file that
+        names one replaces its query): how a consumer adds the inputs only it reads."""
+        extra = {n: s for n, s in signals.items() if n not in self.signals}
+        return self.model_copy(update={"signals": {**self.signals, **extra}}) if extra else self
+
     def render(self, name: str, where: dict[str, str] | None = None, window: str | None = None) -> str:
         """PromQL for signal `name`, for every service, or only those matching `where`
         (logical identity label -> value, e.g. {"namespace": "ns", "dgd": "llm"})."""

@@ -37,8 +37,7 @@ Buckets = dict[float, float]
 
 def with_histograms(mapping: SignalMapping) -> SignalMapping:
     """The mapping with the histogram queries added where it does not define them itself."""
-    extra = {n: s for n, s in HISTOGRAMS.items() if n not in mapping.signals}
-    return mapping.model_copy(update={"signals": {**mapping.signals, **extra}}) if extra else mapping
+    return mapping.with_defaults(HISTOGRAMS)
 
 
 def by_dgd(mapping: SignalMapping, samples: Iterable[Sample]) -> dict[tuple[str, str], Buckets]:

@@ -44,7 +44,7 @@ from scaler.service.capacity import (
     unschedulable,
 )
 from scaler.service.config import ServiceConfig
-from scaler.service.histograms import ISL, ITL, TTFT, Buckets, WindowHistograms, by_dgd, with_histograms
+from scaler.service.histograms import HISTOGRAMS, ISL, ITL, TTFT, Buckets, WindowHistograms, by_dgd
 from scaler.service.leadership import GuardedScaleClient
 from scaler.service.loop import Snapshot
 
@@ -220,12 +220,6 @@ PLANNER_SIGNALS = {
 }
 
 
-def with_planner_signals(mapping: SignalMapping) -> SignalMapping:
-    """The mapping with the planner's own inputs added where it does not define them itself."""
-    extra = {n: s for n, s in PLANNER_SIGNALS.items() if n not in mapping.signals}
-    return mapping.model_copy(update={"signals": {**mapping.signals, **extra}}) if extra else mapping
-
-
 def signal_mapping(cfg: ServiceConfig) -> SignalMapping:
     """The metrics server's signal mapping (the shared signals file, if given), averaged over
     two planning intervals; without a file, the defaults under the config's label names."""
@@ -247,7 +241,8 @@ class LiveObserver:
     def __init__(self, cfg: ServiceConfig, api: client.ApiClient, prom: PrometheusClient,
                  mapping: SignalMapping | None = None) -> None:
         self.cfg, self.prom = cfg, prom
-        self.mapping = with_planner_signals(with_histograms(mapping or signal_mapping(cfg)))
+        # the planner's own inputs beside the shared signals (a signals file may replace them)
+        self.mapping = (mapping or signal_mapping(cfg)).with_defaults({**HISTOGRAMS, **PLANNER_SIGNALS})
         d = cfg.deployment
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)

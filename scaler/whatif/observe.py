@@ -96,16 +96,11 @@ class RangeReader:
         self._http.close()
 
 
-def _mapping(mapping: SignalMapping) -> SignalMapping:
-    extra = {n: s for n, s in HISTOGRAMS.items() if n not in mapping.signals}
-    return mapping.model_copy(update={"signals": {**mapping.signals, **extra}})
-
-
 def read_traffic(reader: RangeReader, mapping: SignalMapping, namespace: str, dgd: str,
                  window: Window) -> ObservedTraffic:
     """The frontend's counts of DGD `dgd` in `namespace` over `window`. Step i covers
     (start + i*step, start + (i+1)*step]; Prometheus evaluates each at its end."""
-    m = _mapping(mapping)
+    m = mapping.with_defaults(HISTOGRAMS)
     where = {"namespace": namespace, "dgd": dgd}
     step = _duration(window.step_s)
     ends = [window.start_s + (i + 1) * window.step_s for i in range(window.steps)]
