@@ -30,8 +30,7 @@ from scaler.planner.config import PlannerConfig
 from scaler.planner.floor import FloorDecision, SteadyFloor, apply_floor, whole
 from scaler.planner.constraints import DownHold, constrain
 from scaler.planner.online_fit import FitStatus, OnlineFit
-from scaler.planner.sizing import (Load, decode_now, decode_replicas, measured_kv_need, prefill_now, prefill_replicas,
-                                   prefill_utilization)
+from scaler.planner.sizing import Load, decode_now, decode_replicas, prefill_now, prefill_replicas, prefill_utilization
 from scaler.planner.startup import StartupTracker
 from scaler.policy import Decision, Diagnostics, Observation
 from scaler.profile import PerformanceProfile
@@ -220,18 +219,12 @@ class PredictivePlanner:
         throughput known at all, the prefill fleet is held."""
         c, st = self.config, self.fit_status
         assert st is not None
-        pool = obs.prefill
         if st.prefill_throughput is None:
-            pre = float(pool.non_draining)
+            pre = float(obs.prefill.non_draining)
         else:
-            per_worker = st.prefill_throughput
-            growth = max(0.0, f.rate_now * f.isl - max(1, pool.active) * per_worker) * self.prefill_start.estimate_s
-            backlog = (pool.queued_tokens + growth) / (per_worker * c.backlog_horizon_s)
-            pre = f.rate_now * f.isl / per_worker + backlog
-        dec = measured_kv_need(obs.decode, c.kv_headroom)
-        if st.kv_capacity is not None:
-            dec = max(dec, (obs.decode.active_tokens + obs.decode.queued_tokens) / (st.kv_capacity * c.kv_headroom))
-        return Need(pre, dec, 0.0, 0.0, 0.0)
+            pre = prefill_now(f.rate_now, f.isl, obs.prefill, st.prefill_throughput, self.prefill_start.estimate_s,
+                              c.backlog_horizon_s).workers
+        return Need(pre, decode_now(obs.decode, st.kv_capacity, c.kv_headroom), 0.0, 0.0, 0.0)
 
     def _forecast(self, obs: Observation) -> Forecast:
         """Take in the window, learn the headroom, and forecast the load at the horizon together
@@ -294,8 +287,10 @@ class PredictivePlanner:
             pre_base = self._prefill(f.rate, f.isl, f.osl, f.mix)
             pre_need = self._prefill(max(f.rate, f.burst_prefill_rate), f.isl, f.osl, f.mix)
         dec_need = self._decode(max(f.rate, f.burst_rate), f.isl, f.osl, f.mix)
-        now = prefill_now(f.rate_now, f.isl, obs.prefill, p, self.prefill_start.estimate_s, c.backlog_horizon_s)
-        dec_now = decode_now(obs.decode, p, c.kv_headroom)
+        per_prefill = p.prefill.throughput_per_gpu_at(f.isl) * p.gpus_per_prefill_worker
+        now = prefill_now(f.rate_now, f.isl, obs.prefill, per_prefill, self.prefill_start.estimate_s,
+                          c.backlog_horizon_s)
+        dec_now = decode_now(obs.decode, p.decode.max_kv_tokens, c.kv_headroom)
         pre, floor = max(pre_need, now.workers), None
         if (self.steady is not None and self.steady.active(f.startup_s)
                 and (history := self.steady.distribution()) is not None):

@@ -74,23 +74,27 @@ class PrefillNow:
     backlog: float  # of which: workers that drain the backlog expected once new workers start
 
 
-def prefill_now(rate: float, isl: float, pool: PoolObservation, profile: PerformanceProfile,
+def prefill_now(rate: float, isl: float, pool: PoolObservation, per_prefill: float,
                 startup_s: float, backlog_horizon_s: float) -> PrefillNow:
-    """Load path for prefill: what the queue says is missing now. New workers help only once
-    started, so size for the backlog expected then (the queue plus what the running workers
-    cannot keep up with during a start-up), drained over the backlog horizon."""
-    per_prefill = profile.prefill.throughput_per_gpu_at(isl) * profile.gpus_per_prefill_worker
+    """Load path for prefill: what the queue says is missing now, at `per_prefill` prompt tokens/s
+    per worker (the profile's, or the online fit's). New workers help only once started, so size
+    for the backlog expected then (the queue plus what the running workers cannot keep up with
+    during a start-up), drained over the backlog horizon."""
     running = max(1, pool.active)
     growth = max(0.0, rate * isl - running * per_prefill) * startup_s
     backlog = (pool.queued_tokens + growth) / (per_prefill * backlog_horizon_s)
     return PrefillNow(rate * isl / per_prefill + backlog, backlog)
 
 
-def decode_now(pool: PoolObservation, profile: PerformanceProfile, kv_headroom: float) -> float:
-    """Load path for decode: the KV held and waiting as the profile counts it, or as the
-    workers report it, whichever needs more."""
+def decode_now(pool: PoolObservation, kv_tokens_per_worker: float | None, kv_headroom: float) -> float:
+    """Load path for decode: the KV held and waiting over the KV tokens a worker holds (the
+    profile's, or the online fit's; None: not known yet), or the KV usage the workers report,
+    whichever needs more."""
+    measured = measured_kv_need(pool, kv_headroom)
+    if kv_tokens_per_worker is None:
+        return measured
     kv_demand = pool.active_tokens + pool.queued_tokens
-    return max(kv_demand / (profile.decode.max_kv_tokens * kv_headroom), measured_kv_need(pool, kv_headroom))
+    return max(kv_demand / (kv_tokens_per_worker * kv_headroom), measured)
 
 
 def ceil_replicas(x: float, eps: float = 1e-6) -> int:

@@ -82,7 +82,9 @@ def test_measured_kv_need(pool, need):
     (30.0, PoolObservation(active=3), 60.0, 3.0, 0.0),
 ])
 def test_prefill_now(rate, pool, startup_s, workers, backlog):
-    got = prefill_now(rate, 1000.0, pool, profile(), startup_s, backlog_horizon_s=10.0)
+    p = profile()
+    per_prefill = p.prefill.throughput_per_gpu_at(1000.0) * p.gpus_per_prefill_worker
+    got = prefill_now(rate, 1000.0, pool, per_prefill, startup_s, backlog_horizon_s=10.0)
     assert got.workers == pytest.approx(workers) and got.backlog == pytest.approx(backlog)
 
 
@@ -92,4 +94,4 @@ def test_prefill_now(rate, pool, startup_s, workers, backlog):
     (PoolObservation(active=2, active_tokens=40_000, queued_tokens=10_000, kv_usage=0.9, running_requests=4), 3.6),
 ])
 def test_decode_now(pool, workers):
-    assert decode_now(pool, profile(), kv_headroom=0.5) == pytest.approx(workers)
+    assert decode_now(pool, profile().decode.max_kv_tokens, kv_headroom=0.5) == pytest.approx(workers)
