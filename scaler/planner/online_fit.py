@@ -22,7 +22,12 @@ Model (one worker; every coefficient bounded, every sample weighted by its age w
 - decode, ITL: ``itl_ms = c0 + c1 * kv_usage + c2 * context / 1000`` with c0, c1, c2 >= 0 (KV
   usage as the workers report it, context = ISL + OSL / 2), same trimming; throughput per worker
   follows from it: requests held (kv_usage x capacity / context) x 1000 / ITL tokens/s.
-- decode, KV capacity per worker: tokens held / (KV usage x active workers), weighted median.
+- decode, KV capacity per worker: the decayed sum of tokens held over the decayed sum of KV usage
+  x active workers. Each window's two readings are scraped at different instants, so a window
+  holding a few requests can be off by one of them (a third at three); summing weighs each
+  window by the KV it holds, where that miscount is a small share. Readings beyond twice or half
+  the median ratio are left out, and so are windows with a decode queue (the tokens counted include
+  requests not admitted yet).
 
 Confidence and trust (thresholds are the fields of `FitSettings`): the prefill side is trusted with
 at least `min_prefill_windows` kept TTFT windows whose ISL spans a factor `min_isl_spread` and whose
@@ -168,7 +173,7 @@ class OnlineFit:
         self._ttft: deque[tuple[float, float, float]] = deque(maxlen=h)       # (t, isl, ttft ms)
         self._served: deque[tuple[float, float, float]] = deque(maxlen=h)     # (t, tokens served, worker-s)
         self._itl: deque[tuple[float, float, float, float]] = deque(maxlen=h)  # (t, kv, context, itl ms)
-        self._capacity: deque[tuple[float, float]] = deque(maxlen=h)          # (t, KV tokens per worker)
+        self._capacity: deque[tuple[float, float, float]] = deque(maxlen=h)   # (t, tokens held, KV usage x workers)
         self._prev: Observation | None = None
         self._context: float | None = None
         self.gpus_prefill = 1
@@ -212,11 +217,9 @@ class OnlineFit:
         if _finite(kv) and 0 <= kv <= 1.5 and dec.active > 0:
             if _finite(t.avg_itl_ms) and t.avg_itl_ms > 0 and self._context is not None:
                 self._itl.append((self.now, float(kv), self._context, float(t.avg_itl_ms)))
-            if kv > 1e-3 and dec.active_tokens > 0:
-                cap = dec.active_tokens / (kv * dec.active)
-                if _finite(cap):
-                    self._capacity.append((self.now, min(self.settings.max_capacity,
-                                                         max(self.settings.min_capacity, cap))))
+            # with a decode queue, the tokens counted include requests the workers hold no KV for yet
+            if kv > 1e-3 and dec.active_tokens > 0 and dec.queued_requests <= 0:
+                self._capacity.append((self.now, float(dec.active_tokens), kv * dec.active))
         self._status = None
         return self.status()
 
@@ -257,8 +260,14 @@ class OnlineFit:
     def kv_capacity(self) -> float | None:
         if not self._capacity:
             return None
-        ts, v = (np.array(c) for c in zip(*self._capacity))
-        return _weighted_median(v, self._weights(ts))
+        ts, tokens, used = (np.array(c) for c in zip(*self._capacity))
+        w = self._weights(ts)
+        # a garbage reading (a stale series, a restarted exporter) is far off the median: left out
+        ratio = tokens / used
+        mid = _weighted_median(ratio, w)
+        keep = (ratio >= mid / 2) & (ratio <= mid * 2)
+        cap = float(np.sum(w[keep] * tokens[keep]) / np.sum(w[keep] * used[keep]))
+        return min(self.settings.max_capacity, max(self.settings.min_capacity, cap))
 
     def status(self) -> FitStatus:
         if self._status is not None:

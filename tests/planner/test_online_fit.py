@@ -160,6 +160,33 @@ def test_garbage_is_skipped_and_the_fit_stays_bounded():
     assert fit.profile().prefill.ttft_ms_at(3000) == pytest.approx(PROFILE.prefill.ttft_ms_at(3000), rel=0.10)
 
 
+def test_kv_capacity_weighs_each_window_by_the_kv_it_holds():
+    # the tokens-held and KV-usage series are scraped at different instants: a window of three
+    # requests read as four is a third off, one of forty read as forty-one a fortieth
+    cap, per_request = PROFILE.decode.max_kv_tokens, 3000.0
+    obs = []
+    for i in range(20):
+        held = 3 if i % 5 < 3 else 40
+        seen = held + 1 if held == 3 else held + (1 if i % 2 else -1)
+        kv = held * per_request / cap
+        obs.append(_idle(DT * (i + 1), 3000.0, 200.0, kv, 20.0))
+        obs[-1] = Observation(obs[-1].now_s, obs[-1].traffic, obs[-1].prefill,
+                              PoolObservation(active=1, running_requests=held, active_tokens=int(seen * per_request),
+                                              kv_usage=kv))
+    assert _fed(obs).kv_capacity() == pytest.approx(cap, rel=0.05)
+    # a stale series reading ten times the tokens is left out
+    stale = Observation(DT * 21, obs[0].traffic, obs[0].prefill,
+                        PoolObservation(active=1, running_requests=40, active_tokens=int(400 * per_request),
+                                        kv_usage=40 * per_request / cap))
+    assert _fed(obs + [stale]).kv_capacity() == pytest.approx(cap, rel=0.05)
+    # nor are windows with a decode queue: the tokens counted include requests not admitted yet
+    queued = [Observation(DT * (22 + i), obs[0].traffic, obs[0].prefill,
+                          PoolObservation(active=1, running_requests=32, queued_requests=30,
+                                          active_tokens=int(62 * per_request), kv_usage=32 * per_request / cap))
+              for i in range(40)]
+    assert _fed(obs + queued).kv_capacity() == pytest.approx(cap, rel=0.05)
+
+
 def test_slopes_never_go_below_their_bounds():
     # TTFT falling with ISL and ITL falling with KV usage: nonsense, pinned at the bounds
     obs = [_idle(DT * (i + 1), 1000.0 + 200 * i, 100.0 - i, 0.02 + 0.01 * i, 20.0 - 0.2 * i) for i in range(30)]
