@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -208,7 +209,8 @@ class RoundReads:
 KV_TOKENS = "planner_kv_tokens"
 # The decode pool's KV tokens held: the KV router's blocks per decode worker (every engine, the
 # mocker too, with --router-mode kv) times the model's KV block size, both from the frontend.
-# Summed over frontends (each router counts what it routed). A planner input, not a scaling
+# Summed over frontends (each router counts what it routed); prompt blocks only, see held_tokens.
+# A planner input, not a scaling
 # signal; optional: without it the online fit learns no KV capacity (scaler/planner/online_fit.py).
 PLANNER_SIGNALS = {
     KV_TOKENS: Signal(
@@ -218,6 +220,15 @@ PLANNER_SIGNALS = {
                '(dynamo_frontend_worker_active_decode_blocks{worker_type="decode",{sel}})'
                " * max without (model) (dynamo_frontend_model_kv_cache_block_size{{sel}})){join})")),
 }
+
+
+def held_tokens(router_tokens: int, isl: float | None, osl: float | None) -> int:
+    """The decode pool's KV tokens held, from the router's count: Dynamo 1.6.1's router counts a
+    request's prompt blocks for as long as it runs, while the worker also holds the tokens it has
+    generated, half the output on average over the requests in flight."""
+    if router_tokens <= 0 or not isl or not osl or not (isl > 0 and osl > 0 and math.isfinite(isl + osl)):
+        return router_tokens
+    return int(round(router_tokens * (1.0 + osl / (2.0 * isl))))
 
 
 def signal_mapping(cfg: ServiceConfig) -> SignalMapping:
@@ -411,6 +422,7 @@ class LiveObserver:
                                               n_stuck.get(d.prefill_service, 0))
         decode, decode_missing = self._pool(d.decode_service, dgd, current[d.decode_service], isl,
                                             n_stuck.get(d.decode_service, 0))
+        decode = replace(decode, active_tokens=held_tokens(decode.active_tokens, traffic.avg_isl, traffic.avg_osl))
         missing = {svc: traffic_missing or why
                    for svc, why in ((d.prefill_service, prefill_missing), (d.decode_service, decode_missing))
                    if traffic_missing or why}

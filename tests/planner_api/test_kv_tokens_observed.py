@@ -14,7 +14,7 @@ from kubernetes import client
 from adapter.models import parse_dgd
 from external_metrics.prom import PrometheusClient
 from scaler.service.config import ServiceConfig
-from scaler.service.observe import LiveObserver
+from scaler.service.observe import LiveObserver, held_tokens
 
 pytestmark = pytest.mark.prometheus
 
@@ -99,3 +99,13 @@ def test_the_decode_pool_s_kv_tokens_come_from_the_router_s_blocks(prometheus, t
     finally:
         fe.stop()
         wk.stop()
+
+
+def test_tokens_held_add_half_the_output_to_the_router_s_prompt_blocks():
+    # the router's count is prompt blocks; in flight, a request has generated half its output on average
+    assert held_tokens(3000, 1000.0, 500.0) == 3750
+    assert held_tokens(3000, 1000.0, 0.0) == 3000
+    # unknown lengths or nothing held: the router's count as it is
+    for isl, osl in ((None, 500.0), (1000.0, None), (float("nan"), 500.0), (-1.0, 500.0), (1000.0, float("inf"))):
+        assert held_tokens(3000, isl, osl) == 3000
+    assert held_tokens(0, 1000.0, 500.0) == 0
