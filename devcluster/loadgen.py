@@ -62,12 +62,21 @@ class Summary:
                 + (f"; ITL p50 {i['p50']:.1f} ms p95 {i['p95']:.1f} ms" if i else ""))
 
 
-def synthetic(rate_per_s: float, duration_s: float, input_length: int, output_length: int) -> list[Request]:
-    """Evenly spaced requests: a steady load for tests and demos."""
+def synthetic(rate_per_s: float, duration_s: float, input_length: int, output_length: int,
+              seed: int | None = None) -> list[Request]:
+    """A steady load for tests and demos: evenly spaced requests, or with a seed Poisson arrivals
+    at the same mean rate (evenly spaced requests against a scrape interval that divides their
+    period show every scrape the same phase of the load)."""
     if rate_per_s <= 0 or duration_s <= 0:
         raise ValueError("rate_per_s and duration_s must be > 0")
     n = int(rate_per_s * duration_s)
-    return [Request(i * 1000.0 / rate_per_s, input_length, output_length) for i in range(n)]
+    if seed is None:
+        at = np.arange(n) * 1000.0 / rate_per_s
+    else:
+        gaps = np.random.default_rng(seed).exponential(1000.0 / rate_per_s, n)
+        gaps[0] = 0.0
+        at = np.cumsum(gaps)
+    return [Request(float(t), input_length, output_length) for t in at]
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:

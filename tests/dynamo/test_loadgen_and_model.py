@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
@@ -27,6 +28,18 @@ def test_synthetic_load_is_evenly_spaced():
     assert [r.timestamp_ms for r in reqs] == [0, 250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2250]
     with pytest.raises(ValueError):
         synthetic(0, 10, 1, 1)
+
+
+def test_seeded_synthetic_load_is_poisson_at_the_same_mean_rate():
+    reqs = synthetic(rate_per_s=4, duration_s=500, input_length=100, output_length=10, seed=7)
+    at = np.array([r.timestamp_ms for r in reqs])
+    gaps = np.diff(at)
+    assert len(reqs) == 2000 and at[0] == 0 and (gaps >= 0).all()
+    assert gaps.mean() == pytest.approx(250, rel=0.05)
+    # exponential gaps: their spread is their mean (evenly spaced ones have none)
+    assert gaps.std() == pytest.approx(250, rel=0.10)
+    assert [r.timestamp_ms for r in synthetic(4, 500, 100, 10, seed=7)] == list(at)
+    assert [r.timestamp_ms for r in synthetic(4, 500, 100, 10, seed=8)] != list(at)
 
 
 def test_summary_counts_failures_by_kind():

@@ -1,10 +1,12 @@
 """A planner started with no profile file against real Dynamo processes (frontend and mocker
 workers behind the stand-in operator, scraped by a real Prometheus) fits its profile online from
 the traffic it observes: its status says profile_source "online-fit", the fit's window count grows
-under load, and the KV capacity per decode worker it learns (the router's KV tokens of the decode
-workers over their reported KV usage) is the capacity the mocker reports, within 15 % (the
-router's block count and the worker's usage gauge are scraped at different instants and the
-router counts a request's blocks a little ahead of the worker)."""
+under load, and the KV capacity per decode worker it learns (the tokens the router counts on the
+decode workers, with half the output added, over their reported KV usage) is the capacity the
+mocker reports, within 15 %: the router's count and the worker's usage gauge are scraped at
+different instants, so a window's two readings can differ by a request in flight. The load is
+Poisson: evenly spaced arrivals let every scrape see the same phase of the load, so that miscount
+would be the same in every window."""
 
 from __future__ import annotations
 
@@ -54,9 +56,9 @@ def test_a_planner_without_a_profile_learns_the_mocker_s_kv_capacity(cluster, ku
         assert wait_for(lambda: httpx.get(api, headers=auth, timeout=5).status_code == 200, timeout=30,
                         what="planner serving")
         before = fit()["windows"]
-        # steady load that fills a part of the decode worker's KV (about 23 of these fill it)
+        # steady load holding about five requests, a sixth of the decode worker's KV, without a queue
         load = threading.Thread(target=lambda: asyncio.run(
-            run_load(url, synthetic(3, 90, input_length=3000, output_length=100))), daemon=True)
+            run_load(url, synthetic(4, 90, input_length=3000, output_length=150, seed=1))), daemon=True)
         load.start()
         # the decode worker's capacity: the blocks it was started with times the block size the
         # frontend exports (the frontend's total-blocks series may be the prefill worker's, whose
