@@ -21,7 +21,7 @@ attainment on no more GPU-hours (then predictive is dominated there).
 Prints markdown tables and writes benchmarks/results/replay.{json,md} and the attainment / GPU-hours
 frontier (scaler/replay/frontier.py), one panel per cell, to benchmarks/results/replay-frontier.png.
 Usage: .venv/bin/python benchmarks/replay.py [--set dev|held-out|both] [--startup 0 60 120] [--warmup 300]
-       [--quick] [--no-references] [--policies NAME ...] [--subject NAME] [--name FILE] [--plot FILE.png]
+       [--router round_robin|kv_router] [--quick] [--no-references] [--policies NAME ...] [--subject NAME] [--name FILE] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from benchmarks.dynamo_planner import baseline as _dynamo_own  # noqa: F401  reg
 from scaler.replay import frontier, policies
 from scaler.replay.scoring import feasible_keys
 from scaler.replay.references import sized_for
+from scaler.replay.engine import ROUTER_MODES
 from scaler.replay.runner import Setting, compare
 from dynamo_scaling.traces import read_trace, scale_rate, window
 
@@ -90,7 +91,8 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
             k += 1
             label = f"{fname}[{a:.0f}-{b:.0f}s] x{rate:g}"
             print(f"[{set_name} {k}/{total}] {label}, start-up {startup:.0f} s, warm-up {warm:.0f} s ...", flush=True)
-            setting = Setting(label, reqs, bundled_profile(), startup_s=startup, warmup_s=warm)
+            setting = Setting(label, reqs, bundled_profile(), startup_s=startup, warmup_s=warm,
+                              router_mode=args.router)
             res, runs = compare(setting, names)
             for r in res:
                 r["set"] = set_name
@@ -201,6 +203,8 @@ def main() -> int:
                    help="which frozen windows to run (tune only on dev)")
     p.add_argument("--startup", type=float, nargs="+", default=[0.0, 60.0, 120.0])
     p.add_argument("--warmup", type=float, default=300.0, help="seconds played before each window, not scored")
+    p.add_argument("--router", choices=ROUTER_MODES, default="round_robin",
+                   help="how the engine hands requests to workers (kv_router: as a frontend with --router-mode kv)")
     p.add_argument("--quick", action="store_true", help="first 5 minutes of each window only")
     p.add_argument("--no-references", action="store_true", help="skip the attainment-sized references")
     p.add_argument("--policies", nargs="+", default=None, help="only these policies (default: all)")

@@ -14,6 +14,7 @@ per-request count wherever a tick holds one request, which is the common case.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,6 +25,9 @@ from scaler.policy import Decision, Observation, Policy, PoolObservation, SLOCou
 from dynamo_scaling.traces import Request, write_mooncake
 
 log = logging.getLogger(__name__)
+
+
+ROUTER_MODES = ("round_robin", "kv_router")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,14 @@ class EngineConfig:
     num_gpu_blocks: int = 16384
     kv_block_size: int = 64
     trace_block_size: int = 512
+    # how requests are handed to workers: "round_robin" (the engine's default: a prompt may wait
+    # behind its worker's queue while others are idle) or "kv_router" (Dynamo's KV router, by the
+    # blocks each worker has to prefill and holds, as a frontend run with --router-mode kv)
+    router_mode: str = "round_robin"
+
+    def __post_init__(self) -> None:
+        if self.router_mode not in ROUTER_MODES:
+            raise ValueError(f"router_mode: {self.router_mode!r} is not one of {', '.join(ROUTER_MODES)}")
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -257,6 +269,8 @@ def run(requests: list[Request], policy: Policy, config: EngineConfig,
         unloaded_ttft_ms: Callable[[float], float] | None = None) -> ReplayRun:
     """`unloaded_ttft_ms(isl)`: the profile's TTFT on an idle worker, so the SLA counts can tell
     prompts no capacity can serve in time (only for policies that ask for SLA counts)."""
+    # the KV router logs each worker it selects at info: megabytes a minute
+    os.environ.setdefault("DYN_LOG", "error")
     from dynamo import _core  # the engine is heavy to import; only replay needs it
 
     # the engine starts its clock at the first request; everything we hand out is in trace time
@@ -273,7 +287,7 @@ def run(requests: list[Request], policy: Policy, config: EngineConfig,
             decode_engine_args=config.engine_args("decode"),
             num_prefill_workers=config.initial_prefill,
             num_decode_workers=config.initial_decode,
-            trace_block_size=config.trace_block_size,
+            trace_block_size=config.trace_block_size, router_mode=config.router_mode,
             sla_ttft_ms=config.ttft_ms, sla_itl_ms=config.itl_ms,
             scaling_policy=bridge, capture_per_request=True,
         )

@@ -28,6 +28,7 @@ class Setting:
     gpu_budget: int | None = None
     seed: int = 0
     warmup_s: float = 0.0  # played but not scored (see scaler.replay.scoring)
+    router_mode: str = "round_robin"  # the engine's routing (scaler.replay.engine.EngineConfig)
     attainment_target: float = 0.99  # what the predictive planner aims for
 
     def context(self) -> policies.RunContext:
@@ -36,7 +37,7 @@ class Setting:
 
     def engine(self, initial: tuple[int, int] = (1, 1)) -> EngineConfig:
         return EngineConfig(startup_s=self.startup_s, ttft_ms=self.ttft_ms, itl_ms=self.itl_ms,
-                            initial_prefill=initial[0], initial_decode=initial[1])
+                            initial_prefill=initial[0], initial_decode=initial[1], router_mode=self.router_mode)
 
 
 def initial_fleet(setting: Setting, policy: Policy) -> tuple[int, int]:

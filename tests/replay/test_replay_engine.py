@@ -177,3 +177,22 @@ def test_replay_cli_writes_json_with_the_required_keys(tmp_path, traces_dir):
                            str(traces_dir / "azure_llm_2023_code.csv"), "--window", "0:300", "--warmup", "400"],
                           capture_output=True, text=True, timeout=60)
     assert late.returncode == 2 and "--warmup 400 s leaves no request to score" in late.stderr
+
+
+def test_the_kv_router_hands_a_short_prompt_to_an_idle_worker():
+    # four prefill workers; every 0.6 s a 40k-token prompt (0.83 s alone), then two short ones:
+    # round robin puts some short prompts on a worker still busy with a long one, the KV router
+    # on an idle one
+    from scaler.replay.baselines import Static
+
+    reqs = [r for k in range(60) for r in (Request(k * 600.0, 40000, 5), Request(k * 600.0 + 200, 500, 5),
+                                            Request(k * 600.0 + 400, 500, 5))]
+    idle = bundled_profile().prefill.ttft_ms_at(500)
+    worst = {}
+    for mode in ("round_robin", "kv_router"):
+        r = run(reqs, Static(4, 1), EngineConfig(startup_s=0.0, initial_prefill=4, initial_decode=1, router_mode=mode))
+        worst[mode] = max(q["ttft_ms"] for q in r.per_request if q["input_length"] == 500)
+    assert worst["round_robin"] > 1.5 * idle
+    assert worst["kv_router"] < 1.1 * idle
+    with pytest.raises(ValueError, match="router_mode"):
+        EngineConfig(router_mode="random")
