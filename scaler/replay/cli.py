@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from scaler.replay.engine import ROUTER_MODES
+
 REQUIRED_KEYS = ("planner", "trace", "requests", "sla_attainment", "feasible_attainment", "ttft_p50_ms",
                  "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "gpu_hours", "max_gpus", "scale_events", "wall_seconds")
 
@@ -32,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--ttft-ms", type=float, default=500.0)
     r.add_argument("--itl-ms", type=float, default=50.0)
     r.add_argument("--gpu-budget", type=int, default=None)
+    r.add_argument("--router", choices=ROUTER_MODES, default="round_robin",
+                   help="how the engine hands requests to workers (kv_router: as a frontend with --router-mode kv)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--json", type=Path, default=None, help="write the results here")
     r.add_argument("--plot", type=Path, default=None,
@@ -106,7 +110,7 @@ def run_replay(args: argparse.Namespace) -> int:
                      f"{reqs[-1].timestamp_ms / 1000.0:.0f} s)")
     console = Console(stderr=True)
     setting = Setting(args.trace.name, reqs, profile, args.startup_delay, args.ttft_ms, args.itl_ms,
-                      args.gpu_budget, args.seed, args.warmup)
+                      args.gpu_budget, args.seed, args.warmup, router_mode=args.router)
     started = time.monotonic()
     rows, runs = compare(setting, names, progress=lambda m: console.print(m))
     shown = [r for r in rows if r["planner"] in names]
@@ -126,7 +130,8 @@ def run_replay(args: argparse.Namespace) -> int:
     console.print(f"done in {time.monotonic() - started:.1f} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(shown if len(shown) > 1 else shown[0], indent=2))
+        rows_out = [{**r, "router_mode": args.router} for r in shown]
+        args.json.write_text(json.dumps(rows_out if len(rows_out) > 1 else rows_out[0], indent=2))
     if args.timeline:
         from scaler.replay.timeline import plot
 

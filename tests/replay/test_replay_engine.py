@@ -170,6 +170,15 @@ def test_replay_cli_writes_json_with_the_required_keys(tmp_path, traces_dir):
     data = json.loads(out.read_text())
     assert set(REQUIRED) <= set(data) and data["planner"] == "predictive" and data["trace"] == "azure_llm_2023_code.csv"
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+    assert data["router_mode"] == "round_robin"
+    kv = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "replay", "--trace",
+                         str(traces_dir / "azure_llm_2023_code.csv"), "--window", "0:120", "--planner", "static",
+                         "--router", "kv_router", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert kv.returncode == 0, kv.stderr
+    assert json.loads(out.read_text())["router_mode"] == "kv_router"
+    nope = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "replay", "--trace", str(out),
+                           "--router", "random"], capture_output=True, text=True, timeout=60)
+    assert nope.returncode == 2 and "--router" in nope.stderr and "random" in nope.stderr
     bad = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "replay", "--trace", str(out),
                           "--planner", "nope"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--planner: unknown planner 'nope'" in bad.stderr
