@@ -5,6 +5,9 @@
   docs/planner.md; arrival_ca2 from the clumping of arrivals within a decision interval on the
   DEV Azure window);
 - `predictive-tail-peak`: need_model=tail with the default recent-peak burst headroom;
+- `predictive-tail-kv`: predictive-tail without the forecast's share in the burst mix
+  (`mix_forecast_weight: 0`), tuned on DEV under Dynamo's KV router (`--router kv_router`), where
+  the forecast over a start-up overshot on the bursty Azure window (docs/planner.md);
 - `predictive-tail-floor`: predictive-tail with the steady floor (scaler/planner/floor.py): prefill
   held at the fleet that meets 0.999 over the recent load (half-life 600 s) while the load of the
   last start-up stays within it (tuned on DEV; docs/planner.md, "The steady floor").
@@ -19,6 +22,7 @@ from scaler.replay import policies
 VARIANTS = {
     "predictive-tail": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0},
     "predictive-tail-peak": {"need_model": "tail"},
+    "predictive-tail-kv": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, "mix_forecast_weight": 0.0},
     "predictive-tail-floor": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, "floor": "steady",
                               "floor_half_life_s": 600.0, "floor_attainment": 0.999},
 }
