@@ -28,8 +28,8 @@ class Setting:
     gpu_budget: int | None = None
     seed: int = 0
     warmup_s: float = 0.0  # played but not scored (see scaler.replay.scoring)
-    router_mode: str = "round_robin"  # the engine's routing (scaler.replay.engine.EngineConfig)
     attainment_target: float = 0.99  # what the predictive planner aims for
+    router_mode: str = "round_robin"  # the engine's routing (scaler.replay.engine.EngineConfig)
 
     def context(self) -> policies.RunContext:
         return policies.RunContext(self.requests, self.profile, self.startup_s, self.ttft_ms, self.itl_ms,

@@ -116,7 +116,7 @@ class Replayer:
         from scaler.replay.runner import Setting
 
         return Setting("what-if", self.requests, self.profile, cfg.startup_s, cfg.ttft_ms, cfg.itl_ms,
-                       cfg.gpu_budget, 0, 0.0, cfg.attainment_target)
+                       cfg.gpu_budget, 0, 0.0, attainment_target=cfg.attainment_target)
 
     def feasible(self, cfg: PlannerConfig):
         from scaler.replay.runner import run_policy
