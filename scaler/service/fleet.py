@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -125,10 +125,15 @@ class Member:
 Condition = tuple[str, bool, str, str]
 
 
-def budget_round(members: list[Member], budget: int, previous: Allocation | None = None
+def budget_round(members: list[Member], budget: int, previous: Allocation | None = None,
+                 held: Mapping[str, Holding] | None = None
                  ) -> tuple[Allocation, dict[str, dict[str, int]], dict[str, Condition]]:
     """Cut the members' targets to `budget` GPUs: the allocation, the new targets per member and
-    each member's BudgetLimited condition."""
+    each member's BudgetLimited condition. Without a previous allocation (a planner's first round,
+    a standby that just took the lease) what the members hold is what stays sticky: a new leader
+    must not reshuffle a DGD's GPUs between its pools."""
+    if previous is None and held is not None:
+        previous = {k: (h.prefill, h.decode) for k, h in held.items()}
     alloc = allocate([m.plan() for m in members], budget, previous)
     targets: dict[str, dict[str, int]] = {}
     conds: dict[str, Condition] = {}
@@ -476,7 +481,7 @@ class FleetPlanner:
             held[key] = holding(members[-1], current, pods)
         if not members:
             return
-        alloc, _, conds = budget_round(members, budget, self.previous)
+        alloc, _, conds = budget_round(members, budget, self.previous, held)
         targets, waits = admit_round(members, alloc, held, budget)
         self.previous = alloc
         self.metrics.granted.set(alloc.granted_gpus)

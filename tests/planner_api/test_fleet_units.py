@@ -99,6 +99,20 @@ def test_budget_round_within_budget_changes_nothing():
     assert not any(c[1] for c in conds.values())
 
 
+def test_a_first_round_keeps_what_a_dgd_holds_in_its_pools():
+    # hi holds prefill 1, decode 2 and now wants 2 + 2; the budget leaves it 3 GPUs. A planner with
+    # no allocation of its own (a standby that just took the lease) must not move a GPU from decode
+    # to prefill: the decode worker would drain before the prefill one could start
+    hi = member("a/hi", {"prefill": 2, "decode": 2}, priority=2)
+    pinned = member("a/pin", {"prefill": 3, "decode": 3}, floors={"prefill": 3, "decode": 3})
+    held = {"a/hi": Holding(prefill=1, decode=2), "a/pin": Holding(prefill=3, decode=3)}
+    _, targets, _ = budget_round([hi, pinned], budget=9, held=held)
+    assert targets["a/hi"] == {"prefill": 1, "decode": 2}
+    # without what it holds the tie goes to prefill: the reshuffle the rule prevents
+    _, blind, _ = budget_round([hi, pinned], budget=9)
+    assert blind["a/hi"] == {"prefill": 2, "decode": 1}
+
+
 def pods(svc: str, live: int, deleting: int = 0, finished: int = 0) -> list[PodState]:
     return ([PodState(service=svc, phase="Running", deleting=False) for _ in range(live)]
             + [PodState(service=svc, phase="Running", deleting=True) for _ in range(deleting)]
