@@ -100,7 +100,8 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
             pred = next(r for r in res if r["planner"] == args.subject)
             entry = {"set": set_name, "trace": label, "startup_s": startup,
                      "predictive_attainment": pred["feasible_attainment"], "predictive_gpu_hours": pred["gpu_hours"],
-                     "predictive_scale_events": pred["scale_events"], "dominated_by": _dominators(pred, res)}
+                     "predictive_scale_events": pred["scale_events"], "predictive_misses": pred["feasible_misses"],
+                     "dominated_by": _dominators(pred, res)}
             refs.append(entry)
             curves: dict[str, list[dict]] = {}  # every sized run: the references' frontier curves
             frontiers.append(frontier.Frontier(f"{set_name}: {label}, start-up {startup:.0f} s",
@@ -137,11 +138,15 @@ def _tables(set_name: str, rows: list[dict], refs: list[dict]) -> list[str]:
                      f"{r['sla_attainment']:.3f} | {r['gpu_hours']:.2f} | {r.get('gpu_hours_vs_oracle', 0):.2f}x | "
                      f"{r['max_gpus']} | {r['scale_events']} |")
     lines += ["", "Predictive per cell (dominated by: policies with at least its attainment on no more GPU-hours):",
-              "", "| trace | start-up s | predictive | scale events | dominated by |", "|---|---|---|---|---|"]
+              "Its misses among feasible requests: TTFT on prompts an idle worker prefills in time, TTFT on "
+              "prompts met only from a prefix cache (too long for an idle worker without it), ITL.",
+              "", "| trace | start-up s | predictive | scale events | misses: TTFT / TTFT cached / ITL | dominated by |",
+              "|---|---|---|---|---|---|"]
     for e in refs:
+        m = e["predictive_misses"]
         lines.append(f"| {e['trace']} | {e['startup_s']:.0f} | {e['predictive_attainment']:.3f}, "
                      f"{e['predictive_gpu_hours']:.2f} GPU-h | {e['predictive_scale_events']} | "
-                     f"{', '.join(e['dominated_by']) or 'none'} |")
+                     f"{m['ttft']} / {m['ttft_cached']} / {m['itl']} | {', '.join(e['dominated_by']) or 'none'} |")
     sized = [e for e in refs if "oracle_same" in e]
     if sized:
         lines += ["", "References sized for an attainment (capacity factor: feasible attainment, GPU-h):", "",

@@ -11,7 +11,7 @@ from scaler.profile import PerformanceProfile
 from scaler.replay import policies
 from scaler.replay.baselines import Static
 from scaler.replay.engine import EngineConfig, ReplayRun, TimelinePoint, run
-from scaler.replay.scoring import feasible_keys, score
+from scaler.replay.scoring import feasible_keys, miss_classes, score
 from dynamo_scaling.traces import Request
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,12 @@ def compare(setting: Setting, names: list[str], progress: Callable[[str], None] 
         runs[name] = run_policy(setting, name)
         say(f"[{i}/{len(order)}] {setting.trace_name}: {name} done in {runs[name].wall_seconds:.1f} s")
     feasible = feasible_keys(runs["ceiling"])
-    rows = [score(runs[n], setting.trace_name, feasible, setting.warmup_s)
-            for n in order if n in names or n == "ceiling"]
+    rows = []
+    for n in (n for n in order if n in names or n == "ceiling"):
+        row = score(runs[n], setting.trace_name, feasible, setting.warmup_s)
+        row["feasible_misses"] = miss_classes(runs[n], feasible, setting.profile.prefill.ttft_ms_at,
+                                              setting.warmup_s)
+        rows.append(row)
     oracle = next((r for r in rows if r["planner"] == "oracle"), None)
     for r in rows:
         if oracle and oracle["gpu_hours"] > 0:

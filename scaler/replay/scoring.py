@@ -8,6 +8,7 @@ are scored, and only the GPUs billed from then on count."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -28,6 +29,38 @@ def meets(r: dict, ttft_ms: float, itl_ms: float) -> bool:
 def feasible_keys(ceiling: ReplayRun) -> Counter:
     cfg = ceiling.config
     return Counter(_key(r) for r in ceiling.per_request if meets(r, cfg.ttft_ms, cfg.itl_ms))
+
+
+def scored_feasible(run: ReplayRun, feasible: Counter, from_s: float = 0.0) -> Iterator[dict]:
+    """The scored requests among those the ceiling met. Keys are used up in arrival order, the
+    warm-up's too (unscored), so a repeated request counts as often as the ceiling met it."""
+    budget = Counter(feasible)
+    for r in run.per_request:
+        k = _key(r)
+        if budget[k] > 0:
+            budget[k] -= 1
+            if float(r["arrival_time_ms"]) >= from_s * 1000.0:
+                yield r
+
+
+MISS_CLASSES = ("ttft", "ttft_cached", "itl")
+
+
+def miss_classes(run: ReplayRun, feasible: Counter, idle_ttft_ms: Callable[[float], float],
+                 from_s: float = 0.0) -> dict[str, int]:
+    """Why feasible requests missed: `ttft` on a prompt an idle worker prefills in time (by
+    `idle_ttft_ms`, the profile's unloaded TTFT at a prompt length), `ttft_cached` on one it does
+    not (the ceiling met it only because most of the prompt was in a worker's prefix cache, so it
+    depends on reaching that worker), `itl` with TTFT met. A request that missed both counts as TTFT."""
+    cfg = run.config
+    out = dict.fromkeys(MISS_CLASSES, 0)
+    for r in scored_feasible(run, feasible, from_s):
+        ttft, itl = r.get("ttft_ms"), r.get("itl_ms")
+        if ttft is None or ttft > cfg.ttft_ms:
+            out["ttft" if idle_ttft_ms(float(r["input_length"])) <= cfg.ttft_ms else "ttft_cached"] += 1
+        elif itl is not None and itl > cfg.itl_ms:
+            out["itl"] += 1
+    return out
 
 
 def _billed(run: ReplayRun) -> list[tuple[float, int]]:
@@ -95,15 +128,10 @@ def score(run: ReplayRun, trace: str, feasible: Counter | None = None, from_s: f
         "warmup_s": from_s,
     }
     if feasible is not None:
-        budget = Counter(feasible)
         hit = total = 0
-        for r, keep, good in zip(run.per_request, scored, met):
-            k = _key(r)
-            if budget[k] > 0:  # warm-up requests use up their keys too, unscored
-                budget[k] -= 1
-                if keep:
-                    total += 1
-                    hit += good
+        for r in scored_feasible(run, feasible, from_s):
+            total += 1
+            hit += meets(r, cfg.ttft_ms, cfg.itl_ms)
         out["feasible_requests"] = total
         out["feasible_attainment"] = hit / total if total else 1.0
     return out
