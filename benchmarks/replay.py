@@ -36,7 +36,7 @@ from benchmarks.dynamo_planner import baseline as _dynamo_own  # noqa: F401  reg
 from scaler.replay import frontier, policies
 from scaler.replay.scoring import feasible_keys
 from scaler.replay.references import sized_for
-from scaler.replay.engine import ROUTER_MODES
+from scaler.replay.engine import DEFAULT_ROUTER_MODE, ROUTER_MODES
 from scaler.replay.runner import Setting, compare
 from dynamo_scaling.traces import read_trace, scale_rate, window
 
@@ -208,7 +208,7 @@ def main() -> int:
                    help="which frozen windows to run (tune only on dev)")
     p.add_argument("--startup", type=float, nargs="+", default=[0.0, 60.0, 120.0])
     p.add_argument("--warmup", type=float, default=300.0, help="seconds played before each window, not scored")
-    p.add_argument("--router", choices=ROUTER_MODES, default="round_robin",
+    p.add_argument("--router", choices=ROUTER_MODES, default=DEFAULT_ROUTER_MODE,
                    help="how the engine hands requests to workers (kv_router: as a frontend with --router-mode kv)")
     p.add_argument("--quick", action="store_true", help="first 5 minutes of each window only")
     p.add_argument("--no-references", action="store_true", help="skip the attainment-sized references")

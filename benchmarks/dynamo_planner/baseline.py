@@ -148,7 +148,8 @@ class DynamoOwnPlanner:
                 decode_engine_args=self.engine_args(config, "decode"),
                 num_prefill_workers=config.initial_prefill, num_decode_workers=config.initial_decode,
                 trace_block_size=config.trace_block_size, router_mode=config.router_mode,
-                sla_ttft_ms=config.ttft_ms, sla_itl_ms=config.itl_ms, planner_config=self.planner_config(tmp), capture_per_request=True,
+                sla_ttft_ms=config.ttft_ms, sla_itl_ms=config.itl_ms, planner_config=self.planner_config(tmp),
+                capture_per_request=True,
                 capture_planner_details=True,  # the lifecycle (GPU billing) comes with the details
             )
             wall = time.perf_counter() - started

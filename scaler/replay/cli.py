@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from scaler.replay.engine import ROUTER_MODES
+from scaler.replay.engine import DEFAULT_ROUTER_MODE, ROUTER_MODES
 
 REQUIRED_KEYS = ("planner", "trace", "requests", "sla_attainment", "feasible_attainment", "ttft_p50_ms",
                  "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "gpu_hours", "max_gpus", "scale_events", "wall_seconds")
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--ttft-ms", type=float, default=500.0)
     r.add_argument("--itl-ms", type=float, default=50.0)
     r.add_argument("--gpu-budget", type=int, default=None)
-    r.add_argument("--router", choices=ROUTER_MODES, default="round_robin",
+    r.add_argument("--router", choices=ROUTER_MODES, default=DEFAULT_ROUTER_MODE,
                    help="how the engine hands requests to workers (kv_router: as a frontend with --router-mode kv)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--json", type=Path, default=None, help="write the results here")

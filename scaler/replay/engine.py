@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 ROUTER_MODES = ("round_robin", "kv_router")
+DEFAULT_ROUTER_MODE = ROUTER_MODES[0]  # the engine's own default: earlier results stay reproducible
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class EngineConfig:
     # how requests are handed to workers: "round_robin" (the engine's default: a prompt may wait
     # behind its worker's queue while others are idle) or "kv_router" (Dynamo's KV router, by the
     # blocks each worker has to prefill and holds, as a frontend run with --router-mode kv)
-    router_mode: str = "round_robin"
+    router_mode: str = DEFAULT_ROUTER_MODE
 
     def __post_init__(self) -> None:
         if self.router_mode not in ROUTER_MODES:

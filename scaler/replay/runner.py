@@ -10,7 +10,7 @@ from scaler.policy import Policy
 from scaler.profile import PerformanceProfile
 from scaler.replay import policies
 from scaler.replay.baselines import Static
-from scaler.replay.engine import EngineConfig, ReplayRun, TimelinePoint, run
+from scaler.replay.engine import DEFAULT_ROUTER_MODE, EngineConfig, ReplayRun, TimelinePoint, run
 from scaler.replay.scoring import feasible_keys, miss_classes, score
 from dynamo_scaling.traces import Request
 
@@ -29,7 +29,7 @@ class Setting:
     seed: int = 0
     warmup_s: float = 0.0  # played but not scored (see scaler.replay.scoring)
     attainment_target: float = 0.99  # what the predictive planner aims for
-    router_mode: str = "round_robin"  # the engine's routing (scaler.replay.engine.EngineConfig)
+    router_mode: str = DEFAULT_ROUTER_MODE  # the engine's routing (scaler.replay.engine.EngineConfig)
 
     def context(self) -> policies.RunContext:
         return policies.RunContext(self.requests, self.profile, self.startup_s, self.ttft_ms, self.itl_ms,
