@@ -185,5 +185,22 @@ def write_mooncake(reqs: list[Request], path: Path) -> Path:
     return path
 
 
+def cached_prefixes(reqs: list[Request], block: int = BLOCK) -> list[int]:
+    """Per request (in the given order), the prompt tokens an earlier request already had: its
+    leading hash ids seen before, times the block size, at most its length. What some worker's
+    prefix cache may hold when it arrives (eviction and which worker holds it are not known here)."""
+    seen: set[int] = set()
+    out = []
+    for r in sorted(range(len(reqs)), key=lambda i: reqs[i].timestamp_ms):
+        n = 0
+        for h in reqs[r].hash_ids:
+            if h not in seen:
+                break
+            n += 1
+        out.append((r, min(reqs[r].input_length, n * block)))
+        seen.update(reqs[r].hash_ids)
+    return [c for _, c in sorted(out)]
+
+
 def duration_s(reqs: list[Request]) -> float:
     return (reqs[-1].timestamp_ms - reqs[0].timestamp_ms) / 1000.0 if reqs else 0.0

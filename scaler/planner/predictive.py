@@ -107,18 +107,28 @@ class PredictivePlanner:
         self.prefill_correction = 1.0
         self.decode_correction = 1.0
         self.surprise_until = -math.inf
-        self.prompts = tail.PromptHistory(half_life_s=c.prompt_half_life_s)
+        self.prompts = tail.PromptHistory(half_life_s=c.prompt_half_life_s, holder_load=c.prefix_holder_load)
         self._pending: list[float] = []
         self._pending_mix: tail.PromptMix | None = None
         self._pending_count = 0.0
+        self._pending_pinned = 0
         self._fed = False  # prompt lengths come through observe_prompts
         self.steady = (SteadyFloor(c.floor_half_life_s, c.floor_history_s, c.floor_min_startup_s)
                        if c.floor == "steady" else None)
 
-    def observe_prompts(self, lengths) -> None:
-        """Prompt lengths that arrived since the last decision (replay: each request's)."""
+    def observe_prompts(self, lengths, cached=None) -> None:
+        """Prompt lengths that arrived since the last decision (replay: each request's), and of
+        each the tokens an earlier request already had (its prefix may be in a worker's cache)."""
         self._fed = True
-        self._pending.extend(float(x) for x in lengths)
+        lengths = [float(x) for x in lengths]
+        self._pending.extend(lengths)
+        if cached is not None and self.config.prefix_cache == "holder" and self.profile is not None:
+            self._pending_pinned += self._pinned(lengths, [float(c) for c in cached])
+
+    def _pinned(self, lengths: list[float], cached: list[float]) -> int:
+        """How many of the prompts are beyond an idle worker's reach whole but not past their prefix."""
+        ttft, slow = self.config.ttft_ms, self.profile.prefill.ttft_ms_at
+        return sum(1 for x, c in zip(lengths, cached) if slow(x) > ttft and slow(max(1.0, x - c)) <= ttft)
 
     def observe_prompt_histogram(self, buckets) -> None:
         """Live: the increase of the frontend's ISL histogram since the last decision."""
@@ -132,12 +142,13 @@ class PredictivePlanner:
         if self._fed:
             mix = tail.PromptMix.from_lengths(self._pending) if self._pending else self._pending_mix
             n = len(self._pending) if self._pending else self._pending_count
-            self._pending, self._pending_mix, self._pending_count = [], None, 0.0
+            pinned = self._pending_pinned
+            self._pending, self._pending_mix, self._pending_count, self._pending_pinned = [], None, 0.0, 0
         else:  # only the window's mean is known
             t = obs.traffic
             mix = tail.PromptMix.point(t.avg_isl) if t.avg_isl else None
-            n = t.num_requests
-        self.prompts.add(mix, n, dt)
+            n, pinned = t.num_requests, 0
+        self.prompts.add(mix, n, dt, pinned)
         return self.prompts.mix()
 
     def _prefill(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None, factors=None,

@@ -20,6 +20,15 @@ rate l and c workers (offered load a = l E[S] < c):
   S(x) > T meet it on no fleet and are left out of the share (as the replay's "feasible
   attainment" leaves them out), but their service time still loads the queue.
 
+A prompt too long for an idle worker to prefill in time may still be in reach if an earlier
+request left its prefix in a worker's prefix cache: there it costs only its uncached part. A
+prefix-aware router sends it to that worker only while the worker is not busy (a busy one costs
+it more than prefilling the whole prompt elsewhere, which misses). Such "pinned" prompts (a share
+of the mix, `PromptMix.pinned`) are counted as met with the probability that the holder is free
+on arrival: 1 - k rho with rho = a / c the utilisation (Poisson arrivals see time averages) and k
+>= 1 (`holder_load`) how much busier than the mean the holder is, since the router steers the
+prompts that share a prefix to it. Replay knows each prompt's cached tokens from its block hashes.
+
 The attainment is the mean of P(W <= T - S(x)) over the reachable prompts; the workers needed are
 the fewest at which it reaches the target (bisection: attainment rises with c). Load is rarely
 steady within a window: with `bursts` (rates and the share of requests that arrived at each rate:
@@ -41,7 +50,8 @@ traffic", Proc. Cambridge Philos. Soc. 57 (1961) (G/G/1 mean wait); A. O. Allen,
 Statistics, and Queueing Theory (1990), sec. 6 (the Allen-Cunneen G/G/c approximation);
 W. Whitt, "Approximations for the GI/G/m queue", Production and Operations Management 2(2) (1993)
 (two-moment approximations, the exponential conditional wait); S. M. Ross, Stochastic Processes
-(1996), sec. 2.3 (M/G/infinity, Campbell's theorem).
+(1996), sec. 2.3 (M/G/infinity, Campbell's theorem); R. W. Wolff, "Poisson arrivals see time averages",
+Operations Research 30(2) (1982) (the free-holder probability).
 """
 
 from __future__ import annotations
@@ -60,10 +70,15 @@ _EDGES = np.geomspace(16.0, 524288.0, 49)
 
 @dataclass(frozen=True)
 class PromptMix:
-    """A distribution of prompt lengths: representative lengths and their weights (sum 1)."""
+    """A distribution of prompt lengths: representative lengths and their weights (sum 1).
+    `pinned`: the share of all prompts too long for an idle worker to prefill in time whose
+    prefix an earlier request left in a cache, so that they are in reach on the worker holding
+    it (they are in `isl` at their full length, which is what they cost elsewhere)."""
 
     isl: np.ndarray
     weight: np.ndarray
+    pinned: float = 0.0
+    holder_load: float = 1.0  # how much busier than the pool's mean a worker holding a prefix is
 
     @classmethod
     def point(cls, isl: float) -> "PromptMix":
@@ -113,7 +128,9 @@ class PromptMix:
     def scaled_to_mean(self, mean: float) -> "PromptMix":
         """The same shape with another mean (the recent mean over an older, wider sample)."""
         m = self.mean
-        return self if m <= 0 or mean <= 0 else PromptMix(self.isl * (mean / m), self.weight)
+        if m <= 0 or mean <= 0:
+            return self
+        return PromptMix(self.isl * (mean / m), self.weight, self.pinned, self.holder_load)
 
 
 def _service_s(mix: PromptMix, profile: PerformanceProfile) -> np.ndarray:
@@ -144,15 +161,15 @@ def prefill_attainment(rate: float, mix: PromptMix, workers: float, profile: Per
     `bursts`: (rate factors, request shares) from `burst_factors`; each slice is taken as
     stationary at its own rate (overloaded slices meet nothing)."""
     s = _service_s(mix, profile)
-    return _mixed(rate, s, mix.weight, workers, ttft_ms / 1000.0, ca2, bursts)
+    return _mixed(rate, s, mix.weight, workers, ttft_ms / 1000.0, ca2, bursts, (mix.pinned, mix.holder_load))
 
 
 def _mixed(rate: float, s: np.ndarray, w: np.ndarray, workers: float, target_s: float, ca2: float,
-           bursts: tuple[np.ndarray, np.ndarray] | None) -> float:
+           bursts: tuple[np.ndarray, np.ndarray] | None, pinned: tuple[float, float] = (0.0, 1.0)) -> float:
     if bursts is None or len(bursts[0]) == 0 or float(np.sum(bursts[1])) <= 0:
-        return _attainment(rate, s, w, workers, target_s, ca2)
+        return float(_attainment_v(np.array([rate]), s, w, workers, target_s, ca2, pinned)[0])
     f, share = bursts
-    return float(np.dot(share, _attainment_v(rate * np.asarray(f, float), s, w, workers, target_s, ca2)))
+    return float(np.dot(share, _attainment_v(rate * np.asarray(f, float), s, w, workers, target_s, ca2, pinned)))
 
 
 def erlang_c(servers: int, offered: float) -> float:
@@ -173,18 +190,21 @@ def erlang_c_v(servers: int, offered: np.ndarray) -> np.ndarray:
     return np.where(a <= 0, 0.0, out)
 
 
-def _attainment(rate: float, s: np.ndarray, w: np.ndarray, workers: float, target_s: float, ca2: float) -> float:
-    return float(_attainment_v(np.array([rate]), s, w, workers, target_s, ca2)[0])
-
-
 def _attainment_v(rates: np.ndarray, s: np.ndarray, w: np.ndarray, workers: float, target_s: float,
-                  ca2: float) -> np.ndarray:
+                  ca2: float, pinned: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """Attainment at each arrival rate, pooled M/G/c: the router sends each prompt to a free worker
     when there is one, so a long prompt holds one worker, not the queue. P(wait) is Erlang C at
     c = floor(workers); given a wait, it is exponential with rate (c / E[S] - rate) scaled by
-    2 / (ca2 + cs2) (the two-moment correction of Kingman and Whitt to the M/M/c rate)."""
+    2 / (ca2 + cs2) (the two-moment correction of Kingman and Whitt to the M/M/c rate).
+    A pinned prompt (see PromptMix) is met only when the one worker holding its prefix is free as
+    it arrives (a busy one costs the router more than prefilling all of it elsewhere, which takes
+    too long): with Poisson arrivals that happens with probability 1 - k rho, rho the utilisation
+    and k (`pinned[1]`) how much busier than the mean the holder is: a prefix-aware router steers
+    the prompts that share a prefix to it."""
     reach = s <= target_s
-    if not reach.any():
+    shared = float(w[reach].sum())
+    pinned, holder_load = max(0.0, float(pinned[0])), max(0.0, float(pinned[1]))
+    if shared + pinned <= 0:
         return np.ones_like(rates)
     c = int(math.floor(workers + 1e-9))
     if c <= 0:
@@ -196,7 +216,9 @@ def _attainment_v(rates: np.ndarray, s: np.ndarray, w: np.ndarray, workers: floa
     theta = np.maximum(0.0, c / es - rates) * 2.0 / (max(0.0, ca2) + cs2)
     slack = target_s - s[reach]
     ok = 1.0 - wait[:, None] * np.exp(-theta[:, None] * slack[None, :])
-    att = ok @ w[reach] / w[reach].sum()
+    att = ok @ w[reach] / shared if shared > 0 else np.ones_like(rates)
+    if pinned > 0:
+        att = (shared * att + pinned * np.clip(1.0 - holder_load * offered / c, 0.0, 1.0)) / (shared + pinned)
     return np.where(rates <= 0, 1.0, np.where(offered >= c, 0.0, att))
 
 
@@ -210,20 +232,21 @@ def prefill_workers(rate: float, mix: PromptMix, profile: PerformanceProfile, tt
     load = rate * float(np.dot(w, s))  # workers kept busy on average: the floor (rho = 1)
     lo = load
     hi = max(load * 2.0, load + 1.0)
-    while _mixed(rate, s, w, hi, target_s, ca2, bursts) < attainment:
+    pinned = (mix.pinned, mix.holder_load)
+    while _mixed(rate, s, w, hi, target_s, ca2, bursts, pinned) < attainment:
         lo, hi = hi, hi * 2.0
         if hi > 1e6:
             return hi
     while hi - lo > tol * max(1.0, lo):
         mid = 0.5 * (lo + hi)
-        if _mixed(rate, s, w, mid, target_s, ca2, bursts) >= attainment:
+        if _mixed(rate, s, w, mid, target_s, ca2, bursts, pinned) >= attainment:
             hi = mid
         else:
             lo = mid
     # attainment steps at whole workers (c = floor(workers)), so the bisection ends just above the
     # whole number that meets the target: rounding that up would add a worker
     whole = math.floor(hi + 1e-9)
-    if whole >= 1 and _mixed(rate, s, w, whole, target_s, ca2, bursts) >= attainment:
+    if whole >= 1 and _mixed(rate, s, w, whole, target_s, ca2, bursts, pinned) >= attainment:
         return float(whole)
     return hi
 
@@ -277,6 +300,8 @@ class PromptHistory:
     half_life_s: float = 300.0
     weight: np.ndarray | None = None
     mass: np.ndarray | None = None
+    pinned: float = 0.0  # pinned prompts (see PromptMix), decayed alike
+    holder_load: float = 1.0  # handed on to the mix (see PromptMix)
 
     def _decay(self, dt: float) -> None:
         if self.weight is None:
@@ -286,12 +311,15 @@ class PromptHistory:
             k = 0.5 ** (dt / self.half_life_s)
             self.weight *= k
             self.mass *= k
+            self.pinned *= k
 
-    def add(self, mix: PromptMix | None, count: float, dt: float = 0.0) -> None:
-        """Age what is held by `dt` seconds, then add `count` prompts distributed as `mix`."""
+    def add(self, mix: PromptMix | None, count: float, dt: float = 0.0, pinned: float = 0.0) -> None:
+        """Age what is held by `dt` seconds, then add `count` prompts distributed as `mix`, of
+        which `pinned` are pinned."""
         self._decay(dt)
         if mix is None or count <= 0:
             return
+        self.pinned += min(max(0.0, pinned), count)
         assert self.weight is not None and self.mass is not None
         k = np.clip(np.searchsorted(_EDGES, mix.isl, side="right") - 1, 0, _EDGES.size - 2)
         np.add.at(self.weight, k, mix.weight * count)
@@ -301,4 +329,6 @@ class PromptHistory:
         if self.weight is None or self.weight.sum() <= 1e-9:
             return None
         keep = self.weight > 1e-12
-        return PromptMix(self.mass[keep] / self.weight[keep], self.weight[keep] / self.weight[keep].sum())
+        total = self.weight[keep].sum()
+        return PromptMix(self.mass[keep] / self.weight[keep], self.weight[keep] / total,
+                         min(1.0, self.pinned / total), self.holder_load)

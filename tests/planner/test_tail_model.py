@@ -98,6 +98,29 @@ def test_prompts_no_worker_can_serve_in_time_load_the_queue_but_are_not_counted(
             > tail.prefill_workers(10.0, short, PROFILE, TTFT_MS, 0.99) + 1)
 
 
+def test_a_prompt_in_reach_only_from_its_cached_prefix_is_met_when_its_worker_is_free():
+    # a tenth of the prompts are 100k tokens, beyond reach whole; all of them pinned (their prefix cached)
+    s_huge, s_short = (PROFILE.prefill.ttft_ms_at(x) / 1000.0 for x in (100000.0, 1000.0))
+    rate, workers = 1.0, 50
+    rho = rate * (0.9 * s_short + 0.1 * s_huge) / workers
+    for load in (1.0, 3.0):
+        pinned = tail.PromptMix(np.array([1000.0, 100000.0]), np.array([0.9, 0.1]), pinned=0.1, holder_load=load)
+        # the short prompts all meet the target on 50 workers; a pinned one when its worker is free
+        assert tail.prefill_attainment(rate, pinned, workers, PROFILE, TTFT_MS) == pytest.approx(
+            0.9 + 0.1 * (1.0 - load * rho), abs=1e-6)
+    loose = tail.PromptMix(np.array([1000.0, 100000.0]), np.array([0.9, 0.1]))
+    needs = [tail.prefill_workers(10.0, m, PROFILE, TTFT_MS, 0.99)
+             for m in (loose, tail.PromptMix(loose.isl, loose.weight, 0.05),
+                       tail.PromptMix(loose.isl, loose.weight, 0.05, holder_load=2.0))]
+    assert needs[0] + 1 < needs[1] < needs[2]
+    # aged with the rest of the history
+    hist = tail.PromptHistory(half_life_s=60.0, holder_load=2.0)
+    hist.add(tail.PromptMix.point(20000.0), 100, pinned=50)
+    assert hist.mix().pinned == pytest.approx(0.5) and hist.mix().holder_load == 2.0
+    hist.add(tail.PromptMix.point(1000.0), 100, dt=600.0)
+    assert hist.mix().pinned < 0.001
+
+
 def test_bursts_within_the_window_raise_the_need():
     mix = tail.PromptMix(np.array(LONG_TAIL[0]), np.array(LONG_TAIL[1]))
     arrivals = np.concatenate([np.linspace(0, 1, 100), np.linspace(1, 30, 50)])  # 2/3 of requests in 1 s

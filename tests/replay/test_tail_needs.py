@@ -43,12 +43,14 @@ class Listener:
 
     def __init__(self) -> None:
         self.seen: list[list[int]] = []
+        self.cached: list[int] = []
 
     def initial_tick_s(self) -> float:
         return 5.0
 
-    def observe_prompts(self, lengths) -> None:
+    def observe_prompts(self, lengths, cached=None) -> None:
         self.seen.append(list(lengths))
+        self.cached.extend(cached)
 
     def decide(self, obs) -> Decision:
         return Decision(None, None, 5.0, "keep")
@@ -62,3 +64,14 @@ def test_replay_hands_each_prompt_length_to_the_policy_once_in_arrival_order():
     assert received == [r.input_length for r in reqs][:len(received)]
     assert len(received) >= 150  # all that arrived before the last decision
     assert max(len(b) for b in policy.seen) <= 60  # 5 s at 10 req/s, not the whole trace at once
+
+
+def test_replay_hands_over_what_an_earlier_request_had_of_each_prompt():
+    # every other request repeats the first one's 3 blocks and adds one of its own
+    reqs = [Request(i * 100.0, 2000, 10, (0, 1, 2, 100 + i) if i % 2 else tuple(range(200 + 4 * i, 204 + 4 * i))) for i in range(100)]
+    reqs[0] = Request(0.0, 1536, 10, (0, 1, 2))
+    policy = Listener()
+    run(reqs, policy, EngineConfig(startup_s=0.0))
+    n = len(policy.cached)
+    assert n >= 40  # all that arrived before the last decision
+    assert policy.cached == [1536 if i % 2 else 0 for i in range(n)]
