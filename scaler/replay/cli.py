@@ -10,8 +10,9 @@ from pathlib import Path
 
 from scaler.replay.engine import DEFAULT_ROUTER_MODE, ROUTER_MODES
 
-REQUIRED_KEYS = ("planner", "trace", "requests", "sla_attainment", "feasible_attainment", "ttft_p50_ms",
-                 "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "gpu_hours", "max_gpus", "scale_events", "wall_seconds")
+REQUIRED_KEYS = ("planner", "trace", "requests", "sla_attainment", "feasible_attainment", "feasible_misses",
+                 "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "gpu_hours", "max_gpus", "scale_events",
+                 "wall_seconds")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -117,11 +118,13 @@ def run_replay(args: argparse.Namespace) -> int:
     table = Table(title=f"{args.trace.name} x{args.rate_scale:g}, start-up {args.startup_delay:.0f} s, "
                         f"TTFT {args.ttft_ms:.0f} ms, ITL {args.itl_ms:.0f} ms"
                         + (f", scored after a {args.warmup:.0f} s warm-up" if args.warmup else ""))
-    for col in ("planner", "SLA att.", "feasible att.", "GPU-h", "vs oracle", "peak GPUs", "scale events",
-                "TTFT p50/p99 ms", "ITL p50/p99 ms"):
+    for col in ("planner", "SLA att.", "feasible att.", "misses TTFT/cached/ITL", "GPU-h", "vs oracle", "peak GPUs",
+                "scale events", "TTFT p50/p99 ms", "ITL p50/p99 ms"):
         table.add_column(col)
     for r in shown:
+        m = r["feasible_misses"]
         table.add_row(r["planner"], f"{r['sla_attainment']:.3f}", f"{r['feasible_attainment']:.3f}",
+                      f"{m['ttft']}/{m['ttft_cached']}/{m['itl']}",
                       f"{r['gpu_hours']:.2f}", f"{r['gpu_hours_vs_oracle']:.2f}x" if "gpu_hours_vs_oracle" in r else "-",
                       str(r["max_gpus"]), str(r["scale_events"]),
                       f"{r['ttft_p50_ms']:.0f}/{r['ttft_p99_ms']:.0f}",

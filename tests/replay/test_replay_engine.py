@@ -15,8 +15,9 @@ from scaler.replay.engine import EngineConfig, run
 from scaler.replay.runner import Setting, compare
 from dynamo_scaling.traces import Request, read_trace, scale_rate, window
 
-REQUIRED = ("planner", "trace", "requests", "sla_attainment", "feasible_attainment", "ttft_p50_ms", "ttft_p99_ms",
-            "itl_p50_ms", "itl_p99_ms", "gpu_hours", "max_gpus", "scale_events", "wall_seconds")
+REQUIRED = ("planner", "trace", "requests", "sla_attainment", "feasible_attainment", "feasible_misses",
+            "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "gpu_hours", "max_gpus", "scale_events",
+            "wall_seconds")
 
 
 class StepUp:
@@ -171,6 +172,9 @@ def test_replay_cli_writes_json_with_the_required_keys(tmp_path, traces_dir):
     assert set(REQUIRED) <= set(data) and data["planner"] == "predictive" and data["trace"] == "azure_llm_2023_code.csv"
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
     assert data["router_mode"] == "round_robin"
+    # the Azure trace has no prefix hashes: no miss can be one met only from a cache
+    assert set(data["feasible_misses"]) == {"ttft", "ttft_cached", "itl"} and data["feasible_misses"]["ttft_cached"] == 0
+    assert "misses TTFT/cached/ITL" in res.stdout
     kv = subprocess.run([sys.executable, "-m", "dynamo_scaling.cli", "replay", "--trace",
                          str(traces_dir / "azure_llm_2023_code.csv"), "--window", "0:120", "--planner", "static",
                          "--router", "kv_router", "--json", str(out)], capture_output=True, text=True, timeout=300)
