@@ -33,7 +33,8 @@ class PlannerConfig(BaseModel):
     prefix_cache: Literal["ignore", "holder"] = Field(
         "ignore", description="with need_model=tail and the tokens of each prompt an earlier request had (replay): "
         "'holder' counts prompts too long for an idle worker but in reach from a cached prefix, met only when the "
-        "worker holding it is free (probability 1 - utilisation); 'ignore' leaves them out as beyond reach")
+        "worker holding it is free (probability 1 - prefix_holder_load x utilisation); 'ignore' leaves them out as "
+        "beyond reach")
     prefix_holder_load: float = Field(1.0, ge=1, description="prefix_cache=holder: how much busier than the pool's "
                                       "mean a worker holding a prefix is found (a prefix-aware router steers prompts "
                                       "that share a prefix to it); such a prompt is met with probability 1 - this x "
