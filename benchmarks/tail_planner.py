@@ -9,8 +9,7 @@
   (`mix_forecast_weight: 0`), tuned on DEV under Dynamo's KV router (`--router kv_router`), where
   the forecast over a start-up overshot on the bursty Azure window (docs/planner.md);
 - `predictive-tail-kv-cache`: predictive-tail-kv that also sizes for prompts in reach only from a
-  cached prefix (`prefix_cache: holder`, `prefix_holder_load: 2`, the load chosen on DEV from 1, 2
-  and 3; docs/planner.md);
+  cached prefix, met while it stays cached (`prefix_cache: lru`; docs/planner.md);
 - `predictive-tail-floor`: predictive-tail with the steady floor (scaler/planner/floor.py): prefill
   held at the fleet that meets 0.999 over the recent load (half-life 600 s) while the load of the
   last start-up stays within it (tuned on DEV; docs/planner.md, "The steady floor").
@@ -27,7 +26,7 @@ VARIANTS = {
     "predictive-tail-peak": {"need_model": "tail"},
     "predictive-tail-kv": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, "mix_forecast_weight": 0.0},
     "predictive-tail-kv-cache": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, "mix_forecast_weight": 0.0,
-                                 "prefix_cache": "holder", "prefix_holder_load": 2.0},
+                                 "prefix_cache": "lru"},
     "predictive-tail-floor": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, "floor": "steady",
                               "floor_half_life_s": 600.0, "floor_attainment": 0.999},
 }

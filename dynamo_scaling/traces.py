@@ -185,21 +185,26 @@ def write_mooncake(reqs: list[Request], path: Path) -> Path:
     return path
 
 
-def cached_prefixes(reqs: list[Request], block: int = BLOCK) -> list[int]:
-    """Per request (in the given order), the prompt tokens an earlier request already had: its
-    leading hash ids seen before, times the block size, at most its length. What some worker's
-    prefix cache may hold when it arrives (eviction and which worker holds it are not known here)."""
-    seen: set[int] = set()
-    out = []
-    for r in sorted(range(len(reqs)), key=lambda i: reqs[i].timestamp_ms):
+def prefix_reuse(reqs: list[Request], block: int = BLOCK) -> list[tuple[int, float | None]]:
+    """Per request (in the given order): the prompt tokens an earlier request already had (its
+    leading hash ids seen before, times the block size, at most its length) and the seconds since
+    a request last had them (None when nothing was). What some worker's prefix cache may hold when
+    it arrives, and for how long it had to keep it (eviction and which worker holds it are not
+    known here)."""
+    last: dict[int, float] = {}
+    out: list[tuple[int, tuple[int, float | None]]] = []
+    for i in sorted(range(len(reqs)), key=lambda k: reqs[k].timestamp_ms):
+        r = reqs[i]
         n = 0
-        for h in reqs[r].hash_ids:
-            if h not in seen:
+        for h in r.hash_ids:
+            if h not in last:
                 break
             n += 1
-        out.append((r, min(reqs[r].input_length, n * block)))
-        seen.update(reqs[r].hash_ids)
-    return [c for _, c in sorted(out)]
+        age = (r.timestamp_ms - last[r.hash_ids[n - 1]]) / 1000.0 if n else None
+        out.append((i, (min(r.input_length, n * block), age)))
+        for h in r.hash_ids:
+            last[h] = r.timestamp_ms
+    return [reuse for _, reuse in sorted(out)]
 
 
 def duration_s(reqs: list[Request]) -> float:

@@ -30,15 +30,11 @@ class PlannerConfig(BaseModel):
         "mean", description="model of need: 'tail' sizes prefill so the share of requests meeting the TTFT target "
         "reaches attainment_target, from the recent distribution of prompt lengths (M/G/c queueing), and decode KV "
         "for its tail; 'mean' sizes from the mean prompt at a utilisation bound (the earlier model)")
-    prefix_cache: Literal["ignore", "holder"] = Field(
-        "ignore", description="with need_model=tail and the tokens of each prompt an earlier request had (replay): "
-        "'holder' counts prompts too long for an idle worker but in reach from a cached prefix, met only when the "
-        "worker holding it is free (probability 1 - prefix_holder_load x utilisation); 'ignore' leaves them out as "
-        "beyond reach")
-    prefix_holder_load: float = Field(1.0, ge=1, description="prefix_cache=holder: how much busier than the pool's "
-                                      "mean a worker holding a prefix is found (a prefix-aware router steers prompts "
-                                      "that share a prefix to it); such a prompt is met with probability 1 - this x "
-                                      "utilisation")
+    prefix_cache: Literal["ignore", "lru"] = Field(
+        "ignore", description="with need_model=tail and each prompt's cached prefix and its age (replay): 'lru' "
+        "counts prompts too long for an idle worker but in reach from a cached prefix, met while the prefix is "
+        "still cached (a worker's cache, the decode profile's max_kv_tokens, turned over by the tokens prefilled "
+        "anew); 'ignore' leaves them out as beyond reach")
     prompt_half_life_s: float = Field(300.0, gt=0, description="half-life of the prompt-length distribution "
                                       "the tail model sizes from")
     mix_forecast_weight: float = Field(0.1, ge=0, le=1, description="bursts=mix: share of requests taken to "

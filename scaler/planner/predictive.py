@@ -107,28 +107,36 @@ class PredictivePlanner:
         self.prefill_correction = 1.0
         self.decode_correction = 1.0
         self.surprise_until = -math.inf
-        self.prompts = tail.PromptHistory(half_life_s=c.prompt_half_life_s, holder_load=c.prefix_holder_load)
+        cache = self.profile.decode.max_kv_tokens if c.prefix_cache == "lru" and self.profile is not None else 0.0
+        self.prompts = tail.PromptHistory(half_life_s=c.prompt_half_life_s, cache_tokens=cache)
         self._pending: list[float] = []
         self._pending_mix: tail.PromptMix | None = None
         self._pending_count = 0.0
-        self._pending_pinned = 0
+        self._pending_uncached: float | None = None
+        self._pending_ages: list[float] = []
         self._fed = False  # prompt lengths come through observe_prompts
         self.steady = (SteadyFloor(c.floor_half_life_s, c.floor_history_s, c.floor_min_startup_s)
                        if c.floor == "steady" else None)
 
-    def observe_prompts(self, lengths, cached=None) -> None:
+    def observe_prompts(self, lengths, reuse=None) -> None:
         """Prompt lengths that arrived since the last decision (replay: each request's), and of
-        each the tokens an earlier request already had (its prefix may be in a worker's cache)."""
+        each the tokens an earlier request already had and how many seconds before
+        (dynamo_scaling.traces.prefix_reuse: its prefix may still be in a worker's cache)."""
         self._fed = True
         lengths = [float(x) for x in lengths]
         self._pending.extend(lengths)
-        if cached is not None and self.config.prefix_cache == "holder" and self.profile is not None:
-            self._pending_pinned += self._pinned(lengths, [float(c) for c in cached])
+        if reuse is not None and self.prompts.cache_tokens > 0:
+            self._observe_reuse(lengths, reuse)
 
-    def _pinned(self, lengths: list[float], cached: list[float]) -> int:
-        """How many of the prompts are beyond an idle worker's reach whole but not past their prefix."""
-        ttft, slow = self.config.ttft_ms, self.profile.prefill.ttft_ms_at
-        return sum(1 for x, c in zip(lengths, cached) if slow(x) > ttft and slow(max(1.0, x - c)) <= ttft)
+    def _observe_reuse(self, lengths: list[float], reuse) -> None:
+        ttft, idle = self.config.ttft_ms, self.profile.prefill.ttft_ms_at
+        fresh = 0.0
+        for x, (cached, age) in zip(lengths, reuse):
+            left = max(1.0, x - float(cached))
+            fresh += left
+            if age is not None and idle(x) > ttft and idle(left) <= ttft:  # in reach only from the cache
+                self._pending_ages.append(float(age))
+        self._pending_uncached = (self._pending_uncached or 0.0) + fresh
 
     def observe_prompt_histogram(self, buckets) -> None:
         """Live: the increase of the frontend's ISL histogram since the last decision."""
@@ -142,13 +150,14 @@ class PredictivePlanner:
         if self._fed:
             mix = tail.PromptMix.from_lengths(self._pending) if self._pending else self._pending_mix
             n = len(self._pending) if self._pending else self._pending_count
-            pinned = self._pending_pinned
-            self._pending, self._pending_mix, self._pending_count, self._pending_pinned = [], None, 0.0, 0
+            uncached, ages = self._pending_uncached, self._pending_ages
+            self._pending, self._pending_mix, self._pending_count = [], None, 0.0
+            self._pending_uncached, self._pending_ages = None, []
         else:  # only the window's mean is known
             t = obs.traffic
             mix = tail.PromptMix.point(t.avg_isl) if t.avg_isl else None
-            n, pinned = t.num_requests, 0
-        self.prompts.add(mix, n, dt, pinned)
+            n, uncached, ages = t.num_requests, None, []
+        self.prompts.add(mix, n, dt, uncached, ages)
         return self.prompts.mix()
 
     def _prefill(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None, factors=None,

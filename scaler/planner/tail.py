@@ -21,13 +21,15 @@ rate l and c workers (offered load a = l E[S] < c):
   attainment" leaves them out), but their service time still loads the queue.
 
 A prompt too long for an idle worker to prefill in time may still be in reach if an earlier
-request left its prefix in a worker's prefix cache: there it costs only its uncached part. A
-prefix-aware router sends it to that worker only while the worker is not busy (a busy one costs
-it more than prefilling the whole prompt elsewhere, which misses). Such "pinned" prompts (a share
-of the mix, `PromptMix.pinned`) are counted as met with the probability that the holder is free
-on arrival: 1 - k rho with rho = a / c the utilisation (Poisson arrivals see time averages) and k
->= 1 (`holder_load`) how much busier than the mean the holder is, since the router steers the
-prompts that share a prefix to it. Replay knows each prompt's cached tokens from its block hashes.
+request left its prefix in a worker's prefix cache: a prefix-aware router sends it there and only
+its uncached part is prefilled. Such "reuse-bound" prompts (`CacheReuse`) are met while their
+prefix is still cached. Each worker's cache of K tokens is filled, least recently used out, by
+its share of the tokens prefilled anew, l u / c (u: uncached tokens per request), so a prefix
+stays about T = c K / (l u) seconds after its last use (the characteristic time of an LRU cache),
+and a reuse-bound prompt is met when the time since its prefix was last used is within T: the
+share of their reuse ages up to T, from the recent distribution of those ages. More workers keep
+prefixes longer; l is the time-average rate (a clump of requests does not flush the caches).
+Replay knows each prompt's cached prefix and its age from the block hashes.
 
 The attainment is the mean of P(W <= T - S(x)) over the reachable prompts; the workers needed are
 the fewest at which it reaches the target (bisection: attainment rises with c). Load is rarely
@@ -50,8 +52,9 @@ traffic", Proc. Cambridge Philos. Soc. 57 (1961) (G/G/1 mean wait); A. O. Allen,
 Statistics, and Queueing Theory (1990), sec. 6 (the Allen-Cunneen G/G/c approximation);
 W. Whitt, "Approximations for the GI/G/m queue", Production and Operations Management 2(2) (1993)
 (two-moment approximations, the exponential conditional wait); S. M. Ross, Stochastic Processes
-(1996), sec. 2.3 (M/G/infinity, Campbell's theorem); R. W. Wolff, "Poisson arrivals see time averages",
-Operations Research 30(2) (1982) (the free-holder probability).
+(1996), sec. 2.3 (M/G/infinity, Campbell's theorem); H. Che, Y. Tung, Z. Wang, "Hierarchical Web
+caching systems: modeling, design and experimental results", IEEE J. Sel. Areas Commun. 20(7)
+(2002) (the characteristic time of an LRU cache).
 """
 
 from __future__ import annotations
@@ -66,19 +69,40 @@ from scaler.profile import PerformanceProfile
 
 # log-spaced prompt-length bins: 48 edges from 16 to 512k tokens (constant-size state, fast sums)
 _EDGES = np.geomspace(16.0, 524288.0, 49)
+# log-spaced bins of prefix reuse ages, 0.1 s to about a day
+_AGE_EDGES = np.geomspace(0.1, 102400.0, 31)
+
+
+@dataclass(frozen=True)
+class CacheReuse:
+    """Prompts in reach only from a cached prefix (see the module docstring): their share of all
+    prompts, the distribution of the time since their prefix was last used (representative ages
+    and weights), the mean tokens a request has prefilled anew, and a worker's cache in tokens."""
+
+    share: float
+    age_s: np.ndarray
+    weight: np.ndarray
+    uncached_tokens: float
+    cache_tokens: float
+
+    def met(self, workers: int, rate: float) -> float:
+        """Share of them met on `workers` at a time-average arrival rate `rate`: reuse ages within
+        the time a prefix stays cached."""
+        if rate <= 0 or self.uncached_tokens <= 0:
+            return 1.0
+        keep_s = workers * self.cache_tokens / (rate * self.uncached_tokens)
+        return float(np.dot(self.weight, self.age_s <= keep_s))
 
 
 @dataclass(frozen=True)
 class PromptMix:
     """A distribution of prompt lengths: representative lengths and their weights (sum 1).
-    `pinned`: the share of all prompts too long for an idle worker to prefill in time whose
-    prefix an earlier request left in a cache, so that they are in reach on the worker holding
-    it (they are in `isl` at their full length, which is what they cost elsewhere)."""
+    `reuse`: the prompts among them in reach only from a cached prefix (they are in `isl` at
+    their full length, which is what they cost without it)."""
 
     isl: np.ndarray
     weight: np.ndarray
-    pinned: float = 0.0
-    holder_load: float = 1.0  # how much busier than the pool's mean a worker holding a prefix is
+    reuse: CacheReuse | None = None
 
     @classmethod
     def point(cls, isl: float) -> "PromptMix":
@@ -130,7 +154,7 @@ class PromptMix:
         m = self.mean
         if m <= 0 or mean <= 0:
             return self
-        return PromptMix(self.isl * (mean / m), self.weight, self.pinned, self.holder_load)
+        return PromptMix(self.isl * (mean / m), self.weight, self.reuse)
 
 
 def _service_s(mix: PromptMix, profile: PerformanceProfile) -> np.ndarray:
@@ -161,15 +185,22 @@ def prefill_attainment(rate: float, mix: PromptMix, workers: float, profile: Per
     `bursts`: (rate factors, request shares) from `burst_factors`; each slice is taken as
     stationary at its own rate (overloaded slices meet nothing)."""
     s = _service_s(mix, profile)
-    return _mixed(rate, s, mix.weight, workers, ttft_ms / 1000.0, ca2, bursts, (mix.pinned, mix.holder_load))
+    return _mixed(rate, s, mix.weight, workers, ttft_ms / 1000.0, ca2, bursts, mix.reuse)
 
 
 def _mixed(rate: float, s: np.ndarray, w: np.ndarray, workers: float, target_s: float, ca2: float,
-           bursts: tuple[np.ndarray, np.ndarray] | None, pinned: tuple[float, float] = (0.0, 1.0)) -> float:
+           bursts: tuple[np.ndarray, np.ndarray] | None, reuse: CacheReuse | None = None) -> float:
     if bursts is None or len(bursts[0]) == 0 or float(np.sum(bursts[1])) <= 0:
-        return float(_attainment_v(np.array([rate]), s, w, workers, target_s, ca2, pinned)[0])
-    f, share = bursts
-    return float(np.dot(share, _attainment_v(rate * np.asarray(f, float), s, w, workers, target_s, ca2, pinned)))
+        rates, share = np.array([rate]), np.array([1.0])
+    else:
+        rates, share = rate * np.asarray(bursts[0], float), np.asarray(bursts[1], float)
+    bound = None
+    if reuse is not None and reuse.share > 0:
+        # the caches turn over at the time-average rate: requests over time, slice by slice
+        busy = rates > 0
+        mean_rate = float(share[busy].sum() / np.sum(share[busy] / rates[busy])) if busy.any() else 0.0
+        bound = (reuse.share, reuse.met(int(math.floor(workers + 1e-9)), mean_rate))
+    return float(np.dot(share, _attainment_v(rates, s, w, workers, target_s, ca2, bound)))
 
 
 def erlang_c(servers: int, offered: float) -> float:
@@ -191,20 +222,16 @@ def erlang_c_v(servers: int, offered: np.ndarray) -> np.ndarray:
 
 
 def _attainment_v(rates: np.ndarray, s: np.ndarray, w: np.ndarray, workers: float, target_s: float,
-                  ca2: float, pinned: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+                  ca2: float, bound: tuple[float, float] | None = None) -> np.ndarray:
     """Attainment at each arrival rate, pooled M/G/c: the router sends each prompt to a free worker
     when there is one, so a long prompt holds one worker, not the queue. P(wait) is Erlang C at
     c = floor(workers); given a wait, it is exponential with rate (c / E[S] - rate) scaled by
     2 / (ca2 + cs2) (the two-moment correction of Kingman and Whitt to the M/M/c rate).
-    A pinned prompt (see PromptMix) is met only when the one worker holding its prefix is free as
-    it arrives (a busy one costs the router more than prefilling all of it elsewhere, which takes
-    too long): with Poisson arrivals that happens with probability 1 - k rho, rho the utilisation
-    and k (`pinned[1]`) how much busier than the mean the holder is: a prefix-aware router steers
-    the prompts that share a prefix to it."""
+    `bound`: (share of all prompts in reach only from a cached prefix, share of those met)."""
     reach = s <= target_s
     shared = float(w[reach].sum())
-    pinned, holder_load = max(0.0, float(pinned[0])), max(0.0, float(pinned[1]))
-    if shared + pinned <= 0:
+    bound_share, bound_met = (max(0.0, float(bound[0])), float(bound[1])) if bound is not None else (0.0, 1.0)
+    if shared + bound_share <= 0:
         return np.ones_like(rates)
     c = int(math.floor(workers + 1e-9))
     if c <= 0:
@@ -217,8 +244,8 @@ def _attainment_v(rates: np.ndarray, s: np.ndarray, w: np.ndarray, workers: floa
     slack = target_s - s[reach]
     ok = 1.0 - wait[:, None] * np.exp(-theta[:, None] * slack[None, :])
     att = ok @ w[reach] / shared if shared > 0 else np.ones_like(rates)
-    if pinned > 0:
-        att = (shared * att + pinned * np.clip(1.0 - holder_load * offered / c, 0.0, 1.0)) / (shared + pinned)
+    if bound_share > 0:
+        att = (shared * att + bound_share * bound_met) / (shared + bound_share)
     return np.where(rates <= 0, 1.0, np.where(offered >= c, 0.0, att))
 
 
@@ -232,21 +259,21 @@ def prefill_workers(rate: float, mix: PromptMix, profile: PerformanceProfile, tt
     load = rate * float(np.dot(w, s))  # workers kept busy on average: the floor (rho = 1)
     lo = load
     hi = max(load * 2.0, load + 1.0)
-    pinned = (mix.pinned, mix.holder_load)
-    while _mixed(rate, s, w, hi, target_s, ca2, bursts, pinned) < attainment:
+    reuse = mix.reuse
+    while _mixed(rate, s, w, hi, target_s, ca2, bursts, reuse) < attainment:
         lo, hi = hi, hi * 2.0
         if hi > 1e6:
             return hi
     while hi - lo > tol * max(1.0, lo):
         mid = 0.5 * (lo + hi)
-        if _mixed(rate, s, w, mid, target_s, ca2, bursts, pinned) >= attainment:
+        if _mixed(rate, s, w, mid, target_s, ca2, bursts, reuse) >= attainment:
             hi = mid
         else:
             lo = mid
     # attainment steps at whole workers (c = floor(workers)), so the bisection ends just above the
     # whole number that meets the target: rounding that up would add a worker
     whole = math.floor(hi + 1e-9)
-    if whole >= 1 and _mixed(rate, s, w, whole, target_s, ca2, bursts, pinned) >= attainment:
+    if whole >= 1 and _mixed(rate, s, w, whole, target_s, ca2, bursts, reuse) >= attainment:
         return float(whole)
     return hi
 
@@ -300,8 +327,10 @@ class PromptHistory:
     half_life_s: float = 300.0
     weight: np.ndarray | None = None
     mass: np.ndarray | None = None
-    pinned: float = 0.0  # pinned prompts (see PromptMix), decayed alike
-    holder_load: float = 1.0  # handed on to the mix (see PromptMix)
+    cache_tokens: float = 0.0  # a worker's prefix cache (CacheReuse); 0: reuse not tracked
+    count: float = 0.0     # prompts, decayed alike (the weights above count them too, binned)
+    uncached: float = 0.0  # tokens prefilled anew
+    ages: np.ndarray | None = None  # reuse ages of the prompts in reach only from a cached prefix
 
     def _decay(self, dt: float) -> None:
         if self.weight is None:
@@ -311,15 +340,27 @@ class PromptHistory:
             k = 0.5 ** (dt / self.half_life_s)
             self.weight *= k
             self.mass *= k
-            self.pinned *= k
+            self.count *= k
+            self.uncached *= k
+            if self.ages is not None:
+                self.ages *= k
 
-    def add(self, mix: PromptMix | None, count: float, dt: float = 0.0, pinned: float = 0.0) -> None:
-        """Age what is held by `dt` seconds, then add `count` prompts distributed as `mix`, of
-        which `pinned` are pinned."""
+    def add(self, mix: PromptMix | None, count: float, dt: float = 0.0, uncached: float | None = None,
+            bound_ages=()) -> None:
+        """Age what is held by `dt` seconds, then add `count` prompts distributed as `mix`, which
+        prefilled `uncached` tokens anew between them (default: all of their tokens) and of which
+        those in reach only from a cached prefix had it last used `bound_ages` seconds before."""
         self._decay(dt)
         if mix is None or count <= 0:
             return
-        self.pinned += min(max(0.0, pinned), count)
+        self.count += count
+        self.uncached += mix.mean * count if uncached is None else max(0.0, uncached)
+        ages = np.asarray(list(bound_ages), float)
+        if ages.size:
+            if self.ages is None:
+                self.ages = np.zeros(_AGE_EDGES.size - 1)
+            np.add.at(self.ages, np.clip(np.searchsorted(_AGE_EDGES, ages, side="right") - 1, 0,
+                                         _AGE_EDGES.size - 2), 1.0)
         assert self.weight is not None and self.mass is not None
         k = np.clip(np.searchsorted(_EDGES, mix.isl, side="right") - 1, 0, _EDGES.size - 2)
         np.add.at(self.weight, k, mix.weight * count)
@@ -330,5 +371,12 @@ class PromptHistory:
             return None
         keep = self.weight > 1e-12
         total = self.weight[keep].sum()
-        return PromptMix(self.mass[keep] / self.weight[keep], self.weight[keep] / total,
-                         min(1.0, self.pinned / total), self.holder_load)
+        return PromptMix(self.mass[keep] / self.weight[keep], self.weight[keep] / total, self._reuse())
+
+    def _reuse(self) -> CacheReuse | None:
+        if self.cache_tokens <= 0 or self.ages is None or self.count <= 0 or self.ages.sum() <= 1e-9:
+            return None
+        keep = self.ages > 1e-12
+        mid = np.sqrt(_AGE_EDGES[:-1] * _AGE_EDGES[1:])  # each bin by its geometric middle
+        return CacheReuse(min(1.0, float(self.ages.sum() / self.count)), mid[keep],
+                          self.ages[keep] / self.ages[keep].sum(), self.uncached / self.count, self.cache_tokens)

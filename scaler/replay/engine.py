@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scaler.policy import Decision, Observation, Policy, PoolObservation, SLOCounts, TrafficWindow
-from dynamo_scaling.traces import Request, cached_prefixes, write_mooncake
+from dynamo_scaling.traces import Request, prefix_reuse, write_mooncake
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +126,10 @@ class _SLOTally:
     """Traffic and SLA counts over the engine ticks between two policy decisions."""
 
     def __init__(self, ttft_ms: float, itl_ms: float, unloaded_ttft_ms: Callable[[float], float] | None,
-                 arrivals: list[tuple[float, int, int]] | None = None) -> None:
+                 arrivals: list[tuple[float, int, tuple[int, float | None]]] | None = None) -> None:
         self.ttft_ms, self.itl_ms, self.unloaded = ttft_ms, itl_ms, unloaded_ttft_ms
-        # (engine time ms, prompt tokens, tokens an earlier request had) of every request, read only
-        # up to the current time: what the frontend sees of each prompt on arrival (live: its ISL histogram)
+        # (engine time ms, prompt tokens, prefix reuse) of every request, read only up to the
+        # current time: what the frontend sees of each prompt on arrival (live: its ISL histogram)
         self.arrivals, self.next_arrival = arrivals or [], 0
         self.reset()
 
@@ -183,7 +183,7 @@ class PolicyBridge:
                  on_point: Callable[[TimelinePoint], None] | None = None, offset_s: float = 0.0,
                  ttft_ms: float = 500.0, itl_ms: float = 50.0,
                  unloaded_ttft_ms: Callable[[float], float] | None = None,
-                 arrivals: list[tuple[float, int, int]] | None = None) -> None:
+                 arrivals: list[tuple[float, int, tuple[int, float | None]]] | None = None) -> None:
         self.policy, self.capacity, self.offset_s = policy, capacity_tokens, offset_s
         self.timeline: list[TimelinePoint] = []
         self.on_point = on_point
@@ -192,13 +192,13 @@ class PolicyBridge:
         self.probe_s: float | None = float(probe) if probe else None
         self.tally = _SLOTally(ttft_ms, itl_ms, unloaded_ttft_ms, arrivals) if self.probe_s else None
         self.next_decision_ms = 0.0
-        # prompt lengths as the frontend sees them on arrival (live: its ISL histogram), with the
-        # tokens of each an earlier request already had, for a policy that sizes from their
-        # distribution (an `observe_prompts(lengths, cached)` method)
+        # prompt lengths as the frontend sees them on arrival (live: its ISL histogram), with what
+        # of each an earlier request had and how long ago (dynamo_scaling.traces.prefix_reuse), for
+        # a policy that sizes from their distribution (an `observe_prompts(lengths, reuse)` method)
         self.observe_prompts = getattr(policy, "observe_prompts", None)
         self.arrivals, self.next_prompt = arrivals or [], 0
 
-    def _prompts_until(self, now_ms: float) -> tuple[list[int], list[int]]:
+    def _prompts_until(self, now_ms: float) -> tuple[list[int], list[tuple[int, float | None]]]:
         start = self.next_prompt
         while self.next_prompt < len(self.arrivals) and self.arrivals[self.next_prompt][0] <= now_ms:
             self.next_prompt += 1
@@ -225,8 +225,8 @@ class PolicyBridge:
                                   obs.gpus_per_prefill_worker, obs.gpus_per_decode_worker)
                 self.tally.reset()
             if self.observe_prompts is not None:
-                lengths, cached = self._prompts_until(now_ms)
-                self.observe_prompts(lengths, cached)
+                lengths, reuse = self._prompts_until(now_ms)
+                self.observe_prompts(lengths, reuse)
             decision: Decision = self.policy.decide(obs)
         except BaseException as exc:  # an exception inside the engine callback is hard to trace
             self.errors.append(exc)
@@ -279,9 +279,9 @@ def run(requests: list[Request], policy: Policy, config: EngineConfig,
 
     # the engine starts its clock at the first request; everything we hand out is in trace time
     offset_s = min((r.timestamp_ms for r in requests), default=0.0) / 1000.0
-    cached = cached_prefixes(requests, config.trace_block_size)
-    arrivals = sorted((r.timestamp_ms - offset_s * 1000.0, r.input_length, c)
-                      for r, c in zip(requests, cached))
+    reuse = prefix_reuse(requests, config.trace_block_size)
+    arrivals = sorted(((r.timestamp_ms - offset_s * 1000.0, r.input_length, ru) for r, ru in zip(requests, reuse)),
+                      key=lambda a: a[0])
     bridge = PolicyBridge(policy, config.kv_capacity_tokens, on_point, offset_s, config.ttft_ms, config.itl_ms,
                           unloaded_ttft_ms, arrivals)
     with tempfile.TemporaryDirectory(prefix="replay-") as tmp:

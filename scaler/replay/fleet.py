@@ -142,10 +142,10 @@ class FleetMember:
     def slo_probe_s(self) -> float | None:
         return getattr(self.deployment.policy, "slo_probe_s", None)
 
-    def observe_prompts(self, lengths, cached=None) -> None:
+    def observe_prompts(self, lengths, reuse=None) -> None:
         feed = getattr(self.deployment.policy, "observe_prompts", None)
         if feed is not None:
-            feed(lengths, cached)
+            feed(lengths, reuse)
 
     def initial_tick_s(self) -> float:
         return self.coordinator.interval_s

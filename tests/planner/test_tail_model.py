@@ -98,27 +98,38 @@ def test_prompts_no_worker_can_serve_in_time_load_the_queue_but_are_not_counted(
             > tail.prefill_workers(10.0, short, PROFILE, TTFT_MS, 0.99) + 1)
 
 
-def test_a_prompt_in_reach_only_from_its_cached_prefix_is_met_when_its_worker_is_free():
-    # a tenth of the prompts are 100k tokens, beyond reach whole; all of them pinned (their prefix cached)
-    s_huge, s_short = (PROFILE.prefill.ttft_ms_at(x) / 1000.0 for x in (100000.0, 1000.0))
-    rate, workers = 1.0, 50
-    rho = rate * (0.9 * s_short + 0.1 * s_huge) / workers
-    for load in (1.0, 3.0):
-        pinned = tail.PromptMix(np.array([1000.0, 100000.0]), np.array([0.9, 0.1]), pinned=0.1, holder_load=load)
-        # the short prompts all meet the target on 50 workers; a pinned one when its worker is free
-        assert tail.prefill_attainment(rate, pinned, workers, PROFILE, TTFT_MS) == pytest.approx(
-            0.9 + 0.1 * (1.0 - load * rho), abs=1e-6)
+def test_a_prompt_in_reach_only_from_its_cached_prefix_is_met_while_its_prefix_stays_cached():
+    reuse = tail.CacheReuse(0.1, np.array([10.0, 100.0, 1000.0]), np.array([0.5, 0.3, 0.2]), 1000.0, 1e6)
+    # a worker's 1M-token cache filled by its share of rate x 1000 new tokens keeps a prefix
+    # workers x 1e6 / (rate x 1000) seconds
+    assert [reuse.met(1, r) for r in (1.0, 10.0, 100.0)] == pytest.approx([1.0, 0.8, 0.5])
+    assert reuse.met(10, 100.0) == pytest.approx(0.8)  # more workers keep prefixes longer
+    # a tenth of the prompts are 100k tokens, beyond reach whole; on 50 workers the short ones
+    # all meet the target, the others while cached: 50 x 1e6 / (1 x 1000) s holds every reuse,
+    # 50 x 1e3 / 1000 s only the half reused within 10 s
+    for cache, met in ((1e6, 1.0), (1e3, 0.5)):
+        r = tail.CacheReuse(0.1, reuse.age_s, reuse.weight, 1000.0, cache)
+        mix = tail.PromptMix(np.array([1000.0, 100000.0]), np.array([0.9, 0.1]), r)
+        assert tail.prefill_attainment(1.0, mix, 50, PROFILE, TTFT_MS) == pytest.approx(0.9 + 0.1 * met, abs=1e-6)
     loose = tail.PromptMix(np.array([1000.0, 100000.0]), np.array([0.9, 0.1]))
-    needs = [tail.prefill_workers(10.0, m, PROFILE, TTFT_MS, 0.99)
-             for m in (loose, tail.PromptMix(loose.isl, loose.weight, 0.05),
-                       tail.PromptMix(loose.isl, loose.weight, 0.05, holder_load=2.0))]
-    assert needs[0] + 1 < needs[1] < needs[2]
-    # aged with the rest of the history
-    hist = tail.PromptHistory(half_life_s=60.0, holder_load=2.0)
-    hist.add(tail.PromptMix.point(20000.0), 100, pinned=50)
-    assert hist.mix().pinned == pytest.approx(0.5) and hist.mix().holder_load == 2.0
-    hist.add(tail.PromptMix.point(1000.0), 100, dt=600.0)
-    assert hist.mix().pinned < 0.001
+    needs = [tail.prefill_workers(10.0, m, PROFILE, TTFT_MS, 0.97)
+             for m in (loose, tail.PromptMix(loose.isl, loose.weight, tail.CacheReuse(
+                 0.05, np.array([100.0, 1000.0]), np.array([0.5, 0.5]), 10000.0, 1e6)))]
+    # 0.97 of all needs the reuses after 100 s met: a prefix kept 100 s takes 10 workers (10 x 1e6
+    # / (10 x 10000)), where the prompts in reach whole need 6
+    assert needs == [6.0, 10.0]
+    # the history: prompts, the tokens they prefilled anew, and the reuse ages, all aged alike
+    hist = tail.PromptHistory(half_life_s=60.0, cache_tokens=1e6)
+    hist.add(tail.PromptMix.point(20000.0), 100, uncached=500000.0, bound_ages=[30.0] * 50)
+    got = hist.mix().reuse
+    assert got.share == pytest.approx(0.5) and got.uncached_tokens == pytest.approx(5000.0)
+    assert got.age_s[0] == pytest.approx(30.0, rel=0.3) and got.cache_tokens == 1e6
+    hist.add(tail.PromptMix.point(1000.0), 100, dt=600.0)  # ten half-lives later, no reuse
+    assert hist.mix().reuse.share < 0.001 and hist.mix().reuse.uncached_tokens < 1100.0
+    assert tail.PromptHistory().mix() is None
+    untracked = tail.PromptHistory()
+    untracked.add(tail.PromptMix.point(20000.0), 10, bound_ages=[30.0])
+    assert untracked.mix().reuse is None  # no cache size: reuse not tracked
 
 
 def test_bursts_within_the_window_raise_the_need():

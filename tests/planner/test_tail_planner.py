@@ -81,24 +81,27 @@ def test_live_isl_histogram_increases_feed_the_same_model():
 
 def test_long_prompts_with_a_cached_prefix_are_sized_for_when_asked():
     # a tenth of the prompts are 40k tokens (0.83 s on an idle worker: beyond the 500 ms target)
-    # with all but 1k of them cached before: in reach only on the worker that holds the prefix
+    # with all but 1k cached before: in reach only while the prefix is still in a worker's cache
     needs = {}
-    for mode in ("ignore", "holder"):
-        for load in (1.0, 2.0):
-            p = planner(prefix_cache=mode, prefix_holder_load=load)
+    for mode in ("ignore", "lru"):
+        for age in (1.0, 600.0):
+            p = planner(prefix_cache=mode)
             for k in range(1, 40):
                 n = int(20.0 * STEP)
                 p.observe_prompts([1000.0] * (n - n // 10) + [40000.0] * (n // 10),
-                                  [0.0] * (n - n // 10) + [39000.0] * (n // 10))
+                                  [(0, None)] * (n - n // 10) + [(39000, age)] * (n // 10))
                 d = p.decide(obs(k * STEP, 20.0, 4900.0))
-            needs[mode, load] = d.details.prefill_need
-            assert p.prompts.mix().pinned == (0.0 if mode == "ignore" else pytest.approx(0.1))
-    assert needs["ignore", 1.0] == needs["ignore", 2.0]
-    assert needs["holder", 1.0] > needs["ignore", 1.0] + 1
-    assert needs["holder", 2.0] > needs["holder", 1.0] + 1
-    # only a prefix that brings the prompt within reach pins it: with 5k of 40k cached it still takes
-    # too long, and a short prompt is in reach anyway
-    p = planner(prefix_cache="holder")
-    p.observe_prompts([40000.0, 40000.0, 40000.0, 1000.0], [39000.0, 5000.0, 35000.0, 900.0])
+            needs[mode, age] = d.details.prefill_need
+            reuse = p.prompts.mix().reuse
+            assert reuse is None if mode == "ignore" else reuse.share == pytest.approx(0.1)
+    assert needs["ignore", 1.0] == needs["ignore", 600.0]
+    # reused within a second: any fleet keeps it; after ten minutes: more workers, to keep it longer
+    assert needs["lru", 1.0] <= needs["ignore", 1.0]
+    assert needs["lru", 600.0] > needs["ignore", 600.0] + 1
+    # only a prefix that brings the prompt within reach binds it: with 5k of 40k cached it still
+    # takes too long, a short prompt is in reach anyway, and a prompt with nothing cached has no age
+    p = planner(prefix_cache="lru")
+    p.observe_prompts([40000.0, 40000.0, 40000.0, 1000.0, 40000.0],
+                      [(39000, 5.0), (5000, 5.0), (35000, 5.0), (900, 5.0), (0, None)])
     p.decide(obs(STEP, 1.0))
-    assert p.prompts.mix().pinned == pytest.approx(0.5)
+    assert p.prompts.mix().reuse.share == pytest.approx(0.4)

@@ -46,7 +46,8 @@ def test_a_repeated_long_prompt_is_met_only_from_the_prefix_cache_of_an_idle_wor
     for k in range(12):
         t = k * 3000.0
         reqs += [Request(t, 40000, 5, tuple(range(1000 + 100 * k, 1079 + 100 * k))),
-                 Request(t + 100, 40000, 5, shared), Request(t + 200, 2000, 5, tuple(range(5000 + 4 * k, 5004 + 4 * k)))]
+                 Request(t + 100, 40000, 5, shared),
+                 Request(t + 200, 2000, 5, tuple(range(5000 + 4 * k, 5004 + 4 * k)))]
 
     def play(prefill: int) -> ReplayRun:
         return run(reqs, Static(prefill, 2), EngineConfig(startup_s=0.0, initial_prefill=prefill, initial_decode=2,

@@ -43,14 +43,14 @@ class Listener:
 
     def __init__(self) -> None:
         self.seen: list[list[int]] = []
-        self.cached: list[int] = []
+        self.reuse: list[tuple[int, float | None]] = []
 
     def initial_tick_s(self) -> float:
         return 5.0
 
-    def observe_prompts(self, lengths, cached=None) -> None:
+    def observe_prompts(self, lengths, reuse=None) -> None:
         self.seen.append(list(lengths))
-        self.cached.extend(cached)
+        self.reuse.extend(reuse)
 
     def decide(self, obs) -> Decision:
         return Decision(None, None, 5.0, "keep")
@@ -66,12 +66,14 @@ def test_replay_hands_each_prompt_length_to_the_policy_once_in_arrival_order():
     assert max(len(b) for b in policy.seen) <= 60  # 5 s at 10 req/s, not the whole trace at once
 
 
-def test_replay_hands_over_what_an_earlier_request_had_of_each_prompt():
+def test_replay_hands_over_what_an_earlier_request_had_of_each_prompt_and_when():
     # every other request repeats the first one's 3 blocks and adds one of its own
-    reqs = [Request(i * 100.0, 2000, 10, (0, 1, 2, 100 + i) if i % 2 else tuple(range(200 + 4 * i, 204 + 4 * i))) for i in range(100)]
+    reqs = [Request(i * 100.0, 2000, 10, (0, 1, 2, 100 + i) if i % 2 else tuple(range(200 + 4 * i, 204 + 4 * i)))
+            for i in range(100)]
     reqs[0] = Request(0.0, 1536, 10, (0, 1, 2))
     policy = Listener()
     run(reqs, policy, EngineConfig(startup_s=0.0))
-    n = len(policy.cached)
+    n = len(policy.reuse)
     assert n >= 40  # all that arrived before the last decision
-    assert policy.cached == [1536 if i % 2 else 0 for i in range(n)]
+    # the first repeat is 0.1 s after the first request, each later one 0.2 s after the one before
+    assert policy.reuse == [(1536, 0.1 if i == 1 else 0.2) if i % 2 else (0, None) for i in range(n)]

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dynamo_scaling.traces import (Request, TraceError, cached_prefixes, read_trace, scale_rate, scale_time, window,
+from dynamo_scaling.traces import (Request, TraceError, prefix_reuse, read_trace, scale_rate, scale_time, window,
                                    write_mooncake)
 
 
@@ -63,10 +63,11 @@ def test_written_trace_reads_back(tmp_path, traces_dir):
     assert json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])["hash_ids"] == list(base[0].hash_ids)
 
 
-def test_cached_prefix_is_the_leading_blocks_an_earlier_request_had():
-    reqs = [Request(0.0, 1536, 5, (0, 1, 2)), Request(10.0, 2000, 5, (0, 1, 9, 10)),
-            Request(5.0, 900, 5, (0, 1)), Request(20.0, 100, 5, ()), Request(30.0, 2048, 5, (11, 0, 1, 2))]
-    # in arrival order: the one at 5 ms shares two blocks but is shorter than them; a shared
-    # block after a new one is no prefix (block ids name a block with all before it)
-    assert cached_prefixes(reqs) == [0, 1024, 900, 0, 0]
-    assert cached_prefixes(reqs, block=64) == [0, 128, 128, 0, 0]
+def test_prefix_reuse_is_the_leading_blocks_an_earlier_request_had_and_how_long_ago():
+    reqs = [Request(0.0, 1536, 5, (0, 1, 2)), Request(10000.0, 2000, 5, (0, 1, 9, 10)),
+            Request(5000.0, 900, 5, (0, 1)), Request(20000.0, 100, 5, ()), Request(30000.0, 2048, 5, (11, 0, 1, 2))]
+    # in arrival order: the one at 5 s shares two blocks but is shorter than them; a shared
+    # block after a new one is no prefix (block ids name a block with all before it); the age
+    # is since the last request that had the whole shared prefix
+    assert prefix_reuse(reqs) == [(0, None), (1024, 5.0), (900, 5.0), (0, None), (0, None)]
+    assert [c for c, _ in prefix_reuse(reqs, block=64)] == [0, 128, 128, 0, 0]
