@@ -328,8 +328,7 @@ class PromptHistory:
     weight: np.ndarray | None = None
     mass: np.ndarray | None = None
     cache_tokens: float = 0.0  # a worker's prefix cache (CacheReuse); 0: reuse not tracked
-    count: float = 0.0     # prompts, decayed alike (the weights above count them too, binned)
-    uncached: float = 0.0  # tokens prefilled anew
+    uncached: float = 0.0  # tokens prefilled anew, decayed alike
     ages: np.ndarray | None = None  # reuse ages of the prompts in reach only from a cached prefix
 
     def _decay(self, dt: float) -> None:
@@ -340,7 +339,6 @@ class PromptHistory:
             k = 0.5 ** (dt / self.half_life_s)
             self.weight *= k
             self.mass *= k
-            self.count *= k
             self.uncached *= k
             if self.ages is not None:
                 self.ages *= k
@@ -353,7 +351,6 @@ class PromptHistory:
         self._decay(dt)
         if mix is None or count <= 0:
             return
-        self.count += count
         self.uncached += mix.mean * count if uncached is None else max(0.0, uncached)
         ages = np.asarray(list(bound_ages), float)
         if ages.size:
@@ -374,9 +371,10 @@ class PromptHistory:
         return PromptMix(self.mass[keep] / self.weight[keep], self.weight[keep] / total, self._reuse())
 
     def _reuse(self) -> CacheReuse | None:
-        if self.cache_tokens <= 0 or self.ages is None or self.count <= 0 or self.ages.sum() <= 1e-9:
+        count = self.weight.sum() if self.weight is not None else 0.0  # prompts, decayed
+        if self.cache_tokens <= 0 or self.ages is None or count <= 0 or self.ages.sum() <= 1e-9:
             return None
         keep = self.ages > 1e-12
         mid = np.sqrt(_AGE_EDGES[:-1] * _AGE_EDGES[1:])  # each bin by its geometric middle
-        return CacheReuse(min(1.0, float(self.ages.sum() / self.count)), mid[keep],
-                          self.ages[keep] / self.ages[keep].sum(), self.uncached / self.count, self.cache_tokens)
+        return CacheReuse(min(1.0, float(self.ages.sum() / count)), mid[keep],
+                          self.ages[keep] / self.ages[keep].sum(), float(self.uncached / count), self.cache_tokens)
