@@ -70,7 +70,7 @@ def compare(setting: Setting, names: list[str], progress: Callable[[str], None] 
         say(f"[{i}/{len(order)}] {setting.trace_name}: {name} done in {runs[name].wall_seconds:.1f} s")
     feasible = feasible_keys(runs["ceiling"])
     rows = []
-    for n in (n for n in order if n in names or n == "ceiling"):
+    for n in order:
         row = score(runs[n], setting.trace_name, feasible, setting.warmup_s)
         row["feasible_misses"] = miss_classes(runs[n], feasible, setting.profile.prefill.ttft_ms_at,
                                               setting.warmup_s)

@@ -19,11 +19,18 @@ def _key(r: dict) -> tuple:
     return (round(float(r["arrival_time_ms"]), 3), int(r["input_length"]), int(r.get("requested_output_length") or r["output_length"]))
 
 
-def meets(r: dict, ttft_ms: float, itl_ms: float) -> bool:
-    ttft, itl = r.get("ttft_ms"), r.get("itl_ms")
-    if ttft is None or ttft > ttft_ms:
-        return False
+def _ttft_met(r: dict, ttft_ms: float) -> bool:
+    ttft = r.get("ttft_ms")
+    return ttft is not None and ttft <= ttft_ms
+
+
+def _itl_met(r: dict, itl_ms: float) -> bool:
+    itl = r.get("itl_ms")
     return itl is None or itl <= itl_ms  # one-token answers have no ITL
+
+
+def meets(r: dict, ttft_ms: float, itl_ms: float) -> bool:
+    return _ttft_met(r, ttft_ms) and _itl_met(r, itl_ms)
 
 
 def feasible_keys(ceiling: ReplayRun) -> Counter:
@@ -55,10 +62,9 @@ def miss_classes(run: ReplayRun, feasible: Counter, idle_ttft_ms: Callable[[floa
     cfg = run.config
     out = dict.fromkeys(MISS_CLASSES, 0)
     for r in scored_feasible(run, feasible, from_s):
-        ttft, itl = r.get("ttft_ms"), r.get("itl_ms")
-        if ttft is None or ttft > cfg.ttft_ms:
+        if not _ttft_met(r, cfg.ttft_ms):
             out["ttft" if idle_ttft_ms(float(r["input_length"])) <= cfg.ttft_ms else "ttft_cached"] += 1
-        elif itl is not None and itl > cfg.itl_ms:
+        elif not _itl_met(r, cfg.itl_ms):
             out["itl"] += 1
     return out
 
