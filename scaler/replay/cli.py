@@ -10,10 +10,6 @@ from pathlib import Path
 
 from scaler.replay.engine import DEFAULT_ROUTER_MODE, ROUTER_MODES
 
-REQUIRED_KEYS = ("planner", "trace", "requests", "sla_attainment", "feasible_attainment", "feasible_misses",
-                 "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "gpu_hours", "max_gpus", "scale_events",
-                 "wall_seconds")
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     r = subparsers.add_parser("replay", help="run planners on a trace inside Dynamo's replay engine",
