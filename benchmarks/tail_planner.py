@@ -2,9 +2,10 @@
 `dynamo-scaling replay --plugin benchmarks.tail_planner --planner predictive-tail ...`.
 
 - `predictive-tail`: need_model=tail, bursts=mix, arrival_ca2=9 (the setting measured in
-  docs/planner.md; arrival_ca2 from the clumping of arrivals within a decision interval on the
-  DEV Azure window);
-- `predictive-tail-peak`: need_model=tail with the default recent-peak burst headroom;
+  docs/planner.md, and the planner's defaults since; arrival_ca2 from the clumping of arrivals
+  within a decision interval on the DEV Azure window);
+- `predictive-tail-peak`: need_model=tail with the recent-peak burst headroom;
+- `predictive-mean`: the earlier defaults (need_model=mean, bursts=recent_peak), for comparison;
 - `predictive-tail-kv`: predictive-tail without the forecast's share in the burst mix
   (`mix_forecast_weight: 0`), tuned on DEV under Dynamo's KV router (`--router kv_router`), where
   the forecast over a start-up overshot on the bursty Azure window (docs/planner.md);
@@ -23,7 +24,8 @@ from scaler.replay import policies
 
 VARIANTS = {
     "predictive-tail": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0},
-    "predictive-tail-peak": {"need_model": "tail"},
+    "predictive-tail-peak": {"need_model": "tail", "bursts": "recent_peak", "arrival_ca2": 1.0},
+    "predictive-mean": {"need_model": "mean", "bursts": "recent_peak", "arrival_ca2": 1.0},
     "predictive-tail-kv": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, "mix_forecast_weight": 0.0},
     "predictive-tail-kv-cache": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, "mix_forecast_weight": 0.0,
                                  "prefix_cache": "lru"},

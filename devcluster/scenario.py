@@ -50,6 +50,8 @@ def planner_config(namespace: str) -> dict:
                            "decode_service": "decode", "frontend_service": "Frontend"},
             "planner": {"interval_s": 2, "ttft_ms": 300, "itl_ms": 50, "predictor": "holt", "startup_s": 4,
                         "scale_down_hold_s": 8, "scale_down_step": 0.5, "peak_window_s": 0,
+                        # the load generator's arrivals are Poisson (load_profile): no clumping to size for
+                        "arrival_ca2": 1.0,
                         "min_prefill": 1, "max_prefill": 3, "min_decode": 1, "max_decode": 4},
             "profile_file": str(MOCKER_PROFILE), "state_configmap": "llm-planner-state"}
 

@@ -23,11 +23,11 @@ class PlannerConfig(BaseModel):
         "mean_latency", description="what scales the profile's capacity: mean latency against comfort x target, or "
         "the error-budget loop on attainment_target (needs SLA counts, which replay provides)")
     bursts: Literal["recent_peak", "rises", "mix"] = Field(
-        "recent_peak", description="capacity kept for bursts: the recent peak; the decayed distribution of load "
+        "mix", description="capacity kept for bursts: the recent peak; the decayed distribution of load "
         "rises within a start-up delay (its quantile); or, with need_model=tail, the decayed distribution of recent "
         "load itself, request by request, sized so that attainment_target is met over it")
     need_model: Literal["tail", "mean"] = Field(
-        "mean", description="model of need: 'tail' sizes prefill so the share of requests meeting the TTFT target "
+        "tail", description="model of need: 'tail' sizes prefill so the share of requests meeting the TTFT target "
         "reaches attainment_target, from the recent distribution of prompt lengths (M/G/c queueing), and decode KV "
         "for its tail; 'mean' sizes from the mean prompt at a utilisation bound (the earlier model)")
     prefix_cache: Literal["ignore", "lru"] = Field(
@@ -39,8 +39,9 @@ class PlannerConfig(BaseModel):
                                       "the tail model sizes from")
     mix_forecast_weight: float = Field(0.1, ge=0, le=1, description="bursts=mix: share of requests taken to "
                                        "arrive at the forecast load, beside the recent history")
-    arrival_ca2: float = Field(1.0, ge=0, description="tail model: squared coefficient of variation of the gaps "
-                               "between arrivals within a decision interval (1: Poisson; more: clumped arrivals)")
+    arrival_ca2: float = Field(9.0, ge=0, description="tail model: squared coefficient of variation of the gaps "
+                               "between arrivals within a decision interval (1: Poisson; more: clumped arrivals; the default 9 is the "
+                               "clumping of production code-assistant traffic, docs/planner.md)")
     burst_half_life_s: float = Field(150.0, gt=0, description="half-life of the load history the burst headroom "
                                      "is drawn from (bursts=rises or mix)")
     floor: Literal["none", "steady"] = Field(

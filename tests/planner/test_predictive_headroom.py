@@ -89,8 +89,8 @@ def test_by_default_the_mean_latency_sets_the_headroom_even_with_sla_counts():
     assert all(d.details.prefill_correction == 1.0 for d in decisions)
 
 
-def test_by_default_the_recent_peak_is_kept_and_reported():
-    p = PredictivePlanner(bundled_profile(), PlannerConfig(startup_s=60.0, peak_window_s=600.0))
+def test_with_bursts_recent_peak_the_peak_is_kept_and_reported():
+    p = PredictivePlanner(bundled_profile(), PlannerConfig(startup_s=60.0, peak_window_s=600.0, bursts="recent_peak"))
     decisions = run(p, [(40.0, None)] * 3 + [(0.0, None)] * 60)  # one burst, five quiet minutes
     assert decisions[-1].details.burst_rate == 40.0
     assert decisions[-1].details.burst_prefill_workers > 0.5

@@ -57,7 +57,7 @@ def test_bad_settings_are_refused():
     with pytest.raises(ValueError):
         SteadyFloor(min_startup_s=-1.0)
     with pytest.raises(pydantic.ValidationError):
-        PlannerConfig(floor="steady")  # the floor is sized with the tail model
+        PlannerConfig(floor="steady", need_model="mean")  # the floor is sized with the tail model
 
 
 def obs(t: float, rate: float, prefill: int) -> Observation:

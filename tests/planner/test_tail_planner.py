@@ -21,7 +21,9 @@ def obs(t: float, rate: float, isl: float = 2000.0, prefill: int = 4) -> Observa
 
 
 def planner(**kw) -> PredictivePlanner:
-    return PredictivePlanner(bundled_profile(), PlannerConfig(**{"startup_s": 60.0, "need_model": "tail", **kw}))
+    # the recent-peak headroom and Poisson arrivals unless a test says otherwise: what is measured is the model
+    return PredictivePlanner(bundled_profile(), PlannerConfig(**{"startup_s": 60.0, "need_model": "tail",
+                                                                 "bursts": "recent_peak", "arrival_ca2": 1.0, **kw}))
 
 
 def test_a_few_long_prompts_raise_the_prefill_need_beyond_their_mean():
