@@ -70,6 +70,17 @@ def test_a_higher_attainment_target_asks_for_more():
     assert needs == sorted(needs) and needs[0] < needs[-1]
 
 
+def test_by_default_the_attainment_target_sets_the_fleet():
+    needs = []
+    for target in (0.9, 0.999):
+        p = PredictivePlanner(bundled_profile(), PlannerConfig(startup_s=60.0, attainment_target=target))
+        for k in range(1, 30):
+            p.observe_prompts([1000.0] * 90 + [20000.0] * 10)
+            d = p.decide(obs(k * STEP, 20.0, 2900.0))
+        needs.append(d.details.prefill_need)
+    assert needs[0] < needs[1]
+
+
 def test_live_isl_histogram_increases_feed_the_same_model():
     # what the frontend's dynamo_frontend_input_sequence_tokens_bucket increased by in a window
     short_only, with_long = planner(), planner()
