@@ -40,8 +40,8 @@ class PlannerConfig(BaseModel):
     mix_forecast_weight: float = Field(0.1, ge=0, le=1, description="bursts=mix: share of requests taken to "
                                        "arrive at the forecast load, beside the recent history")
     arrival_ca2: float = Field(9.0, ge=0, description="tail model: squared coefficient of variation of the gaps "
-                               "between arrivals within a decision interval (1: Poisson; more: clumped arrivals; the default 9 is the "
-                               "clumping of production code-assistant traffic, docs/planner.md)")
+                               "between arrivals within a decision interval (1: Poisson; more: clumped arrivals; "
+                               "the default 9 is the clumping of production code-assistant traffic, docs/planner.md)")
     burst_half_life_s: float = Field(150.0, gt=0, description="half-life of the load history the burst headroom "
                                      "is drawn from (bursts=rises or mix)")
     floor: Literal["none", "steady"] = Field(
