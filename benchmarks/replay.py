@@ -16,7 +16,9 @@ Dynamo 1.6.1's own planner code (`dynamo-own-load`, `dynamo-own-throughput`), an
 re-implemented Dynamo baseline beside the real code it stands for.
 
 For each cell the held-out verdict says whether another policy reaches at least predictive's
-attainment on no more GPU-hours (then predictive is dominated there).
+attainment on no more GPU-hours (then predictive is dominated there), and a last table judges
+every cell against the planner's acceptance criteria (benchmarks/criteria.py; not with --quick or
+--no-references).
 
 Prints markdown tables and writes benchmarks/results/replay.{json,md} and the attainment / GPU-hours
 frontier (scaler/replay/frontier.py), one panel per cell, to benchmarks/results/replay-frontier.png.
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 
 from scaler.profile import bundled_profile
+from benchmarks import criteria
 from benchmarks.dynamo_planner import baseline as _dynamo_own  # noqa: F401  registers dynamo-own-* where installed
 from scaler.replay import frontier, policies
 from scaler.replay.scoring import feasible_keys
@@ -236,10 +239,15 @@ def main() -> int:
         results[set_name] = {"windows": SETS[set_name], "policies": rows, "references": refs,
                              "own_vs_reimplemented": own_vs_reimplemented(rows)}
         lines += _tables(set_name, rows, refs)
+    record = {"warmup_s": args.warmup, "subject": args.subject, "attainment_target": Setting.attainment_target,
+              "sets": results}
+    if not (args.quick or args.no_references):
+        verdicts = criteria.judge(record)
+        lines += [f"### Acceptance criteria, cell by cell (`{args.subject}`; benchmarks/criteria.py)", "",
+                  *criteria.table(verdicts), "", *criteria.summary(verdicts), ""]
     out = REPO / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.name}.json").write_text(json.dumps({"warmup_s": args.warmup, "subject": args.subject,
-                                                      "sets": results}, indent=2))
+    (out / f"{args.name}.json").write_text(json.dumps(record, indent=2))
     png = frontier.plot(frontiers, args.plot or out / f"{args.name}-frontier.png",
                         "Feasible SLA attainment against GPU-hours: policies as points, references as curves "
                         "through their sized runs (capacity factor)")

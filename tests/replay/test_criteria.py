@@ -1,0 +1,115 @@
+"""The acceptance criteria judged from a benchmark results file (benchmarks/criteria.py)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import criteria
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _entry(att=0.99, gph=2.0, vs_oracle=1.10, vs_fixed=0.90, dominated=(), oracle_high=(True, 1.5),
+           fixed_high=(True, 1.2)) -> dict:
+    return {"trace": "t[0-600s] x1", "startup_s": 60.0, "predictive_attainment": att, "predictive_gpu_hours": gph,
+            "dominated_by": list(dominated), "predictive_vs_oracle_same": vs_oracle,
+            "predictive_vs_fixed_same": vs_fixed, "oracle_same": {"reached": True},
+            "oracle_high": {"reached": oracle_high[0], "headroom": oracle_high[1]},
+            "fixed_high": {"reached": fixed_high[0], "headroom": fixed_high[1]}}
+
+
+def test_each_bound_is_met_at_its_edge_and_missed_past_it():
+    v = criteria.judge_cell(_entry(vs_oracle=1.15, vs_fixed=0.85), need_peak_to_mean=2.0)
+    assert (v.below_oracle_bound, v.below_fixed, v.fixed_bound_met) == (True, True, True)
+    v = criteria.judge_cell(_entry(vs_oracle=1.16, vs_fixed=0.86), need_peak_to_mean=2.0)
+    assert (v.below_oracle_bound, v.below_fixed, v.fixed_bound_met) == (False, True, False)
+    assert criteria.judge_cell(_entry(vs_fixed=1.0), 2.0).below_fixed is False
+
+
+def test_the_085_bound_applies_only_to_bursty_windows():
+    steady = criteria.judge_cell(_entry(vs_fixed=0.95), need_peak_to_mean=1.14)
+    bursty = criteria.judge_cell(_entry(vs_fixed=0.95), need_peak_to_mean=1.5)
+    assert (steady.bursty, steady.fixed_bound_met) == (False, None)
+    assert (bursty.bursty, bursty.fixed_bound_met) == (True, False)
+
+
+def test_a_reference_that_was_not_reached_leaves_its_criterion_unjudged():
+    v = criteria.judge_cell(_entry(vs_oracle=None, vs_fixed=None), 3.0)
+    assert (v.below_oracle_bound, v.below_fixed, v.fixed_bound_met) == (None, None, None)
+
+
+def test_the_target_is_judged_only_where_a_reference_reaches_it_within_twice_its_capacity():
+    far = dict(oracle_high=(True, 2.5), fixed_high=(False, 6.0))
+    assert criteria.judge_cell(_entry(att=0.90, **far), 1.1).target_met is None
+    assert criteria.judge_cell(_entry(att=0.985), 1.1).target_met is True   # within the 0.005 slack
+    assert criteria.judge_cell(_entry(att=0.984), 1.1).target_met is False
+    only_fixed = dict(oracle_high=(False, 6.0), fixed_high=(True, 2.0))
+    assert criteria.judge_cell(_entry(att=0.95, **only_fixed), 1.1, target=0.95).target_met is True
+
+
+def test_dominating_policies_are_named():
+    v = criteria.judge_cell(_entry(dominated=("static",)), 2.0)
+    assert v.dominated_by == ("static",)
+    assert "static" in criteria.table([v])[-1]
+
+
+def test_peak_to_mean_of_a_need_series():
+    assert criteria.peak_to_mean([2, 2, 2, 2]) == 1.0
+    assert criteria.peak_to_mean([1, 1, 1, 5]) == 2.5
+    assert criteria.peak_to_mean([]) == 1.0 and criteria.peak_to_mean([0, 0]) == 1.0
+
+
+def test_bundled_windows_azure_is_bursty_and_mooncake_is_not():
+    # the traces in traces/, as the benchmark plays them
+    assert criteria.burstiness(("azure_llm_2023_code.csv", 2400.0, 3436.0, 4.0)) >= criteria.BURSTY_PEAK_TO_MEAN
+    assert criteria.burstiness(("mooncake_synthetic.jsonl", 300.0, 600.0, 2.0)) < criteria.BURSTY_PEAK_TO_MEAN
+
+
+def _results(entries: list[dict]) -> dict:
+    return {"subject": "predictive", "attainment_target": 0.99,
+            "sets": {"held-out": {"windows": [["w.csv", 0.0, 600.0, 1.0]], "references": entries}}}
+
+
+def test_judge_counts_each_criterion_per_set():
+    good = _entry() | {"trace": "w.csv[0-600s] x1"}
+    bad = _entry(vs_oracle=1.3, vs_fixed=1.01, dominated=("static",), att=0.97) | {"trace": "w.csv[0-600s] x1",
+                                                                                    "startup_s": 120.0}
+    verdicts = criteria.judge(_results([good, bad]), {"w.csv[0-600s] x1": 2.0})
+    assert [v.startup_s for v in verdicts] == [60.0, 120.0]
+    (line,) = criteria.summary(verdicts)
+    assert line.startswith("held-out: 1. 1 of 2; 2. below fixed 1 of 2; 2. <= 0.85x on bursty 0 of 2; "
+                           "3. not dominated 1 of 2; 4. 1 of 2")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "benchmarks/criteria.py", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_writes_the_verdicts_beside_the_results(tmp_path):
+    results = _results([_entry() | {"trace": "azure_llm_2023_code.csv[2400-3436s] x4"}])
+    results["sets"]["held-out"]["windows"] = [["azure_llm_2023_code.csv", 2400.0, 3436.0, 4.0]]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(results))
+    done = _cli(str(path))
+    assert done.returncode == 0, done.stderr
+    assert "| held-out | azure_llm_2023_code.csv[2400-3436s] x4 | 60 | yes" in done.stdout
+    (saved,) = json.loads((tmp_path / "run-criteria.json").read_text())
+    assert saved["bursty"] is True and saved["below_oracle_bound"] is True
+
+
+@pytest.mark.parametrize("content, reason", [(None, "cannot be read"), ("{]", "not a results file"),
+                                             ('{"x": 1}', "not a results file")])
+def test_cli_refuses_what_is_not_a_results_file(tmp_path, content, reason):
+    path = tmp_path / "r.json"
+    if content is not None:
+        path.write_text(content)
+    done = _cli(str(path))
+    assert done.returncode == 2
+    assert str(path) in done.stderr and reason in done.stderr
+    assert not (tmp_path / "r-criteria.json").exists()
