@@ -9,7 +9,9 @@ A cell is one window at one start-up delay. For the benchmark's subject (`predic
 3. no other policy played (not the planner's own variants, not the references) reaches at least
    its attainment on no more GPU-hours;
 4. attainment >= target - 0.005 where the oracle or the fixed fleet reaches the target within 2x
-   its profile-sized capacity; elsewhere the cell is exempt.
+   its profile-sized capacity (elsewhere the cell is exempt), and GPU-hours grow with the target:
+   given results files run at different targets (`benchmarks/replay.py --target 0.95`), each cell
+   they share is compared across them.
 
 Bursty: the oracle's need (prefill + decode GPUs per 30 s window over the scored span, the tail
 model of need at 0.99, scaler/replay/needs.py) peaks at >= 1.5x its mean. A fleet held at that
@@ -162,11 +164,41 @@ def summary(verdicts: list[CellVerdict]) -> list[str]:
     return out
 
 
+def growth(verdicts: list[CellVerdict]) -> list[dict]:
+    """Cells played at more than one target: attainment and GPU-hours per target, and whether
+    GPU-hours rise strictly with the target."""
+    cells: dict[tuple[str, str, float], dict[float, CellVerdict]] = {}
+    for v in verdicts:
+        cells.setdefault((v.set, v.trace, v.startup_s), {})[v.target] = v
+    out = []
+    for (set_name, trace, startup), by_target in cells.items():
+        if len(by_target) < 2:
+            continue
+        targets = sorted(by_target)
+        gph = [by_target[t].gpu_hours for t in targets]
+        out.append({"set": set_name, "trace": trace, "startup_s": startup, "targets": targets,
+                    "attainment": [by_target[t].attainment for t in targets], "gpu_hours": gph,
+                    "grows": all(b > a for a, b in zip(gph, gph[1:]))})
+    return out
+
+
+def growth_table(rows: list[dict]) -> list[str]:
+    lines = ["| set | trace | start-up s | targets | att. | GPU-h | GPU-h grow with the target |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['set']} | {r['trace']} | {r['startup_s']:.0f} | "
+                     f"{' / '.join(f'{t:g}' for t in r['targets'])} | "
+                     f"{' / '.join(f'{a:.3f}' for a in r['attainment'])} | "
+                     f"{' / '.join(f'{g:.2f}' for g in r['gpu_hours'])} | {_mark(r['grows'])} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("results", type=Path, nargs="+", help="results JSON of benchmarks/replay.py")
     args = p.parse_args(argv)
     cache: dict[str, float] = {}
+    every: list[CellVerdict] = []
     for path in args.results:
         try:
             text = path.read_text()
@@ -181,11 +213,17 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         cache.update({v.trace: v.need_peak_to_mean for v in verdicts})
+        every += verdicts
         print(f"## {path.name} (subject `{results.get('subject', 'predictive')}`)\n")
         print("\n".join(table(verdicts) + [""] + summary(verdicts)) + "\n")
         out = path.with_name(f"{path.stem}-criteria.json")
         out.write_text(json.dumps([asdict(v) for v in verdicts], indent=2))
         print(f"written to {out}\n")
+    rows = growth(every)
+    if rows:
+        print("## GPU-hours against the attainment target\n")
+        print("\n".join(growth_table(rows)) + "\n")
+        print(f"grow with the target: {sum(r['grows'] for r in rows)} of {len(rows)} cells")
     return 0
 
 

@@ -8,7 +8,8 @@ than with an arbitrary initial fleet.
 
 Besides the policies, each setting gets references sized for an attainment (see
 scaler/replay/references.py): the oracle (perfect foresight) and a fixed fleet, with the
-smallest capacity factor that reaches (a) the predictive planner's own attainment and (b) 0.99.
+smallest capacity factor that reaches (a) the predictive planner's own attainment and (b) the
+attainment target (`--target`, default 0.99, which the predictive planners are also given).
 `predictive / oracle@same` is then the GPU-hour cost of not knowing the future at equal quality.
 
 Where the optional environment of benchmarks/dynamo_planner is installed, the policies include
@@ -23,7 +24,7 @@ every cell against the planner's acceptance criteria (benchmarks/criteria.py; no
 Prints markdown tables and writes benchmarks/results/replay.{json,md} and the attainment / GPU-hours
 frontier (scaler/replay/frontier.py), one panel per cell, to benchmarks/results/replay-frontier.png.
 Usage: .venv/bin/python benchmarks/replay.py [--set dev|held-out|both] [--startup 0 60 120] [--warmup 300]
-       [--router round_robin|kv_router] [--quick] [--no-references] [--policies NAME ...] [--subject NAME] [--name FILE] [--plot FILE.png]
+       [--router round_robin|kv_router] [--target 0.99] [--quick] [--no-references] [--policies NAME ...] [--subject NAME] [--name FILE] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ HELD_OUT = [
 ]
 CASES = HELD_OUT  # the reporting windows
 SETS = {"dev": DEV, "held-out": HELD_OUT}
-HIGH = 0.99
 
 
 def _fmt_ref(ref) -> str:
@@ -95,7 +95,7 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
             label = f"{fname}[{a:.0f}-{b:.0f}s] x{rate:g}"
             print(f"[{set_name} {k}/{total}] {label}, start-up {startup:.0f} s, warm-up {warm:.0f} s ...", flush=True)
             setting = Setting(label, reqs, bundled_profile(), startup_s=startup, warmup_s=warm,
-                              router_mode=args.router)
+                              router_mode=args.router, attainment_target=args.target)
             res, runs = compare(setting, names)
             for r in res:
                 r["set"] = set_name
@@ -113,7 +113,7 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
                 continue
             feasible = feasible_keys(runs["ceiling"])
             for kind in ("oracle", "fixed"):
-                for tag, target in (("same", pred["feasible_attainment"]), ("high", HIGH)):
+                for tag, target in (("same", pred["feasible_attainment"]), ("high", args.target)):
                     ref = sized_for(kind, setting, target, feasible,
                                     progress=lambda m: print(f"    {m}", flush=True))
                     curves.setdefault(kind, []).extend(ref.runs)
@@ -131,7 +131,7 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
     return rows, refs
 
 
-def _tables(set_name: str, rows: list[dict], refs: list[dict]) -> list[str]:
+def _tables(set_name: str, rows: list[dict], refs: list[dict], high: float) -> list[str]:
     ratio = lambda v: f"{v:.2f}x" if v is not None else "-"  # noqa: E731
     lines = [f"### {set_name}", "",
              "| trace | start-up s | planner | feasible att. | SLA att. | GPU-h | vs oracle | peak GPUs | scale events |",
@@ -154,7 +154,7 @@ def _tables(set_name: str, rows: list[dict], refs: list[dict]) -> list[str]:
     if sized:
         lines += ["", "References sized for an attainment (capacity factor: feasible attainment, GPU-h):", "",
                   "| trace | start-up s | predictive | oracle at predictive's att. | predictive / it | "
-                  f"fixed fleet at predictive's att. | predictive / it | oracle for {HIGH} | fixed fleet for {HIGH} |",
+                  f"fixed fleet at predictive's att. | predictive / it | oracle for {high:g} | fixed fleet for {high:g} |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for e in sized:
             lines.append(f"| {e['trace']} | {e['startup_s']:.0f} | {e['predictive_attainment']:.3f}, "
@@ -213,6 +213,9 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=300.0, help="seconds played before each window, not scored")
     p.add_argument("--router", choices=ROUTER_MODES, default=DEFAULT_ROUTER_MODE,
                    help="how the engine hands requests to workers (kv_router: as a frontend with --router-mode kv)")
+    p.add_argument("--target", type=float, default=Setting.attainment_target,
+                   help="attainment_target of the predictive planners, and the attainment the second pair of "
+                        "references is sized for (default %(default)s)")
     p.add_argument("--quick", action="store_true", help="first 5 minutes of each window only")
     p.add_argument("--no-references", action="store_true", help="skip the attainment-sized references")
     p.add_argument("--policies", nargs="+", default=None, help="only these policies (default: all)")
@@ -224,6 +227,8 @@ def main() -> int:
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                    help="a module that registers more policies, e.g. benchmarks.tail_planner; repeatable")
     args = p.parse_args()
+    if not 0 < args.target < 1:
+        p.error(f"--target must be in (0, 1), got {args.target:g}")
     policies.load_plugins(args.plugin)
     names = [n for n in (args.policies or policies.names()) if n != "ceiling"]
     if args.subject not in names:
@@ -238,8 +243,8 @@ def main() -> int:
         rows, refs = _run_set(set_name, SETS[set_name], args, names, frontiers)
         results[set_name] = {"windows": SETS[set_name], "policies": rows, "references": refs,
                              "own_vs_reimplemented": own_vs_reimplemented(rows)}
-        lines += _tables(set_name, rows, refs)
-    record = {"warmup_s": args.warmup, "subject": args.subject, "attainment_target": Setting.attainment_target,
+        lines += _tables(set_name, rows, refs, args.target)
+    record = {"warmup_s": args.warmup, "subject": args.subject, "attainment_target": args.target,
               "sets": results}
     if not (args.quick or args.no_references):
         verdicts = criteria.judge(record)

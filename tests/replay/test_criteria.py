@@ -113,3 +113,37 @@ def test_cli_refuses_what_is_not_a_results_file(tmp_path, content, reason):
     assert done.returncode == 2
     assert str(path) in done.stderr and reason in done.stderr
     assert not (tmp_path / "r-criteria.json").exists()
+
+
+def test_gpu_hours_must_rise_with_the_target_in_each_cell_played_at_both():
+    low = criteria.judge_cell(_entry(att=0.95, gph=2.0), 2.0, target=0.95)
+    high = criteria.judge_cell(_entry(att=0.99, gph=2.4), 2.0, target=0.99)
+    flat = criteria.judge_cell(_entry(att=0.99, gph=2.0) | {"startup_s": 0.0}, 2.0, target=0.99)
+    flat_low = criteria.judge_cell(_entry(att=0.95, gph=2.0) | {"startup_s": 0.0}, 2.0, target=0.95)
+    alone = criteria.judge_cell(_entry() | {"startup_s": 120.0}, 2.0)
+    rows = {r["startup_s"]: r for r in criteria.growth([high, low, flat, flat_low, alone])}
+    assert set(rows) == {60.0, 0.0}  # a cell played at one target only is not compared
+    assert rows[60.0]["targets"] == [0.95, 0.99] and rows[60.0]["gpu_hours"] == [2.0, 2.4]
+    assert rows[60.0]["grows"] is True and rows[0.0]["grows"] is False
+    assert "MISSED" in criteria.growth_table([rows[0.0]])[-1]
+
+
+def test_cli_compares_runs_at_two_targets(tmp_path):
+    paths = []
+    for target, gph in ((0.95, 2.0), (0.99, 2.5)):
+        results = _results([_entry(gph=gph) | {"trace": "w.csv[0-600s] x1"}]) | {"attainment_target": target}
+        results["sets"]["held-out"]["windows"] = [["azure_llm_2023_code.csv", 2400.0, 3436.0, 4.0]]
+        results["sets"]["held-out"]["references"][0]["trace"] = "azure_llm_2023_code.csv[2400-3436s] x4"
+        paths.append(tmp_path / f"t{target}.json")
+        paths[-1].write_text(json.dumps(results))
+    done = _cli(*map(str, paths))
+    assert done.returncode == 0, done.stderr
+    assert "| 0.95 / 0.99 |" in done.stdout and "grow with the target: 1 of 1 cells" in done.stdout
+
+
+@pytest.mark.parametrize("target", ["1.5", "0", "-0.2"])
+def test_replay_benchmark_refuses_a_target_outside_0_1(target):
+    done = subprocess.run([sys.executable, "benchmarks/replay.py", "--target", target, "--quick"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--target must be in (0, 1)" in done.stderr
