@@ -39,7 +39,10 @@ def test_planner_hpa_and_kubectl_scale_their_own_services_through_restarts(clust
         # the planner really acted: prefill went up for the peak, comes back to its minimum once the
         # load is gone, and every prefill write came from the planner, every decode write from the HPA
         assert result.timeline.peak["llm/prefill"] >= 2, result.timeline.text()
-        wait_for(lambda: scenario.replicas(kubectl, namespace, "llm", "prefill") == 1, timeout=60, interval=1,
+        # the last phase's 2 req/s of 4k-token prompts needs 2 workers at the 300 ms TTFT target, and the
+        # forecast's upper band over the drop at the load's end fades over about a minute (~55 s
+        # measured) before the need falls to 1, then the scale-down hold (8 s) passes
+        wait_for(lambda: scenario.replicas(kubectl, namespace, "llm", "prefill") == 1, timeout=120, interval=1,
                  what="prefill back to the planner's minimum")
         assert replicas_writers(managed_fields(kubectl, namespace, "llm-prefill")) == ["dynamo-scaling-planner"]
         assert replicas_writers(managed_fields(kubectl, namespace, "llm-decode")) == ["kube-controller-manager"]
