@@ -92,7 +92,7 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
         warm = a - max(0.0, a - args.warmup)
         for startup in args.startup:
             k += 1
-            label = f"{fname}[{a:.0f}-{b:.0f}s] x{rate:g}"
+            label = criteria.label((fname, a, b, rate))
             print(f"[{set_name} {k}/{total}] {label}, start-up {startup:.0f} s, warm-up {warm:.0f} s ...", flush=True)
             setting = Setting(label, reqs, bundled_profile(), startup_s=startup, warmup_s=warm,
                               router_mode=args.router, attainment_target=args.target)
