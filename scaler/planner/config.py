@@ -74,7 +74,8 @@ class PlannerConfig(BaseModel):
     backlog_horizon_s: float = Field(30.0, gt=0, description="queued prompt tokens are planned to clear within this time")
     comfort: float = Field(0.5, gt=0, le=1, description="mean latency above this share of the target raises "
                            "capacity (headroom=mean_latency, or without SLA counts)")
-    max_correction: float = Field(1.5, ge=1, description="upper bound of the capacity headroom factors")
+    max_correction: float = Field(2.0, ge=1, description="upper bound of the capacity headroom factors (where the "
+                                  "error-budget loop stops raising)")
     kv_headroom: float = Field(0.8, gt=0, le=1, description="decode KV usage planned for")
     unschedulable_after_s: float = Field(60.0, ge=0, description="a pool whose pods stay Pending unschedulable "
                                          "(no room in the cluster) this long is not raised further until they "
