@@ -1,5 +1,5 @@
 """Decision latency of the predictive planner per DGD (pure decision, no I/O), with a profile and
-without one (the online fit, refitted every decision), beside the throughput baseline in the same
+without one (the online fit, refitted every decision), with the round-robin prefill model, beside the throughput baseline in the same
 run. Observations are recorded from a replay of a real trace.
 
 Prints numbers and writes benchmarks/results/planner_decision.json.
@@ -62,6 +62,7 @@ def main() -> int:
     engine.run(reqs, rec, engine.EngineConfig(startup_s=60), unloaded_ttft_ms=bundled_profile().prefill.ttft_ms_at)
     obs = rec.seen
     ours = _time(PredictivePlanner(bundled_profile(), PlannerConfig()), obs, args.repeat)
+    rr = _time(PredictivePlanner(bundled_profile(), PlannerConfig(prefill_routing="round_robin")), obs, args.repeat)
     # a fresh planner per repeat: the fit's sample history grows as it would live
     online = np.concatenate([_time(PredictivePlanner(None, PlannerConfig()), obs, 1) for _ in range(args.repeat)])
     base = _time(DynamoThroughput(bundled_profile()), obs, args.repeat)
@@ -69,6 +70,8 @@ def main() -> int:
         "decisions": len(ours),
         "predictive_ms": {"p50": float(np.percentile(ours, 50)), "p99": float(np.percentile(ours, 99)),
                           "max": float(ours.max())},
+        "predictive_round_robin_ms": {"p50": float(np.percentile(rr, 50)), "p99": float(np.percentile(rr, 99)),
+                                      "max": float(rr.max())},
         "predictive_online_fit_ms": {"p50": float(np.percentile(online, 50)), "p99": float(np.percentile(online, 99)),
                                      "max": float(online.max())},
         "dynamo_throughput_ms": {"p50": float(np.percentile(base, 50)), "p99": float(np.percentile(base, 99))},
@@ -81,6 +84,8 @@ def main() -> int:
     out.write_text(json.dumps(result, indent=2))
     print(f"| policy | p50 ms | p99 ms |\n|---|---|---|\n"
           f"| predictive | {result['predictive_ms']['p50']:.3f} | {result['predictive_ms']['p99']:.3f} |\n"
+          f"| predictive, prefill_routing round_robin | {result['predictive_round_robin_ms']['p50']:.3f} | "
+          f"{result['predictive_round_robin_ms']['p99']:.3f} |\n"
           f"| predictive, online fit | {result['predictive_online_fit_ms']['p50']:.3f} | "
           f"{result['predictive_online_fit_ms']['p99']:.3f} |\n"
           f"| dynamo-throughput | {result['dynamo_throughput_ms']['p50']:.3f} | {result['dynamo_throughput_ms']['p99']:.3f} |\n"

@@ -13,7 +13,10 @@
   cached prefix, met while it stays cached (`prefix_cache: lru`; docs/planner.md);
 - `predictive-tail-floor`: predictive-tail with the steady floor (scaler/planner/floor.py): prefill
   held at the fleet that meets 0.999 over the recent load (half-life 600 s) while the load of the
-  last start-up stays within it (tuned on DEV; docs/planner.md, "The steady floor").
+  last start-up stays within it (tuned on DEV; docs/planner.md, "The steady floor");
+- `predictive-rr`: the round-robin prefill model (`prefill_routing: round_robin`, arrival_ca2 2 as
+  calibrated on DEV by benchmarks/prefill_model_fit.py) with the error-budget loop, the setting
+  picked on DEV (docs/planner.md, "A model of round robin").
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ VARIANTS = {
                                  "prefix_cache": "lru"},
     "predictive-tail-floor": {"need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, "floor": "steady",
                               "floor_half_life_s": 600.0, "floor_attainment": 0.999},
+    "predictive-rr": {"need_model": "tail", "bursts": "mix", "prefill_routing": "round_robin",
+                      "headroom": "error_budget"},
 }
 
 

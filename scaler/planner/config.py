@@ -30,6 +30,11 @@ class PlannerConfig(BaseModel):
         "tail", description="model of need: 'tail' sizes prefill so the share of requests meeting the TTFT target "
         "reaches attainment_target, from the recent distribution of prompt lengths (M/G/c queueing), and decode KV "
         "for its tail; 'mean' sizes from the mean prompt at a utilisation bound (the earlier model)")
+    prefill_routing: Literal["pooled", "round_robin"] = Field(
+        "pooled", description="with need_model=tail, the queue prefill is modelled as: 'pooled' (the next prompt "
+        "to a free worker, M/G/c) or 'round_robin' (prompts dealt to workers in turn, as Dynamo's default router "
+        "mode does, each worker serving its own queue in order, so a short prompt waits behind a long one on its "
+        "worker while others idle; docs/planner.md, 'A model of round robin')")
     prefix_cache: Literal["ignore", "lru"] = Field(
         "ignore", description="with need_model=tail and each prompt's cached prefix and its age (replay): 'lru' "
         "counts prompts too long for an idle worker but in reach from a cached prefix, met while the prefix is "
@@ -39,9 +44,10 @@ class PlannerConfig(BaseModel):
                                       "the tail model sizes from")
     mix_forecast_weight: float = Field(0.1, ge=0, le=1, description="bursts=mix: share of requests taken to "
                                        "arrive at the forecast load, beside the recent history")
-    arrival_ca2: float = Field(9.0, ge=0, description="tail model: squared coefficient of variation of the gaps "
-                               "between arrivals within a decision interval (1: Poisson; more: clumped arrivals; "
-                               "the default 9 is the clumping of production code-assistant traffic, docs/planner.md)")
+    arrival_ca2: float | None = Field(None, ge=0, description="tail model: squared coefficient of variation of the "
+                                      "gaps between arrivals within a decision interval (1: Poisson; more: clumped "
+                                      "arrivals); default: as calibrated for prefill_routing against the replay "
+                                      "engine (round_robin 2, pooled 9; docs/planner.md)")
     burst_half_life_s: float = Field(150.0, gt=0, description="half-life of the load history the burst headroom "
                                      "is drawn from (bursts=rises or mix)")
     floor: Literal["none", "steady"] = Field(
@@ -80,6 +86,13 @@ class PlannerConfig(BaseModel):
     unschedulable_after_s: float = Field(60.0, ge=0, description="a pool whose pods stay Pending unschedulable "
                                          "(no room in the cluster) this long is not raised further until they "
                                          "are placed (condition InsufficientCapacity)")
+
+    @property
+    def effective_arrival_ca2(self) -> float:
+        """arrival_ca2, or the default of the prefill routing's model."""
+        if self.arrival_ca2 is not None:
+            return self.arrival_ca2
+        return 2.0 if self.prefill_routing == "round_robin" else 9.0
 
     @model_validator(mode="after")
     def _bounds(self) -> "PlannerConfig":

@@ -39,6 +39,22 @@ steady and the shares are summed, so a clump of requests counts with the request
 Checked against a direct simulation of the queue in tests/planner/test_tail_model.py: within
 0.02 where the attainment is 0.93-0.999, and cautious (lower) near saturation.
 
+Round robin (`routing="round_robin"`). Dynamo's frontend by default deals prompts to workers in
+turn, and a worker serves its own queue in order: a short prompt waits behind a long one on its
+worker while others are idle, which the pool above does not see. Each worker then gets every c-th
+arrival: gaps whose squared coefficient of variation is ca2 / c (gamma distributed here, a sum of
+c exponentials when ca2 = 1), far more regular than the stream. A queued prompt holds its worker
+for its tokens at the profiled throughput (batched prefill shares the fixed cost that an idle
+worker's TTFT of a short prompt includes); its own TTFT is its wait plus its unloaded TTFT. The
+waits follow Lindley's recursion W' = max(0, W + B - A), evaluated on fixed random draws of gaps
+and prompts (stratified over the mix), so the answer is deterministic. A slice is not a steady
+state: a clump of seconds does not build the queue a steady load at that rate would, and an
+overloaded slice still serves its first prompts in time. So each load class is played from an
+idle worker for RR_HISTORY_S seconds at its rate and scored over the next RR_SLICE_S. Up to
+RR_CLASSES load classes (merged on a log scale) keep a decision within its time. Against a direct
+simulation of the same queue: within 0.02 (tests/planner/test_tail_model.py); against the replay
+engine on fixed fleets: benchmarks/prefill_model_fit.py and docs/planner.md.
+
 Decode. KV tokens held at any moment are a sum over the requests in flight (an M/G/infinity
 "shot noise"): a request of prompt x and output y holds about x + y/2 tokens for y x ITL seconds.
 Campbell's theorem gives the mean l E[y ITL (x + y/2)] and the variance l E[y ITL (x + y/2)^2] of
@@ -54,7 +70,8 @@ W. Whitt, "Approximations for the GI/G/m queue", Production and Operations Manag
 (two-moment approximations, the exponential conditional wait); S. M. Ross, Stochastic Processes
 (1996), sec. 2.3 (M/G/infinity, Campbell's theorem); H. Che, Y. Tung, Z. Wang, "Hierarchical Web
 caching systems: modeling, design and experimental results", IEEE J. Sel. Areas Commun. 20(7)
-(2002) (the characteristic time of an LRU cache).
+(2002) (the characteristic time of an LRU cache); D. V. Lindley, "The theory of queues with a
+single server", Proc. Cambridge Philos. Soc. 48 (1952) (the waiting-time recursion of GI/G/1).
 """
 
 from __future__ import annotations
@@ -62,6 +79,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -162,6 +180,14 @@ def _service_s(mix: PromptMix, profile: PerformanceProfile) -> np.ndarray:
     return np.array([profile.prefill.ttft_ms_at(x) for x in mix.isl]) / 1000.0
 
 
+def _busy_s(mix: PromptMix, profile: PerformanceProfile) -> np.ndarray:
+    """Seconds of a worker's time each length takes while prompts queue: its tokens at the
+    profiled prefill throughput, which batching reaches (less than the unloaded TTFT of a short
+    prompt, whose fixed cost a batch shares)."""
+    per_worker = max(1, profile.gpus_per_prefill_worker)
+    return np.array([x / max(1e-9, profile.prefill.throughput_per_gpu_at(x) * per_worker) for x in mix.isl])
+
+
 def burst_factors(arrivals_s: np.ndarray, slice_s: float, span: tuple[float, float] | None = None,
                   ) -> tuple[np.ndarray, np.ndarray]:
     """The request-weighted distribution of load in short slices relative to the mean: (rate of
@@ -179,27 +205,36 @@ def burst_factors(arrivals_s: np.ndarray, slice_s: float, span: tuple[float, flo
 
 
 def prefill_attainment(rate: float, mix: PromptMix, workers: float, profile: PerformanceProfile,
-                       ttft_ms: float, ca2: float = 1.0, bursts: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+                       ttft_ms: float, ca2: float = 1.0, bursts: tuple[np.ndarray, np.ndarray] | None = None,
+                       routing: str = "pooled") -> float:
     """Expected share of reachable requests whose TTFT meets `ttft_ms` on `workers` prefill
     workers (see the module docstring); 1.0 when no prompt is reachable or nothing arrives.
     `bursts`: (rate factors, request shares) from `burst_factors`; each slice is taken as
     stationary at its own rate (overloaded slices meet nothing)."""
     s = _service_s(mix, profile)
-    return _mixed(rate, s, mix.weight, workers, ttft_ms / 1000.0, ca2, bursts, mix.reuse)
+    busy = _busy_s(mix, profile) if routing == "round_robin" else None
+    return _mixed(rate, s, mix.weight, workers, ttft_ms / 1000.0, ca2, bursts, mix.reuse, busy)
 
 
 def _mixed(rate: float, s: np.ndarray, w: np.ndarray, workers: float, target_s: float, ca2: float,
-           bursts: tuple[np.ndarray, np.ndarray] | None, reuse: CacheReuse | None = None) -> float:
+           bursts: tuple[np.ndarray, np.ndarray] | None, reuse: CacheReuse | None = None,
+           busy: np.ndarray | None = None) -> float:
+    """Attainment over the load classes; `busy` (a prompt's queue time by length) selects the
+    round-robin model, None the pooled one."""
     if bursts is None or len(bursts[0]) == 0 or float(np.sum(bursts[1])) <= 0:
         rates, share = np.array([rate]), np.array([1.0])
     else:
         rates, share = rate * np.asarray(bursts[0], float), np.asarray(bursts[1], float)
+    if busy is not None:
+        rates, share = _coarse(rates, share)
     bound = None
     if reuse is not None and reuse.share > 0:
         # the caches turn over at the time-average rate: requests over time, slice by slice
-        busy = rates > 0
-        mean_rate = float(share[busy].sum() / np.sum(share[busy] / rates[busy])) if busy.any() else 0.0
+        loaded = rates > 0
+        mean_rate = float(share[loaded].sum() / np.sum(share[loaded] / rates[loaded])) if loaded.any() else 0.0
         bound = (reuse.share, reuse.met(int(math.floor(workers + 1e-9)), mean_rate))
+    if busy is not None:
+        return float(np.dot(share, _round_robin_v(rates, s, busy, w, workers, target_s, ca2, bound)))
     return float(np.dot(share, _attainment_v(rates, s, w, workers, target_s, ca2, bound)))
 
 
@@ -249,31 +284,133 @@ def _attainment_v(rates: np.ndarray, s: np.ndarray, w: np.ndarray, workers: floa
     return np.where(rates <= 0, 1.0, np.where(offered >= c, 0.0, att))
 
 
+# Round robin (see the module docstring): arrivals drawn per worker, the seconds of load at a
+# slice's rate that precede the slice scored, the slice's length, and at most this many load classes.
+RR_ARRIVALS = 4096
+RR_HISTORY_S = 10.0
+RR_SLICE_S = 5.0
+RR_CLASSES = 12
+
+
+@lru_cache(maxsize=512)
+def _worker_gaps(workers: int, ca2: float) -> np.ndarray:
+    """Gaps between the prompts one of `workers` workers is dealt, in units of the stream's mean
+    gap: gamma with mean `workers` and squared coefficient of variation ca2 / workers. Fixed
+    seeds: the same question gets the same answer, and more workers are judged on like draws."""
+    shape = workers / max(ca2, 1e-3)
+    gaps = np.random.default_rng([workers, int(round(ca2 * 1000))]).gamma(shape, workers / shape, RR_ARRIVALS)
+    gaps.flags.writeable = False
+    return gaps
+
+
+@lru_cache(maxsize=1)
+def _prompt_draws() -> np.ndarray:
+    """Stratified uniforms in a fixed random order: each prompt length in its exact share."""
+    u = (np.random.default_rng(0x5eed).permutation(RR_ARRIVALS) + 0.5) / RR_ARRIVALS
+    u.flags.writeable = False
+    return u
+
+
+def _coarse(rates: np.ndarray, share: np.ndarray, classes: int = RR_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """At most `classes` load classes, log-spaced between the lowest and highest rate, each at
+    the request-weighted mean of its rates (the top class keeps the highest loads together)."""
+    busy = rates > 0
+    if int(busy.sum()) <= classes:
+        return rates, share
+    r, w = rates[busy], share[busy]
+    edges = np.geomspace(float(r.min()), float(r.max()) * (1 + 1e-9), classes + 1)
+    k = np.clip(np.searchsorted(edges, r, side="right") - 1, 0, classes - 1)
+    tot = np.bincount(k, weights=w, minlength=classes)
+    mass = np.bincount(k, weights=w * r, minlength=classes)
+    keep = tot > 0
+    out_r, out_w = mass[keep] / tot[keep], tot[keep]
+    idle = float(share[~busy].sum())
+    if idle > 0:
+        out_r, out_w = np.append(out_r, 0.0), np.append(out_w, idle)
+    return out_r, out_w
+
+
+def _round_robin_v(rates: np.ndarray, s: np.ndarray, busy: np.ndarray, w: np.ndarray, workers: float,
+                   target_s: float, ca2: float, bound: tuple[float, float] | None = None) -> np.ndarray:
+    """Attainment at each arrival rate when prompts are dealt to c workers in turn and each
+    worker serves its own queue in order (see the module docstring). Per worker, Lindley's
+    recursion W' = max(0, W + B - A) from an idle start is W_n = P_n - min(P_0..P_n) over the
+    partial sums P of B - A: a cumulative sum and a running minimum, on blocks of draws each
+    spanning RR_HISTORY_S + RR_SLICE_S seconds at the rate, of which the last RR_SLICE_S is scored."""
+    reach = s <= target_s
+    shared = float(w[reach].sum())
+    bound_share, bound_met = (max(0.0, float(bound[0])), float(bound[1])) if bound is not None else (0.0, 1.0)
+    if shared + bound_share <= 0:
+        return np.ones_like(rates)
+    c = int(math.floor(workers + 1e-9))
+    if c <= 0:
+        return np.where(rates > 0, 0.0, 1.0)
+    cdf = np.cumsum(w) / float(w.sum())
+    idx = np.minimum(np.searchsorted(cdf, _prompt_draws(), side="right"), s.size - 1)
+    own, work, ok = s[idx], busy[idx], reach[idx]
+    gaps = _worker_gaps(c, float(ca2))
+    out = np.ones(rates.size)
+    for i, r in enumerate(rates):
+        if r <= 0 or not ok.any():
+            continue
+        n = int(min(RR_ARRIVALS, math.ceil(r * (RR_HISTORY_S + RR_SLICE_S) / c) + 1))
+        blocks = RR_ARRIVALS // n
+        m = blocks * n
+        gap = (gaps[:m] / r).reshape(blocks, n)
+        at = np.cumsum(gap, axis=1)
+        walk = np.zeros((blocks, n))
+        np.cumsum(work[:m].reshape(blocks, n)[:, :-1] - gap[:, 1:], axis=1, out=walk[:, 1:])
+        wait = walk - np.minimum.accumulate(walk, axis=1)
+        scored = ok[:m].reshape(blocks, n) & (at >= at[:, -1:] - RR_SLICE_S)
+        met = scored & (wait + own[:m].reshape(blocks, n) <= target_s)
+        out[i] = met.sum() / max(1, int(scored.sum()))
+    if bound_share > 0:
+        out = (shared * out + bound_share * bound_met) / (shared + bound_share)
+    return np.where(rates <= 0, 1.0, out)
+
+
 def prefill_workers(rate: float, mix: PromptMix, profile: PerformanceProfile, ttft_ms: float,
                     attainment: float, ca2: float = 1.0, bursts: tuple[np.ndarray, np.ndarray] | None = None,
-                    tol: float = 1e-3) -> float:
-    """Fractional prefill workers whose expected attainment reaches `attainment` (callers round)."""
+                    tol: float = 1e-3, routing: str = "pooled") -> float:
+    """Fractional prefill workers whose expected attainment reaches `attainment` (callers round).
+    `routing`: "pooled" (the next prompt to a free worker) or "round_robin" (dealt in turn; whole
+    workers only)."""
     if rate <= 0:
         return 0.0
     s, w, target_s = _service_s(mix, profile), mix.weight, ttft_ms / 1000.0
+    busy = _busy_s(mix, profile) if routing == "round_robin" else None
+    reuse = mix.reuse
+
+    def met(workers: float) -> bool:
+        return _mixed(rate, s, w, workers, target_s, ca2, bursts, reuse, busy) >= attainment
+
+    if busy is not None:  # the fewest whole workers: double, then halve
+        lo, hi = 0, 1
+        while not met(hi):
+            lo, hi = hi, hi * 2
+            if hi > 1 << 20:
+                return float(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if met(mid) else (mid, hi)
+        return float(hi)
     load = rate * float(np.dot(w, s))  # workers kept busy on average: the floor (rho = 1)
     lo = load
     hi = max(load * 2.0, load + 1.0)
-    reuse = mix.reuse
-    while _mixed(rate, s, w, hi, target_s, ca2, bursts, reuse) < attainment:
+    while not met(hi):
         lo, hi = hi, hi * 2.0
         if hi > 1e6:
             return hi
     while hi - lo > tol * max(1.0, lo):
         mid = 0.5 * (lo + hi)
-        if _mixed(rate, s, w, mid, target_s, ca2, bursts, reuse) >= attainment:
+        if met(mid):
             hi = mid
         else:
             lo = mid
     # attainment steps at whole workers (c = floor(workers)), so the bisection ends just above the
     # whole number that meets the target: rounding that up would add a worker
     whole = math.floor(hi + 1e-9)
-    if whole >= 1 and _mixed(rate, s, w, whole, target_s, ca2, bursts, reuse) >= attainment:
+    if whole >= 1 and met(whole):
         return float(whole)
     return hi
 

@@ -176,3 +176,73 @@ def test_decode_kv_is_sized_for_its_tail_not_its_mean():
     at_99 = tail.decode_kv_workers(5.0, isl, osl, w, 0.01, 100000.0, 1.0, 0.99)
     assert at_half == pytest.approx(mean / 100000.0)
     assert at_99 == pytest.approx((mean + 2.326348 * sd) / 100000.0, rel=1e-5)
+
+
+def simulate_round_robin(rate: float, lengths: list[float], weights: list[float], workers: int, reps: int = 300,
+                         seed: int = 2) -> float:
+    """Round robin as the model takes it: Poisson arrivals from an idle start, prompt i to worker
+    i mod c, each worker first come first served, busy for the prompt's tokens at the profiled
+    throughput, the prompt's own TTFT its unloaded one; scored over the last RR_SLICE_S seconds
+    of RR_HISTORY_S + RR_SLICE_S."""
+    rng = random.Random(seed)
+    span = tail.RR_HISTORY_S + tail.RR_SLICE_S
+    met = scored = 0
+    for _ in range(reps):
+        free = [0.0] * workers
+        t, i = rng.expovariate(rate), 0
+        while t < span:
+            x = rng.choices(lengths, weights)[0]
+            own = PROFILE.prefill.ttft_ms_at(x) / 1000.0
+            start = max(t, free[i % workers])
+            free[i % workers] = start + x / PROFILE.prefill.throughput_per_gpu_at(x)
+            if t >= tail.RR_HISTORY_S and own <= TTFT_MS / 1000.0:
+                scored += 1
+                met += (start - t + own) <= TTFT_MS / 1000.0
+            t, i = t + rng.expovariate(rate), i + 1
+    return met / scored
+
+
+@pytest.mark.parametrize("rate,workers", [(20.0, 2), (40.0, 4), (60.0, 6), (100.0, 10)])
+def test_round_robin_attainment_matches_a_simulated_round_robin(rate, workers):
+    mix = tail.PromptMix(np.array(LONG_TAIL[0]), np.array(LONG_TAIL[1]))
+    predicted = tail.prefill_attainment(rate, mix, workers, PROFILE, TTFT_MS, ca2=1.0, routing="round_robin")
+    assert predicted == pytest.approx(simulate_round_robin(rate, *LONG_TAIL, workers), abs=0.02)
+
+
+def test_round_robin_keeps_short_prompts_behind_long_ones_so_it_needs_more_workers_than_a_pool():
+    mix = tail.PromptMix(np.array([1000.0, 20000.0]), np.array([0.9, 0.1]))
+    for rate in (20.0, 40.0):
+        rr = tail.prefill_workers(rate, mix, PROFILE, TTFT_MS, 0.99, ca2=1.0, routing="round_robin")
+        pooled = tail.prefill_workers(rate, mix, PROFILE, TTFT_MS, 0.99, ca2=1.0)
+        assert rr >= pooled + 2, (rate, rr, pooled)
+    # and a pool's fleet misses the target when prompts are dealt in turn
+    pooled = math.ceil(tail.prefill_workers(40.0, mix, PROFILE, TTFT_MS, 0.99, ca2=1.0))
+    assert tail.prefill_attainment(40.0, mix, pooled, PROFILE, TTFT_MS, ca2=1.0, routing="round_robin") < 0.97
+
+
+def test_round_robin_workers_are_the_fewest_whole_workers_and_grow_with_target_and_clumping():
+    mix = tail.PromptMix(np.array(LONG_TAIL[0]), np.array(LONG_TAIL[1]))
+    bursts = (np.array([0.5, 1.0, 3.0]), np.array([0.3, 0.5, 0.2]))
+    found = []
+    for target in (0.9, 0.95, 0.99):
+        c = tail.prefill_workers(50.0, mix, PROFILE, TTFT_MS, target, ca2=2.0, bursts=bursts, routing="round_robin")
+        assert c == int(c)
+        assert tail.prefill_attainment(50.0, mix, c, PROFILE, TTFT_MS, 2.0, bursts, "round_robin") >= target
+        assert tail.prefill_attainment(50.0, mix, c - 1, PROFILE, TTFT_MS, 2.0, bursts, "round_robin") < target
+        found.append(c)
+    assert found == sorted(found) and found[0] < found[-1]
+    calm = tail.prefill_workers(50.0, mix, PROFILE, TTFT_MS, 0.99, ca2=1.0, routing="round_robin")
+    clumped = tail.prefill_workers(50.0, mix, PROFILE, TTFT_MS, 0.99, ca2=9.0, routing="round_robin")
+    assert clumped > calm
+    # the same question twice gets the same answer (fixed draws)
+    assert tail.prefill_workers(50.0, mix, PROFILE, TTFT_MS, 0.99, ca2=9.0, routing="round_robin") == clumped
+
+
+def test_round_robin_load_classes_are_merged_keeping_requests_and_the_busiest_loads():
+    rates = np.geomspace(1.0, 200.0, 40)
+    share = np.full(40, 1 / 40)
+    r, w = tail._coarse(np.append(rates, 0.0), np.append(share, 0.1))
+    assert len(r) <= tail.RR_CLASSES + 1
+    assert w.sum() == pytest.approx(1.1)
+    assert np.dot(r, w) == pytest.approx(np.dot(rates, share))  # requests kept
+    assert r.max() > 150.0  # the busiest class stays busy

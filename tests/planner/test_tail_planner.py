@@ -118,3 +118,24 @@ def test_long_prompts_with_a_cached_prefix_are_sized_for_when_asked():
                       [(39000, 5.0), (5000, 5.0), (35000, 5.0), (900, 5.0), (0, None)])
     p.decide(obs(STEP, 1.0))
     assert p.prompts.mix().reuse.share == pytest.approx(0.4)
+
+
+def test_round_robin_routing_sizes_for_short_prompts_queued_behind_long_ones_on_their_worker():
+    pooled, dealt = planner(prefill_routing="pooled"), planner(prefill_routing="round_robin")
+    for k in range(1, 40):
+        n = int(40.0 * STEP)
+        for p in (pooled, dealt):
+            p.observe_prompts([1000.0] * (n - n // 10) + [20000.0] * (n // 10))
+        a, b = pooled.decide(obs(k * STEP, 40.0, 2900.0)), dealt.decide(obs(k * STEP, 40.0, 2900.0))
+    assert b.details.prefill_need >= a.details.prefill_need + 2
+    assert b.details.prefill_need == int(b.details.prefill_need)  # whole workers
+
+
+def test_arrival_clumping_defaults_to_the_value_calibrated_for_each_prefill_model():
+    assert PlannerConfig().effective_arrival_ca2 == 9.0
+    assert PlannerConfig(prefill_routing="round_robin").effective_arrival_ca2 == 2.0
+    assert PlannerConfig(prefill_routing="round_robin", arrival_ca2=1.0).effective_arrival_ca2 == 1.0
+    with pytest.raises(ValueError, match="prefill_routing"):
+        PlannerConfig(prefill_routing="random")
+    with pytest.raises(ValueError, match="arrival_ca2"):
+        PlannerConfig(arrival_ca2=-1.0)
