@@ -37,7 +37,7 @@ MODELS = (("pooled, ca2 1", "pooled", 1.0), ("pooled, ca2 9", "pooled", 9.0),
 FLEETS = {"mooncake": (5, 8, 10, 12, 14), "azure": (4, 6, 8, 10, 12)}
 
 
-def _engine_share(reqs: list[Request], workers: int, profile: PerformanceProfile, ttft_ms: float,
+def engine_share(reqs: list[Request], workers: int, profile: PerformanceProfile, ttft_ms: float,
                   from_ms: float) -> float:
     cfg = engine.EngineConfig(startup_s=0.0, ttft_ms=ttft_ms, initial_prefill=workers, initial_decode=DECODE)
     run = engine.run(reqs, baselines.Static(workers, DECODE), cfg)
@@ -47,7 +47,7 @@ def _engine_share(reqs: list[Request], workers: int, profile: PerformanceProfile
     return met / max(1, len(scored))
 
 
-def _model_share(reqs: list[Request], workers: int, profile: PerformanceProfile, ttft_ms: float, from_s: float,
+def model_share(reqs: list[Request], workers: int, profile: PerformanceProfile, ttft_ms: float, from_s: float,
                  routing: str, ca2: float) -> float:
     ts = np.array([r.timestamp_ms / 1000.0 for r in reqs])
     isl = np.array([r.input_length for r in reqs], float)
@@ -84,9 +84,9 @@ def main() -> int:
             for workers in FLEETS["mooncake" if "mooncake" in fname else "azure"]:
                 t0 = time.time()
                 row = {"set": set_name, "trace": label, "prefill": workers,
-                       "engine": _engine_share(reqs, workers, profile, args.ttft_ms, from_s * 1000.0)}
+                       "engine": engine_share(reqs, workers, profile, args.ttft_ms, from_s * 1000.0)}
                 for name, routing, ca2 in MODELS:
-                    row[name] = _model_share(reqs, workers, profile, args.ttft_ms, from_s, routing, ca2)
+                    row[name] = model_share(reqs, workers, profile, args.ttft_ms, from_s, routing, ca2)
                 rows.append(row)
                 print(f"[{set_name}] {label}, {workers} prefill: engine {row['engine']:.3f}, "
                       + ", ".join(f"{n} {row[n]:.3f}" for n, _, _ in MODELS) + f" ({time.time() - t0:.0f} s)", flush=True)
