@@ -256,6 +256,29 @@ def erlang_c_v(servers: int, offered: np.ndarray) -> np.ndarray:
     return np.where(a <= 0, 0.0, out)
 
 
+@dataclass(frozen=True)
+class _Reach:
+    """Which prompts an idle worker serves in time (`reach`, their share `shared`), and those in
+    reach only from a cached prefix (`bound_share` of all, `bound_met` of them met)."""
+
+    reach: np.ndarray
+    shared: float
+    bound_share: float
+    bound_met: float
+
+    @classmethod
+    def of(cls, s: np.ndarray, w: np.ndarray, target_s: float, bound: tuple[float, float] | None) -> "_Reach":
+        reach = s <= target_s
+        share, met = (max(0.0, float(bound[0])), float(bound[1])) if bound is not None else (0.0, 1.0)
+        return cls(reach, float(w[reach].sum()), share, met)
+
+    def blend(self, att: np.ndarray) -> np.ndarray:
+        """Attainment over all prompts in reach, from that over those an idle worker serves in time."""
+        if self.bound_share <= 0:
+            return att
+        return (self.shared * att + self.bound_share * self.bound_met) / (self.shared + self.bound_share)
+
+
 def _attainment_v(rates: np.ndarray, s: np.ndarray, w: np.ndarray, workers: float, target_s: float,
                   ca2: float, bound: tuple[float, float] | None = None) -> np.ndarray:
     """Attainment at each arrival rate, pooled M/G/c: the router sends each prompt to a free worker
@@ -263,12 +286,10 @@ def _attainment_v(rates: np.ndarray, s: np.ndarray, w: np.ndarray, workers: floa
     c = floor(workers); given a wait, it is exponential with rate (c / E[S] - rate) scaled by
     2 / (ca2 + cs2) (the two-moment correction of Kingman and Whitt to the M/M/c rate).
     `bound`: (share of all prompts in reach only from a cached prefix, share of those met)."""
-    reach = s <= target_s
-    shared = float(w[reach].sum())
-    bound_share, bound_met = (max(0.0, float(bound[0])), float(bound[1])) if bound is not None else (0.0, 1.0)
-    if shared + bound_share <= 0:
-        return np.ones_like(rates)
+    q = _Reach.of(s, w, target_s, bound)
     c = int(math.floor(workers + 1e-9))
+    if q.shared + q.bound_share <= 0:
+        return np.ones_like(rates)
     if c <= 0:
         return np.where(rates > 0, 0.0, 1.0)
     es, es2 = float(np.dot(w, s)), float(np.dot(w, s * s))
@@ -276,11 +297,9 @@ def _attainment_v(rates: np.ndarray, s: np.ndarray, w: np.ndarray, workers: floa
     offered = rates * es
     wait = erlang_c_v(c, offered)
     theta = np.maximum(0.0, c / es - rates) * 2.0 / (max(0.0, ca2) + cs2)
-    slack = target_s - s[reach]
+    slack = target_s - s[q.reach]
     ok = 1.0 - wait[:, None] * np.exp(-theta[:, None] * slack[None, :])
-    att = ok @ w[reach] / shared if shared > 0 else np.ones_like(rates)
-    if bound_share > 0:
-        att = (shared * att + bound_share * bound_met) / (shared + bound_share)
+    att = q.blend(ok @ w[q.reach] / q.shared if q.shared > 0 else np.ones_like(rates))
     return np.where(rates <= 0, 1.0, np.where(offered >= c, 0.0, att))
 
 
@@ -337,17 +356,15 @@ def _round_robin_v(rates: np.ndarray, s: np.ndarray, busy: np.ndarray, w: np.nda
     recursion W' = max(0, W + B - A) from an idle start is W_n = P_n - min(P_0..P_n) over the
     partial sums P of B - A: a cumulative sum and a running minimum, on blocks of draws each
     spanning RR_HISTORY_S + RR_SLICE_S seconds at the rate, of which the last RR_SLICE_S is scored."""
-    reach = s <= target_s
-    shared = float(w[reach].sum())
-    bound_share, bound_met = (max(0.0, float(bound[0])), float(bound[1])) if bound is not None else (0.0, 1.0)
-    if shared + bound_share <= 0:
-        return np.ones_like(rates)
+    q = _Reach.of(s, w, target_s, bound)
     c = int(math.floor(workers + 1e-9))
+    if q.shared + q.bound_share <= 0:
+        return np.ones_like(rates)
     if c <= 0:
         return np.where(rates > 0, 0.0, 1.0)
     cdf = np.cumsum(w) / float(w.sum())
     idx = np.minimum(np.searchsorted(cdf, _prompt_draws(), side="right"), s.size - 1)
-    own, work, ok = s[idx], busy[idx], reach[idx]
+    own, work, ok = s[idx], busy[idx], q.reach[idx]
     gaps = _worker_gaps(c, float(ca2))
     out = np.ones(rates.size)
     for i, r in enumerate(rates):
@@ -364,9 +381,7 @@ def _round_robin_v(rates: np.ndarray, s: np.ndarray, busy: np.ndarray, w: np.nda
         scored = ok[:m].reshape(blocks, n) & (at >= at[:, -1:] - RR_SLICE_S)
         met = scored & (wait + own[:m].reshape(blocks, n) <= target_s)
         out[i] = met.sum() / max(1, int(scored.sum()))
-    if bound_share > 0:
-        out = (shared * out + bound_share * bound_met) / (shared + bound_share)
-    return np.where(rates <= 0, 1.0, out)
+    return np.where(rates <= 0, 1.0, q.blend(out))
 
 
 def prefill_workers(rate: float, mix: PromptMix, profile: PerformanceProfile, ttft_ms: float,
