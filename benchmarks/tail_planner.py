@@ -16,7 +16,10 @@
   last start-up stays within it (tuned on DEV; docs/planner.md, "The steady floor");
 - `predictive-rr`: the round-robin prefill model (`prefill_routing: round_robin`, arrival_ca2 2 as
   calibrated on DEV by benchmarks/prefill_model_fit.py) with the error-budget loop, the setting
-  picked on DEV (docs/planner.md, "A model of round robin").
+  picked on DEV (docs/planner.md, "A model of round robin");
+- `predictive-larger`: prefill sized for the larger of the pooled (clumps) and the round-robin
+  (a short prompt behind a long one) needs, each at its own arrival_ca2, with no headroom loop
+  (`max_correction: 1`): the candidate default found on DEV (docs/planner.md).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ VARIANTS = {
                               "floor_half_life_s": 600.0, "floor_attainment": 0.999},
     "predictive-rr": {"need_model": "tail", "bursts": "mix", "prefill_routing": "round_robin",
                       "headroom": "error_budget"},
+    "predictive-larger": {"need_model": "tail", "bursts": "mix", "prefill_routing": "larger", "max_correction": 1.0},
 }
 
 

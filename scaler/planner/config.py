@@ -30,11 +30,12 @@ class PlannerConfig(BaseModel):
         "tail", description="model of need: 'tail' sizes prefill so the share of requests meeting the TTFT target "
         "reaches attainment_target, from the recent distribution of prompt lengths (M/G/c queueing), and decode KV "
         "for its tail; 'mean' sizes from the mean prompt at a utilisation bound (the earlier model)")
-    prefill_routing: Literal["pooled", "round_robin"] = Field(
+    prefill_routing: Literal["pooled", "round_robin", "larger"] = Field(
         "pooled", description="with need_model=tail, the queue prefill is modelled as: 'pooled' (the next prompt "
         "to a free worker, M/G/c) or 'round_robin' (prompts dealt to workers in turn, as Dynamo's default router "
         "mode does, each worker serving its own queue in order, so a short prompt waits behind a long one on its "
-        "worker while others idle; docs/planner.md, 'A model of round robin')")
+        "worker while others idle); 'larger' sizes for the larger of the two needs, each model at its own "
+        "arrival_ca2 default (docs/planner.md, 'A model of round robin')")
     prefix_cache: Literal["ignore", "lru"] = Field(
         "ignore", description="with need_model=tail and each prompt's cached prefix and its age (replay): 'lru' "
         "counts prompts too long for an idle worker but in reach from a cached prefix, met while the prefix is "
@@ -87,12 +88,11 @@ class PlannerConfig(BaseModel):
                                          "(no room in the cluster) this long is not raised further until they "
                                          "are placed (condition InsufficientCapacity)")
 
-    @property
-    def effective_arrival_ca2(self) -> float:
-        """arrival_ca2, or the default of the prefill routing's model."""
+    def effective_arrival_ca2(self, routing: str | None = None) -> float:
+        """arrival_ca2, or the default of a prefill model (`routing`, default prefill_routing's)."""
         if self.arrival_ca2 is not None:
             return self.arrival_ca2
-        return 2.0 if self.prefill_routing == "round_robin" else 9.0
+        return 2.0 if (routing or self.prefill_routing) == "round_robin" else 9.0
 
     @model_validator(mode="after")
     def _bounds(self) -> "PlannerConfig":

@@ -165,10 +165,12 @@ class PredictivePlanner:
         c, p = self.config, self.profile
         if c.need_model == "tail" and rate > 0:
             m = mix if mix is not None else tail.PromptMix.point(isl)
-            return tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms,
-                                        attainment or c.attainment_target,
-                                        ca2=c.effective_arrival_ca2 if ca2 is None else ca2, bursts=factors,
-                                        routing=c.prefill_routing)
+            models = ("pooled", "round_robin") if c.prefill_routing == "larger" else (c.prefill_routing,)
+            return max(tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms,
+                                            attainment or c.attainment_target,
+                                            ca2=c.effective_arrival_ca2(model) if ca2 is None else ca2,
+                                            bursts=factors, routing=model)
+                       for model in models)
         return prefill_replicas(Load(rate, isl, osl), p, c.ttft_ms, correction=self.prefill_correction)
 
     def _decode(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None) -> float:

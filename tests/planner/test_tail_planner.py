@@ -122,19 +122,22 @@ def test_long_prompts_with_a_cached_prefix_are_sized_for_when_asked():
 
 def test_round_robin_routing_sizes_for_short_prompts_queued_behind_long_ones_on_their_worker():
     pooled, dealt = planner(prefill_routing="pooled"), planner(prefill_routing="round_robin")
+    larger = planner(prefill_routing="larger")
     for k in range(1, 40):
         n = int(40.0 * STEP)
-        for p in (pooled, dealt):
+        for p in (pooled, dealt, larger):
             p.observe_prompts([1000.0] * (n - n // 10) + [20000.0] * (n // 10))
-        a, b = pooled.decide(obs(k * STEP, 40.0, 2900.0)), dealt.decide(obs(k * STEP, 40.0, 2900.0))
+        a, b, c = (p.decide(obs(k * STEP, 40.0, 2900.0)) for p in (pooled, dealt, larger))
     assert b.details.prefill_need >= a.details.prefill_need + 2
     assert b.details.prefill_need == int(b.details.prefill_need)  # whole workers
+    assert c.details.prefill_need == max(a.details.prefill_need, b.details.prefill_need)
 
 
 def test_arrival_clumping_defaults_to_the_value_calibrated_for_each_prefill_model():
-    assert PlannerConfig().effective_arrival_ca2 == 9.0
-    assert PlannerConfig(prefill_routing="round_robin").effective_arrival_ca2 == 2.0
-    assert PlannerConfig(prefill_routing="round_robin", arrival_ca2=1.0).effective_arrival_ca2 == 1.0
+    assert PlannerConfig().effective_arrival_ca2() == 9.0
+    assert PlannerConfig(prefill_routing="round_robin").effective_arrival_ca2() == 2.0
+    assert PlannerConfig(prefill_routing="larger").effective_arrival_ca2("round_robin") == 2.0
+    assert PlannerConfig(prefill_routing="round_robin", arrival_ca2=1.0).effective_arrival_ca2() == 1.0
     with pytest.raises(ValueError, match="prefill_routing"):
         PlannerConfig(prefill_routing="random")
     with pytest.raises(ValueError, match="arrival_ca2"):
