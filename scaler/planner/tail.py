@@ -272,6 +272,15 @@ class _Reach:
         share, met = (max(0.0, float(bound[0])), float(bound[1])) if bound is not None else (0.0, 1.0)
         return cls(reach, float(w[reach].sum()), share, met)
 
+    def settled(self, rates: np.ndarray, workers: int) -> np.ndarray | None:
+        """The attainment at each rate when no queue needs modelling: all met when no prompt is
+        in reach, none of an arriving load without workers; None otherwise."""
+        if self.shared + self.bound_share <= 0:
+            return np.ones_like(rates)
+        if workers <= 0:
+            return np.where(rates > 0, 0.0, 1.0)
+        return None
+
     def blend(self, att: np.ndarray) -> np.ndarray:
         """Attainment over all prompts in reach, from that over those an idle worker serves in time."""
         if self.bound_share <= 0:
@@ -286,12 +295,9 @@ def _attainment_v(rates: np.ndarray, s: np.ndarray, w: np.ndarray, workers: floa
     c = floor(workers); given a wait, it is exponential with rate (c / E[S] - rate) scaled by
     2 / (ca2 + cs2) (the two-moment correction of Kingman and Whitt to the M/M/c rate).
     `bound`: (share of all prompts in reach only from a cached prefix, share of those met)."""
-    q = _Reach.of(s, w, target_s, bound)
-    c = int(math.floor(workers + 1e-9))
-    if q.shared + q.bound_share <= 0:
-        return np.ones_like(rates)
-    if c <= 0:
-        return np.where(rates > 0, 0.0, 1.0)
+    q, c = _Reach.of(s, w, target_s, bound), int(math.floor(workers + 1e-9))
+    if (settled := q.settled(rates, c)) is not None:
+        return settled
     es, es2 = float(np.dot(w, s)), float(np.dot(w, s * s))
     cs2 = max(0.0, es2 / (es * es) - 1.0) if es > 0 else 0.0
     offered = rates * es
@@ -356,12 +362,9 @@ def _round_robin_v(rates: np.ndarray, s: np.ndarray, busy: np.ndarray, w: np.nda
     recursion W' = max(0, W + B - A) from an idle start is W_n = P_n - min(P_0..P_n) over the
     partial sums P of B - A: a cumulative sum and a running minimum, on blocks of draws each
     spanning RR_HISTORY_S + RR_SLICE_S seconds at the rate, of which the last RR_SLICE_S is scored."""
-    q = _Reach.of(s, w, target_s, bound)
-    c = int(math.floor(workers + 1e-9))
-    if q.shared + q.bound_share <= 0:
-        return np.ones_like(rates)
-    if c <= 0:
-        return np.where(rates > 0, 0.0, 1.0)
+    q, c = _Reach.of(s, w, target_s, bound), int(math.floor(workers + 1e-9))
+    if (settled := q.settled(rates, c)) is not None:
+        return settled
     cdf = np.cumsum(w) / float(w.sum())
     idx = np.minimum(np.searchsorted(cdf, _prompt_draws(), side="right"), s.size - 1)
     own, work, ok = s[idx], busy[idx], q.reach[idx]
