@@ -1,6 +1,7 @@
-"""Decision latency of the predictive planner per DGD (pure decision, no I/O), with a profile and
-without one (the online fit, refitted every decision), with the round-robin prefill model, beside the throughput baseline in the same
-run. Observations are recorded from a replay of a real trace.
+"""Decision latency of the predictive planner per DGD (pure decision, no I/O), with a profile,
+with the round-robin prefill model and without a profile (the online fit, refitted every
+decision), beside the throughput baseline in the same run. Observations are recorded from a
+replay of a real trace.
 
 Prints numbers and writes benchmarks/results/planner_decision.json.
 Usage: .venv/bin/python benchmarks/planner_decision.py [--repeat 5]

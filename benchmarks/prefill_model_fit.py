@@ -21,6 +21,7 @@ import numpy as np
 from benchmarks import criteria
 from benchmarks.replay import SETS, TRACES
 from scaler.planner import tail
+from scaler.planner.config import PlannerConfig
 from scaler.profile import PerformanceProfile, bundled_profile
 from scaler.replay import baselines, engine
 from dynamo_scaling.traces import Request, read_trace, scale_rate, window
@@ -30,9 +31,12 @@ WARMUP_S = 300.0
 WINDOW_S = 30.0
 SLICE_S = 5.0
 DECODE = 8
-# (name, routing, arrival_ca2): the pooled model as the oracle (1) and the planner (9) use it
-MODELS = (("pooled, ca2 1", "pooled", 1.0), ("pooled, ca2 9", "pooled", 9.0),
-          ("round robin, ca2 2", "round_robin", 2.0))
+# (name, routing, arrival_ca2): the pooled model as the oracle (ca2 1) and the planner use it, and
+# the round-robin model at the planner's default
+_PLANNER_CA2 = {m: PlannerConfig().effective_arrival_ca2(m) for m in ("pooled", "round_robin")}
+MODELS = (("pooled, ca2 1", "pooled", 1.0),
+          (f"pooled, ca2 {_PLANNER_CA2['pooled']:g}", "pooled", _PLANNER_CA2["pooled"]),
+          (f"round robin, ca2 {_PLANNER_CA2['round_robin']:g}", "round_robin", _PLANNER_CA2["round_robin"]))
 # prefill workers tried per trace (enough to span attainment 0.6-0.99 at the scale of replay.py)
 FLEETS = {"mooncake": (5, 8, 10, 12, 14), "azure": (4, 6, 8, 10, 12)}
 

@@ -339,17 +339,17 @@ def _prompt_draws() -> np.ndarray:
 def _coarse(rates: np.ndarray, share: np.ndarray, classes: int = RR_CLASSES) -> tuple[np.ndarray, np.ndarray]:
     """At most `classes` load classes, log-spaced between the lowest and highest rate, each at
     the request-weighted mean of its rates (the top class keeps the highest loads together)."""
-    busy = rates > 0
-    if int(busy.sum()) <= classes:
+    loaded = rates > 0
+    if int(loaded.sum()) <= classes:
         return rates, share
-    r, w = rates[busy], share[busy]
+    r, w = rates[loaded], share[loaded]
     edges = np.geomspace(float(r.min()), float(r.max()) * (1 + 1e-9), classes + 1)
     k = np.clip(np.searchsorted(edges, r, side="right") - 1, 0, classes - 1)
     tot = np.bincount(k, weights=w, minlength=classes)
     mass = np.bincount(k, weights=w * r, minlength=classes)
     keep = tot > 0
     out_r, out_w = mass[keep] / tot[keep], tot[keep]
-    idle = float(share[~busy].sum())
+    idle = float(share[~loaded].sum())
     if idle > 0:
         out_r, out_w = np.append(out_r, 0.0), np.append(out_w, idle)
     return out_r, out_w
