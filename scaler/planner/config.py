@@ -83,7 +83,12 @@ class PlannerConfig(BaseModel):
                            "capacity (headroom=mean_latency, or without SLA counts)")
     max_correction: float = Field(2.0, ge=1, description="upper bound of the capacity headroom factors (where the "
                                   "error-budget loop stops raising)")
-    kv_headroom: float = Field(0.8, gt=0, le=1, description="decode KV usage planned for")
+    kv_headroom: float = Field(0.8, gt=0, le=1, description="decode KV usage planned for (and share of "
+                               "decode_max_seqs)")
+    decode_max_seqs: int | None = Field(256, ge=1, description="sequences a decode worker runs at once (set it "
+                                        "to the engine's max_num_seqs; 256 is the replay mocker's default): "
+                                        "a pool running that many per worker is full whatever its KV usage; "
+                                        "null: KV usage only")
     unschedulable_after_s: float = Field(60.0, ge=0, description="a pool whose pods stay Pending unschedulable "
                                          "(no room in the cluster) this long is not raised further until they "
                                          "are placed (condition InsufficientCapacity)")

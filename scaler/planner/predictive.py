@@ -247,7 +247,7 @@ class PredictivePlanner:
         else:
             pre = prefill_now(f.rate_now, f.isl, obs.prefill, st.prefill_throughput, self.prefill_start.estimate_s,
                               c.backlog_horizon_s).workers
-        return Need(pre, decode_now(obs.decode, st.kv_capacity, c.kv_headroom), 0.0, 0.0, 0.0)
+        return Need(pre, decode_now(obs.decode, st.kv_capacity, c.kv_headroom, c.decode_max_seqs), 0.0, 0.0, 0.0)
 
     def _forecast(self, obs: Observation) -> Forecast:
         """Take in the window, learn the headroom, and forecast the load at the horizon together
@@ -313,7 +313,7 @@ class PredictivePlanner:
         per_prefill = p.prefill.throughput_per_gpu_at(f.isl) * p.gpus_per_prefill_worker
         now = prefill_now(f.rate_now, f.isl, obs.prefill, per_prefill, self.prefill_start.estimate_s,
                           c.backlog_horizon_s)
-        dec_now = decode_now(obs.decode, p.decode.max_kv_tokens, c.kv_headroom)
+        dec_now = decode_now(obs.decode, p.decode.max_kv_tokens, c.kv_headroom, c.decode_max_seqs)
         pre, floor = max(pre_need, now.workers), None
         if (self.steady is not None and self.steady.active(f.startup_s)
                 and (history := self.steady.distribution()) is not None):

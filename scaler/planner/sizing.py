@@ -57,15 +57,21 @@ def decode_replicas(load: Load, profile: PerformanceProfile, itl_target_ms: floa
     return max(by_throughput, by_kv)
 
 
-def measured_kv_need(pool: PoolObservation, kv_headroom: float) -> float:
-    """Decode workers needed by the KV usage the workers report, which holds whatever their real
-    capacity is (the profile may assume another): requests waiting for KV add in proportion to
-    the requests each worker holds at its current usage."""
-    u = pool.kv_usage
-    if u is None or pool.active <= 0 or u <= 0:
+def measured_decode_need(pool: PoolObservation, kv_headroom: float, max_seqs: int | None = None) -> float:
+    """Decode workers needed by how full the workers report they are, which holds whatever their
+    real capacity is (the profile may assume another). A worker is full when its KV cache is, or
+    when it runs as many sequences as its engine batches (`max_seqs`, the engine's max_num_seqs)
+    with KV to spare: past that, requests wait for a slot, and their first token with them.
+    Requests waiting add in proportion to the requests each worker holds."""
+    if pool.active <= 0:
+        return 0.0
+    fill = pool.kv_usage or 0.0
+    if max_seqs:
+        fill = max(fill, pool.running_requests / (pool.active * max_seqs))
+    if fill <= 0:
         return 0.0
     backlog = pool.queued_requests / pool.running_requests if pool.running_requests > 0 else 0.0
-    return pool.active * u * (1.0 + backlog) / kv_headroom
+    return pool.active * fill * (1.0 + backlog) / kv_headroom
 
 
 @dataclass(frozen=True)
@@ -86,11 +92,12 @@ def prefill_now(rate: float, isl: float, pool: PoolObservation, per_prefill: flo
     return PrefillNow(rate * isl / per_prefill + backlog, backlog)
 
 
-def decode_now(pool: PoolObservation, kv_tokens_per_worker: float | None, kv_headroom: float) -> float:
+def decode_now(pool: PoolObservation, kv_tokens_per_worker: float | None, kv_headroom: float,
+               max_seqs: int | None = None) -> float:
     """Load path for decode: the KV held and waiting over the KV tokens a worker holds (the
-    profile's, or the online fit's; None: not known yet), or the KV usage the workers report,
-    whichever needs more."""
-    measured = measured_kv_need(pool, kv_headroom)
+    profile's, or the online fit's; None: not known yet), or how full the workers report they are
+    (KV usage or sequence slots), whichever needs more."""
+    measured = measured_decode_need(pool, kv_headroom, max_seqs)
     if kv_tokens_per_worker is None:
         return measured
     kv_demand = pool.active_tokens + pool.queued_tokens

@@ -1,5 +1,5 @@
 """Need from load, pure: the throughput path (prefill_replicas, decode_replicas) and the load path
-(prefill_now, decode_now, measured_kv_need), on a hand-made profile whose numbers are easy to
+(prefill_now, decode_now, measured_decode_need), on a hand-made profile whose numbers are easy to
 follow: prefill 10,000 tokens/s per GPU and 0.1 ms per prompt token; decode 20 ms ITL at half KV."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaler.planner.sizing import (Load, ceil_replicas, decode_now, decode_replicas, measured_kv_need, prefill_now,
+from scaler.planner.sizing import (Load, ceil_replicas, decode_now, decode_replicas, measured_decode_need, prefill_now,
                                    prefill_replicas, prefill_utilization)
 from scaler.policy import PoolObservation
 from scaler.profile import DecodeProfile, PerformanceProfile, PrefillProfile
@@ -67,8 +67,23 @@ def test_ceil_replicas_ignores_float_noise(x, n):
     (PoolObservation(active=4, kv_usage=0.5, running_requests=8), 2.5),  # 4 x 0.5 / 0.8
     (PoolObservation(active=4, kv_usage=0.5, running_requests=8, queued_requests=2), 3.125),  # + a quarter waiting
 ])
-def test_measured_kv_need(pool, need):
-    assert measured_kv_need(pool, 0.8) == pytest.approx(need)
+def test_measured_decode_need(pool, need):
+    assert measured_decode_need(pool, 0.8) == pytest.approx(need)
+
+
+@pytest.mark.parametrize("pool, need", [
+    # every sequence slot taken, a third as many waiting, the KV cache half empty: full by slots
+    (PoolObservation(active=1, kv_usage=0.5, running_requests=256, queued_requests=85), 256 / 256 * (1 + 85 / 256) / 0.8),
+    # slots half taken, KV fuller: the KV usage decides, as without a cap
+    (PoolObservation(active=2, kv_usage=0.6, running_requests=256), 2 * 0.6 / 0.8),
+    # no KV usage reported: the slots still count
+    (PoolObservation(active=2, running_requests=384), 2 * 0.75 / 0.8),
+    (PoolObservation(active=0, running_requests=10), 0.0),
+])
+def test_measured_decode_need_counts_sequence_slots(pool, need):
+    assert measured_decode_need(pool, 0.8, max_seqs=256) == pytest.approx(need)
+    # without the cap a pool at its slot limit with KV to spare would look half used
+    assert measured_decode_need(pool, 0.8) <= need
 
 
 @pytest.mark.parametrize("rate, pool, startup_s, workers, backlog", [

@@ -1,0 +1,119 @@
+"""Traffic shapes the bundled traces do not have, in the replay engine: a slow ramp into the decode
+pool's sequence limit, a step, on/off bursts, long prompts, long answers, a steady high rate.
+Each shape is a seeded synthetic trace (Poisson arrivals at a rate that follows the shape,
+log-normal prompt and answer lengths), played after a 300 s warm-up like benchmarks/replay.py, for
+every policy and for the planner without its sequence-slot signal (`predictive-kv-only`,
+decode_max_seqs null) as the baseline of the same run. These shapes were written to find faults
+the traces do not show, not tuned on.
+
+Prints a table and writes benchmarks/results/traffic_shapes.json.
+Usage: .venv/bin/python benchmarks/traffic_shapes.py [--startup 60] [--target 0.99] [--shapes ramp ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scaler.planner.config import PlannerConfig
+from scaler.planner.predictive import PredictivePlanner
+from scaler.profile import bundled_profile
+from scaler.replay import policies
+from scaler.replay.runner import Setting, run_policy
+from scaler.replay.scoring import feasible_keys, score
+from dynamo_scaling.traces import Request
+
+REPO = Path(__file__).resolve().parents[1]
+DURATION_S = 900.0
+WARMUP_S = 300.0
+POLICIES = ("predictive", "predictive-kv-only", "static", "hpa", "dynamo-load", "dynamo-throughput", "oracle")
+
+
+@dataclass(frozen=True)
+class Shape:
+    rate: Callable[[float], float]  # requests per second at t
+    isl: tuple[float, float]  # log-normal median and sigma of prompt tokens
+    osl: tuple[float, float]  # the same for answer tokens
+    what: str
+
+
+SHAPES = {
+    "ramp": Shape(lambda t: 1 + 40 * t / DURATION_S, (2000, 0.6), (200, 0.6),
+                  "1 to 41 req/s over 15 min: decode reaches its sequence limit before its KV limit"),
+    "step": Shape(lambda t: 3.0 if t < 450 else 30.0, (2000, 0.6), (200, 0.6), "3 req/s, then 30 from 450 s"),
+    "on_off": Shape(lambda t: 25.0 if t % 300 < 60 else 0.0, (2000, 0.6), (200, 0.6),
+                    "25 req/s for one minute in five, nothing between"),
+    "long_prompts": Shape(lambda t: 1.0, (30000, 0.8), (100, 0.5), "1 req/s, prompts around 30k tokens"),
+    "long_answers": Shape(lambda t: 2.0, (500, 0.5), (4000, 0.5), "2 req/s, answers around 4k tokens"),
+    "steady_high": Shape(lambda t: 60.0, (1500, 0.7), (150, 0.7), "60 req/s throughout"),
+}
+
+
+def synthesize(shape: Shape, seed: int = 7) -> list[Request]:
+    """Poisson arrivals thinned from the shape's top rate; lengths drawn per request."""
+    rng = np.random.default_rng(seed)
+    top = max(shape.rate(t) for t in np.arange(0.0, DURATION_S, 1.0))
+    times = np.cumsum(rng.exponential(1.0 / top, int(top * DURATION_S * 1.3) + 10))
+    times = times[times < DURATION_S]
+    times = times[rng.random(times.size) * top < np.array([shape.rate(t) for t in times])]
+    isl = np.maximum(1, rng.lognormal(np.log(shape.isl[0]), shape.isl[1], times.size)).astype(int)
+    osl = np.maximum(1, rng.lognormal(np.log(shape.osl[0]), shape.osl[1], times.size)).astype(int)
+    return [Request(float(t) * 1000.0, int(i), int(o)) for t, i, o in zip(times, isl, osl)]
+
+
+def _kv_only(ctx: policies.RunContext) -> PredictivePlanner:
+    cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s, gpu_budget=ctx.gpu_budget,
+                        attainment_target=ctx.attainment_target, decode_max_seqs=None)
+    return PredictivePlanner(ctx.profile, cfg, name="predictive-kv-only")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--startup", type=float, default=60.0, help="worker start-up delay, s")
+    p.add_argument("--target", type=float, default=0.99, help="attainment_target of the predictive planners")
+    p.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=list(SHAPES))
+    p.add_argument("--policies", nargs="+", default=list(POLICIES))
+    args = p.parse_args()
+    policies.register_policy("predictive-kv-only", _kv_only)
+    profile = bundled_profile()
+    rows = []
+    for k, name in enumerate(args.shapes, 1):
+        shape = SHAPES[name]
+        reqs = synthesize(shape)
+        setting = Setting(name, reqs, profile, startup_s=args.startup, warmup_s=WARMUP_S,
+                          attainment_target=args.target)
+        print(f"[{k}/{len(args.shapes)}] {name}: {shape.what}; {len(reqs)} requests", flush=True)
+        feasible = feasible_keys(run_policy(setting, "ceiling"))
+        for policy in args.policies:
+            t0 = time.time()
+            r = score(run_policy(setting, policy), name, feasible, WARMUP_S)
+            row = {"shape": name, "policy": policy, "feasible_attainment": r["feasible_attainment"],
+                   "gpu_hours": r["gpu_hours"], "scale_events": r["scale_events"]}
+            rows.append(row)
+            print(f"    {policy:20s} attainment {row['feasible_attainment']:.3f}  {row['gpu_hours']:.2f} GPU-h  "
+                  f"{row['scale_events']} scale events ({time.time() - t0:.0f} s)", flush=True)
+    lines = ["| shape | policy | feasible att. | GPU-h | GPU-h vs static | scale events |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        static = next((s for s in rows if s["shape"] == row["shape"] and s["policy"] == "static"), None)
+        ratio = f"{row['gpu_hours'] / static['gpu_hours']:.2f}x" if static and static["gpu_hours"] > 0 else "-"
+        row["gpu_hours_vs_static"] = (row["gpu_hours"] / static["gpu_hours"]
+                                      if static and static["gpu_hours"] > 0 else None)
+        lines.append(f"| {row['shape']} | {row['policy']} | {row['feasible_attainment']:.3f} | "
+                     f"{row['gpu_hours']:.2f} | {ratio} | {row['scale_events']} |")
+    print("\n".join(lines))
+    out = REPO / "benchmarks" / "results" / "traffic_shapes.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"startup_s": args.startup, "target": args.target, "warmup_s": WARMUP_S,
+                               "duration_s": DURATION_S, "rows": rows}, indent=1))
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
