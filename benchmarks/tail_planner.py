@@ -19,7 +19,8 @@
   picked on DEV (docs/planner.md, "A model of round robin");
 - `predictive-larger`: prefill sized for the larger of the pooled (clumps) and the round-robin
   (a short prompt behind a long one) needs, each at its own arrival_ca2, with no headroom loop
-  (`max_correction: 1`): the candidate default found on DEV (docs/planner.md).
+  (`max_correction: 1`): the best on DEV with the engine's own profile, the worst with a wrong one
+  (docs/planner.md, "A wrong profile").
 """
 
 from __future__ import annotations
