@@ -19,7 +19,6 @@ from pathlib import Path
 
 from benchmarks import criteria
 from benchmarks.replay import SETS, TRACES
-from scaler.planner.config import PlannerConfig
 from scaler.planner.predictive import PredictivePlanner
 from scaler.profile import DecodeProfile, PerformanceProfile, PrefillProfile, bundled_profile
 from scaler.replay import policies
@@ -48,9 +47,7 @@ def scaled(profile: PerformanceProfile, speed: float) -> PerformanceProfile:
 
 def _register(name: str, settings: dict, profile: PerformanceProfile) -> None:
     def make(ctx: policies.RunContext) -> PredictivePlanner:
-        cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
-                            attainment_target=ctx.attainment_target, **settings)
-        return PredictivePlanner(profile, cfg, name=name)
+        return PredictivePlanner(profile, policies.planner_config(ctx, **settings), name=name)
     policies.register_policy(name, make)
 
 

@@ -25,7 +25,6 @@
 
 from __future__ import annotations
 
-from scaler.planner.config import PlannerConfig
 from scaler.planner.predictive import PredictivePlanner
 from scaler.replay import policies
 
@@ -46,9 +45,7 @@ VARIANTS = {
 
 def _factory(name: str, settings: dict):
     def make(ctx: policies.RunContext) -> PredictivePlanner:
-        cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
-                            gpu_budget=ctx.gpu_budget, attainment_target=ctx.attainment_target, **settings)
-        return PredictivePlanner(ctx.profile, cfg, name=name)
+        return PredictivePlanner(ctx.profile, policies.planner_config(ctx, **settings), name=name)
     return make
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 
-from scaler.planner.config import PlannerConfig
 from scaler.planner.predictive import PredictivePlanner
 from scaler.profile import bundled_profile
 from scaler.replay import policies
@@ -55,22 +54,25 @@ SHAPES = {
 }
 
 
+def arrival_times(rate: Callable[[float], float], duration_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Poisson arrivals at rate(t) req/s over [0, duration_s), thinned from the top rate (s)."""
+    top = max(rate(t) for t in np.arange(0.0, duration_s, 1.0))
+    times = np.cumsum(rng.exponential(1.0 / top, int(top * duration_s * 1.3) + 10))
+    times = times[times < duration_s]
+    return times[rng.random(times.size) * top < np.array([rate(t) for t in times])]
+
+
 def synthesize(shape: Shape, seed: int = 7) -> list[Request]:
-    """Poisson arrivals thinned from the shape's top rate; lengths drawn per request."""
+    """The shape's arrivals; lengths drawn per request."""
     rng = np.random.default_rng(seed)
-    top = max(shape.rate(t) for t in np.arange(0.0, DURATION_S, 1.0))
-    times = np.cumsum(rng.exponential(1.0 / top, int(top * DURATION_S * 1.3) + 10))
-    times = times[times < DURATION_S]
-    times = times[rng.random(times.size) * top < np.array([shape.rate(t) for t in times])]
+    times = arrival_times(shape.rate, DURATION_S, rng)
     isl = np.maximum(1, rng.lognormal(np.log(shape.isl[0]), shape.isl[1], times.size)).astype(int)
     osl = np.maximum(1, rng.lognormal(np.log(shape.osl[0]), shape.osl[1], times.size)).astype(int)
     return [Request(float(t) * 1000.0, int(i), int(o)) for t, i, o in zip(times, isl, osl)]
 
 
 def _kv_only(ctx: policies.RunContext) -> PredictivePlanner:
-    cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s, gpu_budget=ctx.gpu_budget,
-                        attainment_target=ctx.attainment_target, decode_max_seqs=None)
-    return PredictivePlanner(ctx.profile, cfg, name="predictive-kv-only")
+    return PredictivePlanner(ctx.profile, policies.planner_config(ctx, decode_max_seqs=None), name="predictive-kv-only")
 
 
 def main() -> int:

@@ -49,6 +49,12 @@ def make(name: str, ctx: RunContext) -> Policy:
     return _REGISTRY[name](ctx)
 
 
+def planner_config(ctx: RunContext, **settings) -> PlannerConfig:
+    """The planner's configuration for a run: its targets, start-up delay and budget, plus `settings`."""
+    return PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
+                         gpu_budget=ctx.gpu_budget, attainment_target=ctx.attainment_target, **settings)
+
+
 def _static(ctx: RunContext) -> Policy:
     p, d = peak_need(ctx.needs())
     return baselines.Static(p, d)
@@ -60,17 +66,13 @@ def _ceiling(ctx: RunContext) -> Policy:
 
 
 def _predictive(ctx: RunContext) -> Policy:
-    cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
-                        gpu_budget=ctx.gpu_budget, attainment_target=ctx.attainment_target)
-    return PredictivePlanner(ctx.profile, cfg)
+    return PredictivePlanner(ctx.profile, planner_config(ctx))
 
 
 def _predictive_attainment(ctx: RunContext) -> Policy:
     """The planner with the error-budget loop and burst headroom from rises (opt-in settings),
     as tuned on the development windows of benchmarks/replay.py."""
-    cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
-                        gpu_budget=ctx.gpu_budget, attainment_target=ctx.attainment_target,
-                        headroom="error_budget", bursts="rises", max_correction=3.0, peak_window_s=1800.0)
+    cfg = planner_config(ctx, headroom="error_budget", bursts="rises", max_correction=3.0, peak_window_s=1800.0)
     return PredictivePlanner(ctx.profile, cfg, name="predictive-attainment")
 
 
@@ -78,9 +80,7 @@ def _predictive_online(ctx: RunContext) -> Policy:
     """The default planner given no profile: it fits one online (scaler/planner/online_fit.py) and
     sizes from the load path alone until the fit is trusted. The run's profile only plays the
     workers; the planner never reads it."""
-    cfg = PlannerConfig(ttft_ms=ctx.ttft_ms, itl_ms=ctx.itl_ms, startup_s=ctx.startup_s,
-                        gpu_budget=ctx.gpu_budget, attainment_target=ctx.attainment_target)
-    return PredictivePlanner(None, cfg, name="predictive-online")
+    return PredictivePlanner(None, planner_config(ctx), name="predictive-online")
 
 
 register_policy("predictive", _predictive)

@@ -2,8 +2,8 @@
 
 The pooled queue model is optimistic when every worker keeps its own queue (round robin), so the
 headroom loop (the default `headroom`, on mean latency) has to raise the prefill headroom further
-than on the Azure windows; at the earlier cap (1.5) it stopped at 0.92 here. DEV data only (benchmarks/replay.py): the held-out
-windows are for reporting."""
+than on the Azure windows; at the earlier cap (1.5) it stopped at 0.92 here. DEV data only
+(benchmarks/replay.py): the held-out windows are for reporting."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A decode worker runs at most max_num_seqs sequences at once (the replay mocker's default, 256, as
-vLLM's); beyond that requests wait for a slot and their first token with them, while the KV cache
+"""A decode worker runs at most max_num_seqs sequences at once (the replay mocker's default: 256);
+beyond that requests wait for a slot and their first token with them, while the KV cache
 is only half full. Real engine, real planner: the default planner has to see a pool at its
 sequence cap as full, whatever its KV usage and the profile say."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmarks.traffic_shapes import arrival_times
 from scaler.policy import Decision, Observation
 from scaler.profile import bundled_profile
 from scaler.replay import policies
@@ -19,12 +20,7 @@ RATE, ISL, OSL = 44.0, 2000, 230  # ~250 sequences in flight on one decode worke
 
 
 def _arrivals(rate, seconds: float) -> list[Request]:
-    """Poisson arrivals at rate(t) req/s (thinned from its maximum)."""
-    rng = np.random.default_rng(5)
-    top = max(rate(t) for t in np.arange(0.0, seconds, 1.0))
-    times = np.cumsum(rng.exponential(1.0 / top, int(top * seconds * 1.2)))
-    keep = rng.random(times.size) * top < np.array([rate(t) for t in times])
-    return [Request(float(t) * 1000.0, ISL, OSL) for t in times[keep] if t < seconds]
+    return [Request(float(t) * 1000.0, ISL, OSL) for t in arrival_times(rate, seconds, np.random.default_rng(5))]
 
 
 class _Watch:
