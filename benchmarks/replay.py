@@ -34,7 +34,7 @@ import json
 import time
 from pathlib import Path
 
-from scaler.profile import bundled_profile
+from scaler.profile import PerformanceProfile, bundled_profile
 from benchmarks import criteria
 from benchmarks.dynamo_planner import baseline as _dynamo_own  # noqa: F401  registers dynamo-own-* where installed
 from scaler.replay import frontier, policies
@@ -84,6 +84,7 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
     rows: list[dict] = []
     refs: list[dict] = []
     total = len(cases) * len(args.startup)
+    profile = PerformanceProfile.load(args.profile) if args.profile else bundled_profile()
     k = 0
     for fname, a, b, rate in cases:
         trace = read_trace(TRACES / fname)
@@ -94,7 +95,7 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
             k += 1
             label = criteria.label((fname, a, b, rate))
             print(f"[{set_name} {k}/{total}] {label}, start-up {startup:.0f} s, warm-up {warm:.0f} s ...", flush=True)
-            setting = Setting(label, reqs, bundled_profile(), startup_s=startup, warmup_s=warm,
+            setting = Setting(label, reqs, profile, startup_s=startup, warmup_s=warm,
                               router_mode=args.router, attainment_target=args.target)
             res, runs = compare(setting, names)
             for r in res:
@@ -216,6 +217,8 @@ def main() -> int:
     p.add_argument("--target", type=float, default=Setting.attainment_target,
                    help="attainment_target of the predictive planners, and the attainment the second pair of "
                         "references is sized for (default %(default)s)")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="the profile every policy and reference is given (default: the bundled one)")
     p.add_argument("--quick", action="store_true", help="first 5 minutes of each window only")
     p.add_argument("--no-references", action="store_true", help="skip the attainment-sized references")
     p.add_argument("--policies", nargs="+", default=None, help="only these policies (default: all)")
@@ -245,6 +248,7 @@ def main() -> int:
                              "own_vs_reimplemented": own_vs_reimplemented(rows)}
         lines += _tables(set_name, rows, refs, args.target)
     record = {"warmup_s": args.warmup, "subject": args.subject, "attainment_target": args.target,
+              "profile": str(args.profile) if args.profile else "bundled",
               "sets": results}
     if not (args.quick or args.no_references):
         verdicts = criteria.judge(record)

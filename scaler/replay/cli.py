@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("profile", help="profile the replay engine's worker (prefill and decode sweep)")
     p.add_argument("--out", type=Path, required=True, help="profile file (.json, or .npz in Dynamo's format)")
+    p.add_argument("--decode-sweep", choices=("burst", "steady"), default="burst",
+                   help="decode points from a batch admitted at once (burst, as the bundled profile) or kept "
+                        "decoding under Poisson arrivals (steady: what a served deployment sees)")
     p.set_defaults(func=run_profile)
 
 
@@ -157,7 +160,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
     if args.out.suffix not in (".json", ".npz"):
         return _fail("--out must end in .json or .npz")
-    prof = sweep(progress=lambda m: print(m, file=sys.stderr, flush=True))
+    prof = sweep(progress=lambda m: print(m, file=sys.stderr, flush=True), decode=args.decode_sweep)
     prof.save(args.out)
     print(args.out)
     return 0
