@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from scaler.planner.predictive import PredictivePlanner
-from scaler.profile import bundled_profile
+from scaler.profile import PerformanceProfile, bundled_profile
 from scaler.replay import policies
 from scaler.replay.runner import Setting, run_policy
 from scaler.replay.scoring import feasible_keys, score
@@ -81,9 +81,12 @@ def main() -> int:
     p.add_argument("--target", type=float, default=0.99, help="attainment_target of the predictive planners")
     p.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=list(SHAPES))
     p.add_argument("--policies", nargs="+", default=list(POLICIES))
+    p.add_argument("--profile", type=Path, default=None,
+                   help="the profile every policy is given (default: the bundled one)")
+    p.add_argument("--name", default="traffic_shapes", help="results file benchmarks/results/NAME.json")
     args = p.parse_args()
     policies.register_policy("predictive-kv-only", _kv_only)
-    profile = bundled_profile()
+    profile = PerformanceProfile.load(args.profile) if args.profile else bundled_profile()
     rows = []
     for k, name in enumerate(args.shapes, 1):
         shape = SHAPES[name]
@@ -109,9 +112,10 @@ def main() -> int:
         lines.append(f"| {row['shape']} | {row['policy']} | {row['feasible_attainment']:.3f} | "
                      f"{row['gpu_hours']:.2f} | {ratio} | {row['scale_events']} |")
     print("\n".join(lines))
-    out = REPO / "benchmarks" / "results" / "traffic_shapes.json"
+    out = REPO / "benchmarks" / "results" / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"startup_s": args.startup, "target": args.target, "warmup_s": WARMUP_S,
+                               "profile": str(args.profile) if args.profile else "bundled",
                                "duration_s": DURATION_S, "rows": rows}, indent=1))
     print(out)
     return 0
