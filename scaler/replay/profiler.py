@@ -13,8 +13,8 @@ context 16,000, 64 sequences 10.7 -> 37.5 ms (the bundled profile is the burst s
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -66,20 +66,22 @@ def _decoding(res, since_ms: float, until_ms: float) -> float:
 
 
 def steady_decode_point(batch: int, context: int, cfg: EngineConfig, osl: int = 200, seed: int = 0,
-                        sequences: int | None = None, runs: int = 4) -> tuple[float, float]:
+                        sequences: int | None = None, runs: int = 4,
+                        prefill_tokens_s: float | None = None) -> tuple[float, float]:
     """(sequences decoding, ITL ms) with about `batch` sequences kept decoding by Poisson arrivals.
 
     The first run's rate is the one the lockstep ITL implies (Little's law); each further run
     corrects it by the sequences the last one held, damped (a faster rate also slows every step),
     until they are within 15 % of `batch` or `runs` runs are done. Each run has `sequences`
     requests (default: enough to turn the batch over ten times, at least 200), read over its
-    second half, past the fill-up. Prefill workers are added so prefill never limits the rate."""
+    second half, past the fill-up. Prefill workers are added so prefill never limits the rate,
+    by a prefill worker's throughput at `context` (`prefill_tokens_s`; measured here if not given)."""
     rng = np.random.default_rng(seed)
     n = sequences or max(200, 10 * batch)
     itl = burst_decode_point(batch, context, cfg, osl)
     if not np.isfinite(itl) or itl <= 0:
         return float("nan"), float("nan")
-    per_prefill = _prefill_point(context, cfg)[1]
+    per_prefill = prefill_tokens_s or _prefill_point(context, cfg)[1]
     rate = batch / (osl * itl / 1000.0)
     held, measured = float("nan"), float("nan")
     for _ in range(runs):
@@ -111,6 +113,7 @@ def sweep(cfg: EngineConfig | None = None, progress: Callable[[str], None] | Non
         t, th = _prefill_point(n, cfg)
         isl.append(n), ttft.append(t), thpt.append(th)
         say(f"prefill {i}/{len(PREFILL_ISL)}: ISL {n}: TTFT {t:.0f} ms, {th:,.0f} tok/s")
+    prefill_at = dict(zip(isl, thpt))  # the steady sweep's prefill workers, from the points above
     xs, ys, itl, dthpt = [], [], [], []
     cap = cfg.kv_capacity_tokens
     total = len(DECODE_CONTEXT) * len(DECODE_BATCH)
@@ -121,7 +124,7 @@ def sweep(cfg: EngineConfig | None = None, progress: Callable[[str], None] | Non
             if b * (ctx + 200) > cap:  # beyond the KV cache the engine queues: not a decode point
                 continue
             if decode == "steady":
-                held, v = steady_decode_point(b, ctx, cfg)
+                held, v = steady_decode_point(b, ctx, cfg, prefill_tokens_s=prefill_at.get(ctx))
             else:
                 held, v = float(b), burst_decode_point(b, ctx, cfg)
             if not (np.isfinite(v) and np.isfinite(held) and held > 0):
