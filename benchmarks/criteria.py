@@ -18,6 +18,12 @@ model of need at 0.99, scaler/replay/needs.py) peaks at >= 1.5x its mean. A flee
 peak then leaves a third or more of its GPUs idle on average: the room a planner has to save.
 A criterion whose reference was not reached (the search's bound) is not judged ("-").
 
+A shortfall against the target is also given in standard errors of the attainment a planner
+running exactly at the target would show over the requests scored, sqrt(t (1 - t) / n): how far
+the miss is from what chance alone makes of a window that size. Misses come in clumps, so the
+real spread is wider than this binomial one: a shortfall of 1-2 SE does not tell a planner short
+of its target from one on it.
+
 The judgement is pure (`judge_cell`); reading the traces for burstiness is `burstiness`.
 Usage: .venv/bin/python benchmarks/criteria.py benchmarks/results/NAME.json [more.json ...]
 prints the verdicts and writes NAME-criteria.json beside each file.
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -60,6 +67,8 @@ class CellVerdict:
     target: float
     target_applies: bool        # criterion 4: a reference reaches the target within 2x
     target_met: bool | None     # None where exempt
+    requests: int | None = None  # requests the subject was scored on (feasible)
+    shortfall_se: float | None = None  # (target - attainment) in binomial standard errors at the target
 
 
 def _reached_within(ref: dict | None, bound: float) -> bool:
@@ -74,6 +83,8 @@ def judge_cell(entry: dict, need_peak_to_mean: float, target: float = DEFAULT_TA
     applies = (_reached_within(entry.get("oracle_high"), REACH_WITHIN)
                or _reached_within(entry.get("fixed_high"), REACH_WITHIN))
     att = float(entry["predictive_attainment"])
+    n = entry.get("predictive_requests")
+    se = math.sqrt(target * (1 - target) / n) if n else None
     return CellVerdict(
         set=entry.get("set", ""), trace=entry["trace"], startup_s=float(entry["startup_s"]), bursty=bursty,
         need_peak_to_mean=need_peak_to_mean, attainment=att, gpu_hours=float(entry["predictive_gpu_hours"]),
@@ -81,7 +92,8 @@ def judge_cell(entry: dict, need_peak_to_mean: float, target: float = DEFAULT_TA
         vs_fixed=vs_f, below_fixed=None if vs_f is None else vs_f < 1.0,
         fixed_bound_met=None if vs_f is None or not bursty else vs_f <= FIXED_BOUND_BURSTY,
         dominated_by=tuple(entry.get("dominated_by", ())), target=target, target_applies=applies,
-        target_met=(att >= target - TARGET_SLACK) if applies else None)
+        target_met=(att >= target - TARGET_SLACK) if applies else None,
+        requests=int(n) if n else None, shortfall_se=None if se is None else (target - att) / se)
 
 
 def peak_to_mean(gpus: list[int]) -> float:
@@ -117,10 +129,15 @@ def judge(results: dict, peak_to_mean_of: dict[str, float] | None = None) -> lis
         for w in data.get("windows", []):
             if label(w) not in known:
                 known[label(w)] = burstiness(tuple(w))
+        subject = results.get("subject", "predictive")
+        scored = {(r["trace"], float(r["startup_s"])): r.get("feasible_requests")
+                  for r in data.get("policies", []) if r.get("planner") == subject}
         for entry in data.get("references", []):
             if "oracle_same" not in entry:
                 continue  # run with --no-references: nothing to judge against
-            out.append(judge_cell({"set": set_name, **entry}, known[entry["trace"]], target))
+            n = scored.get((entry["trace"], float(entry["startup_s"])))
+            extra = {"predictive_requests": n} if n and "predictive_requests" not in entry else {}
+            out.append(judge_cell({"set": set_name, **entry, **extra}, known[entry["trace"]], target))
     return out
 
 
@@ -138,6 +155,9 @@ def table(verdicts: list[CellVerdict]) -> list[str]:
         if v.fixed_bound_met is not None:
             second += f"; <= 0.85x {_mark(v.fixed_bound_met)}"
         fourth = _mark(v.target_met) if v.target_applies else "exempt"
+        if v.target_applies and v.shortfall_se is not None and v.shortfall_se > 0:
+            fourth += (f" ({v.target - v.attainment:.3f} short, {v.shortfall_se:.1f} SE over "
+                       f"{v.requests:,} requests)")
         lines.append(f"| {v.set} | {v.trace} | {v.startup_s:.0f} | {'yes' if v.bursty else 'no'} "
                      f"({v.need_peak_to_mean:.2f}) | {v.attainment:.3f} / {v.gpu_hours:.2f} | "
                      f"{ratio(v.vs_oracle)} {_mark(v.below_oracle_bound)} | {second} | "

@@ -147,3 +147,26 @@ def test_replay_benchmark_refuses_a_target_outside_0_1(target):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "--target must be in (0, 1)" in done.stderr
+
+
+def test_a_shortfall_is_measured_in_standard_errors_of_the_requests_scored():
+    # 2,900 requests at a 0.95 target: one standard error is sqrt(0.95 * 0.05 / 2900) = 0.00405
+    v = criteria.judge_cell(_entry(att=0.942) | {"predictive_requests": 2900}, 1.1, target=0.95)
+    assert v.target_met is False and v.requests == 2900
+    assert v.shortfall_se == pytest.approx(0.008 / 0.00405, rel=0.01)
+    assert "0.008 short, 2.0 SE over 2,900 requests" in criteria.table([v])[-1]
+    above = criteria.judge_cell(_entry(att=0.96) | {"predictive_requests": 2900}, 1.1, target=0.95)
+    assert above.shortfall_se < 0 and "short" not in criteria.table([above])[-1]
+    unknown = criteria.judge_cell(_entry(att=0.942), 1.1, target=0.95)
+    assert unknown.requests is None and unknown.shortfall_se is None
+
+
+def test_judge_takes_the_requests_scored_from_the_subjects_own_row():
+    entry = _entry(att=0.942) | {"trace": "w.csv[0-600s] x1"}
+    results = _results([entry]) | {"attainment_target": 0.95}
+    results["sets"]["held-out"]["policies"] = [
+        {"planner": "static", "trace": "w.csv[0-600s] x1", "startup_s": 60.0, "feasible_requests": 10},
+        {"planner": "predictive", "trace": "w.csv[0-600s] x1", "startup_s": 0.0, "feasible_requests": 20},
+        {"planner": "predictive", "trace": "w.csv[0-600s] x1", "startup_s": 60.0, "feasible_requests": 2900}]
+    (v,) = criteria.judge(results, {"w.csv[0-600s] x1": 1.1})
+    assert v.requests == 2900
