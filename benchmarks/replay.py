@@ -73,9 +73,11 @@ def _fmt_ref(ref) -> str:
 
 
 def _dominators(pred: dict, rows: list[dict]) -> list[str]:
-    """Policies (other than the planner's variants and the references) that reach at least its
-    attainment on no more GPU-hours."""
-    return [r["planner"] for r in rows if not r["planner"].startswith("predictive") and r["planner"] not in ("ceiling", "oracle")
+    """Policies (other than the subject itself, the planner's variants and the references) that
+    reach at least its attainment on no more GPU-hours."""
+    return [r["planner"] for r in rows
+            if r["planner"] != pred["planner"] and not r["planner"].startswith("predictive")
+            and r["planner"] not in ("ceiling", "oracle")
             and r["feasible_attainment"] >= pred["feasible_attainment"] and r["gpu_hours"] <= pred["gpu_hours"]]
 
 

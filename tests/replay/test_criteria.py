@@ -170,3 +170,12 @@ def test_judge_takes_the_requests_scored_from_the_subjects_own_row():
         {"planner": "predictive", "trace": "w.csv[0-600s] x1", "startup_s": 60.0, "feasible_requests": 2900}]
     (v,) = criteria.judge(results, {"w.csv[0-600s] x1": 1.1})
     assert v.requests == 2900
+
+
+def test_a_subject_is_never_listed_as_dominating_itself():
+    from benchmarks import replay
+    subject = {"planner": "tuned", "feasible_attainment": 0.98, "gpu_hours": 3.2}
+    rows = [subject, {"planner": "static", "feasible_attainment": 0.99, "gpu_hours": 3.0},
+            {"planner": "predictive", "feasible_attainment": 0.99, "gpu_hours": 3.0},
+            {"planner": "hpa", "feasible_attainment": 0.97, "gpu_hours": 1.0}]
+    assert replay._dominators(subject, rows) == ["static"]
