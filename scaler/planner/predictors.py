@@ -169,8 +169,15 @@ class RecentPeak:
         return self.forecast(horizon_s)
 
 
-def make(name: str) -> Predictor:
+def make(name: str, trend_horizon_s: float = 300.0) -> Predictor:
+    """A forecaster by name; those with a trend carry it at most `trend_horizon_s` ahead."""
     table = {"last": LastValue, "ewma": EWMA, "holt": Holt, "seasonal": Seasonal}
     if name not in table:
         raise ValueError(f"unknown predictor {name!r}; choose one of {sorted(table)}")
+    if not trend_horizon_s >= 0:
+        raise ValueError(f"trend_horizon_s must be >= 0, got {trend_horizon_s}")
+    if name == "holt":
+        return Holt(max_horizon_s=trend_horizon_s)
+    if name == "seasonal":
+        return Seasonal(base=Holt(max_horizon_s=trend_horizon_s))
     return table[name]()

@@ -62,3 +62,21 @@ def test_unknown_names_are_refused():
         predictors.make("arima")
     with pytest.raises(ValueError):
         predictors.z_for(0.75)
+
+
+@pytest.mark.parametrize("name", ["holt", "seasonal"])
+def test_make_carries_the_trend_only_as_far_as_asked(name):
+    capped, default = predictors.make(name, trend_horizon_s=30.0), predictors.make(name)
+    for p in (capped, default):
+        feed(p, [10.0, 12.0])
+    # Holt 0.4/0.1 at dt=1: level 10.8, trend 0.08/s (the seasonal profile is flat after two values)
+    assert capped.forecast(125.0) == pytest.approx(capped.forecast(30.0))
+    assert default.forecast(125.0) > capped.forecast(125.0)
+    if name == "holt":
+        assert capped.forecast(125.0) == pytest.approx(10.8 + 0.08 * 30.0)
+    assert predictors.make(name, trend_horizon_s=0.0).forecast(0.0) == 0.0  # unfed
+
+
+def test_a_negative_trend_horizon_is_refused():
+    with pytest.raises(ValueError, match="trend_horizon_s"):
+        predictors.make("holt", trend_horizon_s=-1.0)
