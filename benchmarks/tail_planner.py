@@ -20,7 +20,9 @@
 - `predictive-larger`: prefill sized for the larger of the pooled (clumps) and the round-robin
   (a short prompt behind a long one) needs, each at its own arrival_ca2, with no headroom loop
   (`max_correction: 1`): the best on DEV with the engine's own profile, the worst with a wrong one
-  (docs/planner.md, "A wrong profile").
+  (docs/planner.md, "A wrong profile");
+- `predictive-trend30`: the defaults with the rate forecast's trend carried at most 30 s ahead
+  (`trend_horizon_s: 30`; docs/planner.md, "What holds the Azure windows at long start-ups").
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ VARIANTS = {
     "predictive-rr": {"need_model": "tail", "bursts": "mix", "prefill_routing": "round_robin",
                       "headroom": "error_budget"},
     "predictive-larger": {"need_model": "tail", "bursts": "mix", "prefill_routing": "larger", "max_correction": 1.0},
+    "predictive-trend30": {"trend_horizon_s": 30.0},
 }
 
 
