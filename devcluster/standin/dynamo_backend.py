@@ -4,7 +4,8 @@ A pod's process starts once its start-up delay has passed (so a worker never tak
 before its pod could be Ready), and the pod becomes Ready when the process has registered.
 Deleting a pod sends SIGTERM, Dynamo's signal to stop taking new requests and finish the
 in-flight ones; the pod object goes only once the process has exited (SIGKILL after
-`drain_timeout_s`). Every live process is published as a Prometheus file_sd target labelled
+`drain_timeout_s`). A worker whose discovery entries expired while it ran (frozen past the
+store's TTL) is drained and started again, as Dynamo on etcd exits on a lost lease. Every live process is published as a Prometheus file_sd target labelled
 with its namespace, DGD, service and pod.
 """
 
@@ -36,6 +37,9 @@ class _Slot:
     # lease would expire, so the frontend stops routing to it
     files: list[Path] = field(default_factory=list)
     files_at: float = 0.0
+    instances: list[Path] = field(default_factory=list)
+    # set when the process outlived its discovery entries (frozen past the store's TTL)
+    lease_lost_at: float | None = None
 
 
 class DynamoBackend:
@@ -78,13 +82,16 @@ class DynamoBackend:
             # a crashed process is started again on the next pass, as a kubelet would restart it
             self._crashed(slot)
             return False
+        if slot.lease_lost_at is not None:
+            if time.monotonic() - slot.lease_lost_at > self.drain_timeout_s:
+                proc.kill()
+            return False
         if not proc.registered():
             return False
         if not slot.announced and proc.registered_at is not None:
             slot.announced = True
             if pod.role != "frontend":
-                slot.files = owned_discovery_files(self.env.discovery_dir, listening_ports(proc.pid))
-                slot.files_at = time.monotonic()
+                self._refresh_files(slot)
             log.info("process registered", extra={
                 "pod": pod.name, "role": pod.role, "startup_s": round(proc.registered_at - proc.started_at, 2)})
         return True
@@ -97,9 +104,30 @@ class DynamoBackend:
         if not slot.process.alive:
             self._crashed(slot)
             return False
+        if slot.lease_lost_at is not None:
+            return False
         if pod.role != "frontend" and time.monotonic() - slot.files_at > 5.0:
-            slot.files = owned_discovery_files(self.env.discovery_dir, listening_ports(slot.process.pid)) or slot.files
-            slot.files_at = time.monotonic()
+            self._refresh_files(slot)
+        return not self._lease_lost(slot)
+
+    def _refresh_files(self, slot: _Slot) -> None:
+        files = owned_discovery_files(self.env.discovery_dir, listening_ports(slot.process.pid))
+        if files:
+            slot.files = files
+        # its instance entries, once seen, stay the ones to watch: an expiry may take them alone
+        slot.instances = slot.instances or [p for p in files if p.parent.name == "instances"]
+        slot.files_at = time.monotonic()
+
+    def _lease_lost(self, slot: _Slot) -> bool:
+        """A worker whose instance entries are gone while it runs was frozen past the store's TTL
+        and expired by another process: nothing routes to it and it never registers again. Dynamo
+        on etcd exits when its lease is lost, so do the same: drain it, then start it again."""
+        if not slot.instances or any(p.exists() for p in slot.instances):
+            return False
+        log.warning("discovery entries expired while the process ran: restarting it",
+                    extra={"pod": slot.pod.name, "pid": slot.process.pid, "entries": len(slot.files)})
+        slot.lease_lost_at = time.monotonic()
+        slot.process.drain()
         return True
 
     def _crashed(self, slot: _Slot) -> None:
@@ -110,8 +138,8 @@ class DynamoBackend:
             path.unlink(missing_ok=True)
         if slot.files:
             log.info("stale discovery entries removed", extra={"pod": slot.pod.name, "entries": len(slot.files)})
-        slot.files, slot.files_at = [], 0.0
-        slot.process, slot.announced = None, False
+        slot.files, slot.instances, slot.files_at = [], [], 0.0
+        slot.process, slot.announced, slot.lease_lost_at = None, False, None
         slot.first_seen = time.monotonic() - slot.pod.startup_delay_s
         self._publish()
 

@@ -173,3 +173,35 @@ def test_a_crashed_worker_turns_its_pod_not_ready_and_comes_back(kubectl, namesp
     again = kubectl.json("get", "pods", "-n", namespace, "-l", "nvidia.com/dynamo-component=decode")["items"][0]
     assert again["metadata"]["name"] == pod["metadata"]["name"]  # the same pod, a new process
     assert "process exited" in live_dynamo.log_text()
+
+
+def test_a_worker_that_outlives_its_discovery_lease_is_restarted(kubectl, namespace, live_dynamo):
+    """A worker frozen past its discovery lease (a stalled host, a long GC pause) comes back to
+    entries the frontend has already expired: it keeps running but nobody routes to it, and
+    the model answers 404. As Dynamo on etcd exits when its lease is lost and the kubelet starts
+    it again, the stand-in restarts such a worker, and the model is served again."""
+    kubectl.apply([dgd("stall")], namespace)
+    wait_for(lambda: dgd_ready(kubectl, namespace, "stall"), timeout=60, what="DGD Ready")
+    url = "http://" + wait_for(lambda: live_dynamo.address_of("Frontend"), what="frontend target")
+    wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="model listed")
+    dns = f"{namespace}-stall"
+    decode = [pid for pid in pids_using(live_dynamo.discovery_dir)
+              if b"decode" in open(f"/proc/{pid}/cmdline", "rb").read()]
+    assert len(decode) == 1
+    os.killpg(decode[0], signal.SIGSTOP)
+    try:
+        # the frontend's store expires entries untouched for 10 s
+        wait_for(lambda: registered_instances(live_dynamo.discovery_dir, dns, "decode") == 0,
+                 timeout=30, interval=0.2, what="the frozen worker's entries expired")
+    finally:
+        os.killpg(decode[0], signal.SIGCONT)
+
+    def served() -> bool:
+        r = httpx.post(f"{url}/v1/completions", timeout=30,
+                       json={"model": MODEL_NAME, "prompt": prompt_of(100), "max_tokens": 4})
+        return r.status_code == 200
+
+    wait_for(served, timeout=60, interval=0.5, what="the model served again")
+    assert registered_instances(live_dynamo.discovery_dir, dns, "decode") == 1
+    assert decode[0] not in pids_using(live_dynamo.discovery_dir)  # a new process, not the frozen one
+    assert "discovery entries expired" in live_dynamo.log_text()
