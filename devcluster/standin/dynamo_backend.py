@@ -5,8 +5,9 @@ before its pod could be Ready), and the pod becomes Ready when the process has r
 Deleting a pod sends SIGTERM, Dynamo's signal to stop taking new requests and finish the
 in-flight ones; the pod object goes only once the process has exited (SIGKILL after
 `drain_timeout_s`). A worker whose discovery entries expired while it ran (frozen past the
-store's TTL) is drained and started again, as Dynamo on etcd exits on a lost lease. Every live process is published as a Prometheus file_sd target labelled
-with its namespace, DGD, service and pod.
+store's TTL) is drained and started again, as Dynamo on etcd exits on a lost lease. Every
+live process is published as a Prometheus file_sd target labelled with its namespace, DGD,
+service and pod.
 """
 
 from __future__ import annotations
