@@ -7,6 +7,10 @@ time, with a prompt of exactly its input length (the local model card's word tok
 `max_tokens` set to its output length. TTFT is the time to the first streamed token, ITL the
 mean gap between the following ones. A request fails when the HTTP status is not 200, the
 stream carries an error, breaks, or ends with fewer tokens than asked for.
+
+A paused host (a frozen VM: the wall clock jumps, the monotonic one stands still) or a stalled
+process shows up as `host_pauses`. Dynamo's discovery entries expire during such a pause, and
+failures while the workers come back are counted apart (`failed_unexplained` excludes them).
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ from dynamo_scaling.traces import Request, read_trace, window
 log = logging.getLogger(__name__)
 
 
+# after a host pause, how long failures are put down to it: Dynamo's discovery store expires
+# entries untouched for 10 s, and a worker that lost them is drained and started again
+PAUSE_RECOVERY_S = 30.0
+
+
 @dataclass
 class Outcome:
     index: int
@@ -42,6 +51,43 @@ class Outcome:
     tokens: int = 0
     input_length: int = 0
     output_length: int = 0
+    ended_at_s: float | None = None
+
+
+@dataclass(frozen=True)
+class HostPause:
+    at_s: float  # on the load's own (monotonic) clock, from its start
+    seconds: float
+
+
+class PauseWatch:
+    """Sampled often, it notices time the process did not see pass: the wall clock running ahead
+    of the monotonic one (a paused VM), or a sample far later than asked for (a stalled loop)."""
+
+    def __init__(self, start: float, interval_s: float = 0.25, min_pause_s: float = 3.0,
+                 wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
+        self.start, self.interval_s, self.min_pause_s = start, interval_s, min_pause_s
+        self._wall, self._mono = wall, mono
+        self._last = (wall(), mono())
+        self.pauses: list[HostPause] = []
+
+    def tick(self) -> HostPause | None:
+        wall, mono = self._wall(), self._mono()
+        d_wall, d_mono = wall - self._last[0], mono - self._last[1]
+        self._last = (wall, mono)
+        lost = max(d_wall - d_mono, d_mono - self.interval_s)
+        if lost < self.min_pause_s:
+            return None
+        pause = HostPause(at_s=mono - self.start, seconds=lost)
+        self.pauses.append(pause)
+        log.warning("host pause seen by the load generator",
+                    extra={"at_s": round(pause.at_s, 1), "seconds": round(lost, 1)})
+        return pause
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self.tick()
 
 
 @dataclass
@@ -53,13 +99,19 @@ class Summary:
     duration_s: float
     ttft_ms: dict[str, float] = field(default_factory=dict)
     itl_ms: dict[str, float] = field(default_factory=dict)
+    host_pauses: list[dict[str, float]] = field(default_factory=list)
+    # failures none of the host pauses explains: what a test holds at zero
+    failed_unexplained: int = 0
 
     def line(self) -> str:
         t, i = self.ttft_ms, self.itl_ms
+        pauses = "".join(f"; host paused {p['seconds']:.1f} s at {p['at_s']:.1f} s" for p in self.host_pauses)
         return (f"{self.requests} requests in {self.duration_s:.1f} s: {self.ok} ok, {self.failed} failed"
                 + (f" {self.errors}" if self.errors else "")
+                + (f" ({self.failed - self.failed_unexplained} after a host pause)" if self.host_pauses else "")
                 + (f"; TTFT p50 {t['p50']:.0f} ms p95 {t['p95']:.0f} ms" if t else "")
-                + (f"; ITL p50 {i['p50']:.1f} ms p95 {i['p95']:.1f} ms" if i else ""))
+                + (f"; ITL p50 {i['p50']:.1f} ms p95 {i['p95']:.1f} ms" if i else "")
+                + pauses)
 
 
 def synthetic(rate_per_s: float, duration_s: float, input_length: int, output_length: int,
@@ -87,16 +139,32 @@ def _percentiles(values: list[float]) -> dict[str, float]:
             "p99": float(np.percentile(arr, 99)), "mean": float(arr.mean())}
 
 
-def summarize(outcomes: list[Outcome], duration_s: float) -> Summary:
+def _after_pause(o: Outcome, pauses: list[HostPause]) -> bool:
+    """In flight when a pause happened, or sent while the stack recovered from it."""
+    end = o.ended_at_s if o.ended_at_s is not None else o.sent_at_s
+    return any(o.sent_at_s <= p.at_s + PAUSE_RECOVERY_S and end >= p.at_s - 1.0 for p in pauses)
+
+
+def summarize(outcomes: list[Outcome], duration_s: float, pauses: list[HostPause] = ()) -> Summary:
     ok = [o for o in outcomes if o.ok]
-    errors = Counter(o.error.split(":")[0] for o in outcomes if not o.ok)
-    return Summary(len(outcomes), len(ok), len(outcomes) - len(ok), dict(errors), duration_s,
+    failed = [o for o in outcomes if not o.ok]
+    errors = Counter(o.error.split(":")[0] for o in failed)
+    return Summary(len(outcomes), len(ok), len(failed), dict(errors), duration_s,
                    _percentiles([o.ttft_s for o in ok if o.ttft_s is not None]),
-                   _percentiles([o.itl_s for o in ok if o.itl_s is not None]))
+                   _percentiles([o.itl_s for o in ok if o.itl_s is not None]),
+                   [{"at_s": round(p.at_s, 1), "seconds": round(p.seconds, 1)} for p in pauses],
+                   sum(1 for o in failed if not _after_pause(o, list(pauses))))
 
 
 async def _one(client: httpx.AsyncClient, url: str, model: str, index: int, req: Request,
-               sent_at: float) -> Outcome:
+               load_start: float) -> Outcome:
+    out = await _send(client, url, model, index, req, time.monotonic() - load_start)
+    out.ended_at_s = time.monotonic() - load_start
+    return out
+
+
+async def _send(client: httpx.AsyncClient, url: str, model: str, index: int, req: Request,
+                sent_at: float) -> Outcome:
     out = Outcome(index, sent_at, False, input_length=req.input_length, output_length=req.output_length)
     body = {"model": model, "prompt": prompt_of(req.input_length, seed=index),
             "max_tokens": req.output_length, "stream": True, "stream_options": {"include_usage": True}}
@@ -153,33 +221,38 @@ async def run_load(url: str, requests: list[Request], speed: float = 1.0, model:
     url = url.rstrip("/")
     t0_ms = requests[0].timestamp_ms if requests else 0.0
     start = time.monotonic()
+    watch = PauseWatch(start)
+    watcher = asyncio.create_task(watch.run())
     tasks: list[asyncio.Task] = []
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0), limits=limits) as client:
-        last_report = start
+    try:
+        async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0), limits=limits) as client:
+            last_report = start
 
-        def report(final: bool = False) -> None:
-            done = [t for t in tasks if t.done()]
-            failed = sum(1 for t in done if not t.result().ok)
-            info = {"sent": len(tasks), "total": len(requests), "done": len(done), "failed": failed,
-                    "inflight": len(tasks) - len(done), "elapsed_s": round(time.monotonic() - start, 1)}
-            (on_progress or (lambda i: log.info("load progress", extra=i)))(info)
+            def report(final: bool = False) -> None:
+                done = [t for t in tasks if t.done()]
+                failed = sum(1 for t in done if not t.result().ok)
+                info = {"sent": len(tasks), "total": len(requests), "done": len(done), "failed": failed,
+                        "inflight": len(tasks) - len(done), "elapsed_s": round(time.monotonic() - start, 1)}
+                (on_progress or (lambda i: log.info("load progress", extra=i)))(info)
 
-        for i, req in enumerate(requests):
-            if stop is not None and stop.is_set():
-                break
-            due = start + (req.timestamp_ms - t0_ms) / 1000.0 / speed
-            while (delay := due - time.monotonic()) > 0:
-                await asyncio.sleep(min(delay, progress_every_s))
-                if time.monotonic() - last_report >= progress_every_s:
-                    report()
-                    last_report = time.monotonic()
-            tasks.append(asyncio.create_task(_one(client, url, model, i, req, time.monotonic() - start)))
-        while tasks and not all(t.done() for t in tasks):
-            await asyncio.wait(tasks, timeout=progress_every_s)
-            report()
+            for i, req in enumerate(requests):
+                if stop is not None and stop.is_set():
+                    break
+                due = start + (req.timestamp_ms - t0_ms) / 1000.0 / speed
+                while (delay := due - time.monotonic()) > 0:
+                    await asyncio.sleep(min(delay, progress_every_s))
+                    if time.monotonic() - last_report >= progress_every_s:
+                        report()
+                        last_report = time.monotonic()
+                tasks.append(asyncio.create_task(_one(client, url, model, i, req, start)))
+            while tasks and not all(t.done() for t in tasks):
+                await asyncio.wait(tasks, timeout=progress_every_s)
+                report()
+    finally:
+        watcher.cancel()
     outcomes = [t.result() for t in tasks]
-    return summarize(outcomes, time.monotonic() - start), outcomes
+    return summarize(outcomes, time.monotonic() - start, watch.pauses), outcomes
 
 
 def main(argv: list[str] | None = None) -> int:

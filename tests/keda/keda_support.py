@@ -84,7 +84,7 @@ class LiveKeda:
             t.join(1)
         summary = t.result[0]
         print(f"load: {summary.line()}; peak {pool}: {peak}")
-        assert summary.failed == 0, summary.errors
+        assert summary.failed_unexplained == 0, summary.line()
         return peak
 
     def conditions(self, so: str) -> dict[str, str]:
