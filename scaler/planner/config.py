@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from scaler.planner.predictors import DEFAULT_TREND_HORIZON_S
+
 
 class PlannerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -17,7 +19,7 @@ class PlannerConfig(BaseModel):
     interval_s: float = Field(5.0, gt=0, le=600, description="seconds between decisions")
     predictor: Literal["last", "ewma", "holt", "seasonal"] = "holt"
     quantile: Literal[0.5, 0.8, 0.9, 0.95, 0.99] = Field(0.9, description="forecast quantile that is provisioned")
-    trend_horizon_s: float = Field(300.0, ge=0, description="how far ahead the forecast carries the recent trend "
+    trend_horizon_s: float = Field(DEFAULT_TREND_HORIZON_S, ge=0, description="how far ahead the forecast carries the recent trend "
                                    "(holt, seasonal). A clump of a few seconds reads as a steep trend: carried over a "
                                    "long start-up it asks for more than any load seen, headroom that clumpy traffic "
                                    "may use and smooth traffic wastes (docs/planner.md, 'What holds the Azure windows')")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -84,6 +85,10 @@ class EWMA:
         return self.forecast(horizon_s) + z_for(quantile) * self.res.std
 
 
+# how far ahead a trend is carried unless configured: measured in docs/planner.md
+DEFAULT_TREND_HORIZON_S = 300.0
+
+
 @dataclass
 class Holt:
     """Level + trend (double exponential smoothing); the trend is per second."""
@@ -93,7 +98,7 @@ class Holt:
     level: float | None = None
     trend: float = 0.0
     res: _Residuals = field(default_factory=_Residuals)
-    max_horizon_s: float = 300.0
+    max_horizon_s: float = DEFAULT_TREND_HORIZON_S
 
     def update(self, value: float, dt: float) -> None:
         value = _clean(value)
@@ -169,15 +174,18 @@ class RecentPeak:
         return self.forecast(horizon_s)
 
 
-def make(name: str, trend_horizon_s: float = 300.0) -> Predictor:
+_MAKERS: dict[str, Callable[[float], Predictor]] = {
+    "last": lambda h: LastValue(),
+    "ewma": lambda h: EWMA(),
+    "holt": lambda h: Holt(max_horizon_s=h),
+    "seasonal": lambda h: Seasonal(base=Holt(max_horizon_s=h)),
+}
+
+
+def make(name: str, trend_horizon_s: float = DEFAULT_TREND_HORIZON_S) -> Predictor:
     """A forecaster by name; those with a trend carry it at most `trend_horizon_s` ahead."""
-    table = {"last": LastValue, "ewma": EWMA, "holt": Holt, "seasonal": Seasonal}
-    if name not in table:
-        raise ValueError(f"unknown predictor {name!r}; choose one of {sorted(table)}")
+    if name not in _MAKERS:
+        raise ValueError(f"unknown predictor {name!r}; choose one of {sorted(_MAKERS)}")
     if not trend_horizon_s >= 0:
         raise ValueError(f"trend_horizon_s must be >= 0, got {trend_horizon_s}")
-    if name == "holt":
-        return Holt(max_horizon_s=trend_horizon_s)
-    if name == "seasonal":
-        return Seasonal(base=Holt(max_horizon_s=trend_horizon_s))
-    return table[name]()
+    return _MAKERS[name](trend_horizon_s)
