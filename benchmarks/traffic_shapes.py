@@ -1,7 +1,9 @@
 """Traffic shapes the bundled traces do not have, in the replay engine: a slow ramp into the decode
-pool's sequence limit, a step, on/off bursts, long prompts, long answers, a steady high rate.
-Each shape is a seeded synthetic trace (Poisson arrivals at a rate that follows the shape,
-log-normal prompt and answer lengths), played after a 300 s warm-up like benchmarks/replay.py, for
+pool's sequence limit, a step, on/off bursts, long prompts, long answers, a steady high rate, and
+arrivals in clumps (steady, growing, shrinking clump sizes; short spikes).
+Each shape is a seeded synthetic trace (Poisson arrivals at a rate that follows the shape, or
+clumps of a few seconds arriving as Poisson at the same mean rate; log-normal prompt and answer
+lengths), played after a 300 s warm-up like benchmarks/replay.py, for
 every policy and for the planner without its sequence-slot signal (`predictive-kv-only`,
 decode_max_seqs null) as the baseline of the same run. These shapes were written to find faults
 the traces do not show, not tuned on.
@@ -40,6 +42,8 @@ class Shape:
     isl: tuple[float, float]  # log-normal median and sigma of prompt tokens
     osl: tuple[float, float]  # the same for answer tokens
     what: str
+    clump: Callable[[float], float] | None = None  # mean requests per clump at t (None: Poisson arrivals)
+    clump_s: float = 5.0  # a clump's requests arrive within this many seconds
 
 
 SHAPES = {
@@ -51,6 +55,16 @@ SHAPES = {
     "long_prompts": Shape(lambda t: 1.0, (30000, 0.8), (100, 0.5), "1 req/s, prompts around 30k tokens"),
     "long_answers": Shape(lambda t: 2.0, (500, 0.5), (4000, 0.5), "2 req/s, answers around 4k tokens"),
     "steady_high": Shape(lambda t: 60.0, (1500, 0.7), (150, 0.7), "60 req/s throughout"),
+    # clumped arrivals, as production traffic has them (batch jobs, retries, fan-out); written
+    # before the trend-horizon comparison they serve, and not tuned on
+    "clumps": Shape(lambda t: 4.0, (2000, 0.6), (200, 0.6), "4 req/s in clumps of 20 within 5 s",
+                    clump=lambda t: 20.0),
+    "clumps_growing": Shape(lambda t: 4.0, (2000, 0.6), (200, 0.6), "4 req/s, clumps growing from 3 to 40",
+                            clump=lambda t: 3.0 + 37.0 * t / DURATION_S),
+    "clumps_shrinking": Shape(lambda t: 4.0, (2000, 0.6), (200, 0.6), "4 req/s, clumps shrinking from 40 to 3",
+                              clump=lambda t: 40.0 - 37.0 * t / DURATION_S),
+    "spikes": Shape(lambda t: 40.0 if t % 180 < 5 else 2.0, (2000, 0.6), (200, 0.6),
+                    "2 req/s, and 40 req/s for 5 s every 3 minutes"),
 }
 
 
@@ -62,10 +76,21 @@ def arrival_times(rate: Callable[[float], float], duration_s: float, rng: np.ran
     return times[rng.random(times.size) * top < np.array([rate(t) for t in times])]
 
 
+def clumped_arrival_times(rate: Callable[[float], float], clump: Callable[[float], float], clump_s: float,
+                          duration_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Clumps arriving as Poisson at rate(t) / clump(t), each of 1 + Poisson(clump(t) - 1)
+    requests spread uniformly over `clump_s`: the mean rate is rate(t)."""
+    starts = arrival_times(lambda t: rate(t) / max(clump(t), 1.0), duration_s, rng)
+    sizes = 1 + rng.poisson([max(clump(t), 1.0) - 1.0 for t in starts]) if starts.size else np.zeros(0, int)
+    times = np.repeat(starts, sizes) + rng.uniform(0.0, clump_s, int(sizes.sum()))
+    return np.sort(times[times < duration_s])
+
+
 def synthesize(shape: Shape, seed: int = 7) -> list[Request]:
     """The shape's arrivals; lengths drawn per request."""
     rng = np.random.default_rng(seed)
-    times = arrival_times(shape.rate, DURATION_S, rng)
+    times = (arrival_times(shape.rate, DURATION_S, rng) if shape.clump is None
+             else clumped_arrival_times(shape.rate, shape.clump, shape.clump_s, DURATION_S, rng))
     isl = np.maximum(1, rng.lognormal(np.log(shape.isl[0]), shape.isl[1], times.size)).astype(int)
     osl = np.maximum(1, rng.lognormal(np.log(shape.osl[0]), shape.osl[1], times.size)).astype(int)
     return [Request(float(t) * 1000.0, int(i), int(o)) for t, i, o in zip(times, isl, osl)]
