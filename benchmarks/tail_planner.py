@@ -21,8 +21,10 @@
   (a short prompt behind a long one) needs, each at its own arrival_ca2, with no headroom loop
   (`max_correction: 1`): the best on DEV with the engine's own profile, the worst with a wrong one
   (docs/planner.md, "A wrong profile");
-- `predictive-trend30`: the defaults with the rate forecast's trend carried at most 30 s ahead
-  (`trend_horizon_s: 30`; docs/planner.md, "What holds the Azure windows at long start-ups").
+- `predictive-trend30`: the rate forecast's trend carried at most 30 s ahead (`trend_horizon_s:
+  30`), the default since the comparison on the shapes; kept by name for the commands that ran it;
+- `predictive-trend300`: the default before it, the trend carried up to 300 s (docs/planner.md,
+  "What holds the Azure windows at long start-ups").
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ VARIANTS = {
                       "headroom": "error_budget"},
     "predictive-larger": {"need_model": "tail", "bursts": "mix", "prefill_routing": "larger", "max_correction": 1.0},
     "predictive-trend30": {"trend_horizon_s": 30.0},
+    "predictive-trend300": {"trend_horizon_s": 300.0},
 }
 
 

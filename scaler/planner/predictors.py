@@ -85,8 +85,9 @@ class EWMA:
         return self.forecast(horizon_s) + z_for(quantile) * self.res.std
 
 
-# how far ahead a trend is carried unless configured: measured in docs/planner.md
-DEFAULT_TREND_HORIZON_S = 300.0
+# how far ahead a trend is carried unless configured. A trend read from a few seconds of clumped
+# arrivals is no forecast for minutes ahead (docs/planner.md, "Deciding it on shapes")
+DEFAULT_TREND_HORIZON_S = 30.0
 
 
 @dataclass

@@ -25,7 +25,7 @@ def feed(p, values, dt: float = 1.0):
     (EWMA, [10.0, 20.0], 10.0, 0.5, 13.0, 13.0),  # the median adds nothing
     # Holt 0.4/0.1 at dt=1: level 10.8, trend 0.08/s, one residual of 2
     (Holt, [10.0, 12.0], 10.0, 0.9, 10.8 + 0.8, 10.8 + 0.8 + 1.2816 * 2.0),
-    (Holt, [10.0, 12.0], 1000.0, 0.5, 10.8 + 0.08 * 300.0, 10.8 + 0.08 * 300.0),  # trend capped at 300 s
+    (Holt, [10.0, 12.0], 1000.0, 0.5, 10.8 + 0.08 * 30.0, 10.8 + 0.08 * 30.0),  # trend capped at 30 s
     (Holt, [10.0, 0.0], 100.0, 0.5, 0.0, 0.0),  # a falling trend never forecasts below zero
     # not finite or negative counts as idle
     (LastValue, [math.nan], 1.0, 0.5, 0.0, 0.0),
@@ -66,7 +66,7 @@ def test_unknown_names_are_refused():
 
 @pytest.mark.parametrize("name", ["holt", "seasonal"])
 def test_make_carries_the_trend_only_as_far_as_asked(name):
-    capped, default = predictors.make(name, trend_horizon_s=30.0), predictors.make(name)
+    capped, default = predictors.make(name, trend_horizon_s=30.0), predictors.make(name, trend_horizon_s=300.0)
     for p in (capped, default):
         feed(p, [10.0, 12.0])
     # Holt 0.4/0.1 at dt=1: level 10.8, trend 0.08/s (the seasonal profile is flat after two values)
@@ -75,6 +75,12 @@ def test_make_carries_the_trend_only_as_far_as_asked(name):
     if name == "holt":
         assert capped.forecast(125.0) == pytest.approx(10.8 + 0.08 * 30.0)
     assert predictors.make(name, trend_horizon_s=0.0).forecast(0.0) == 0.0  # unfed
+
+
+def test_the_default_trend_horizon_is_30_s():
+    p = predictors.make("holt")
+    feed(p, [10.0, 12.0])
+    assert p.forecast(125.0) == pytest.approx(p.forecast(30.0))
 
 
 def test_a_negative_trend_horizon_is_refused():

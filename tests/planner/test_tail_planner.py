@@ -146,8 +146,8 @@ def test_arrival_clumping_defaults_to_the_value_calibrated_for_each_prefill_mode
 
 def test_a_clump_is_carried_as_a_trend_only_as_far_as_trend_horizon_s():
     # 2 minutes' start-up: one 5 s clump at 200 req/s after 20 req/s is, to Holt, a steep rise
-    far = planner(bursts="mix", startup_s=120.0, arrival_ca2=9.0)
-    near = planner(bursts="mix", startup_s=120.0, arrival_ca2=9.0, trend_horizon_s=30.0)
+    far = planner(bursts="mix", startup_s=120.0, arrival_ca2=9.0, trend_horizon_s=300.0)
+    near = planner(bursts="mix", startup_s=120.0, arrival_ca2=9.0)  # the default: 30 s
     for p in (far, near):  # eight workers running: what the queue is missing now does not decide
         for k in range(1, 60):
             p.decide(obs(k * STEP, 20.0, prefill=8))
