@@ -29,6 +29,7 @@ from external_metrics.signals import DEFAULT_SIGNALS, SignalMapping
 
 pytestmark = pytest.mark.cluster
 BASE = "/apis/external.metrics.k8s.io/v1beta1"
+SETTLED_EVALUATIONS = 20  # 5 s of Prometheus evaluations at the 250 ms step `held` uses
 
 
 def read(kubectl, namespace: str, metric: str, selector: str) -> list[dict]:
@@ -62,8 +63,15 @@ def served_as_held(kubectl, prometheus, mapping: SignalMapping, namespace: str, 
     instant signals, within the range Prometheus computed for windowed ones (whose rate
     extrapolation moves with the evaluation time)."""
     selector = ",".join(f"{k}={v}" for k, v in labels.items())
-    items = wait_for(lambda: [i for i in read(kubectl, namespace, signal, selector) if value(i) > 0],
-                     timeout=40, what=f"{signal} above zero for {selector}")
+
+    def settled() -> list[dict] | None:
+        # A series born a moment before the read has only the evaluations after it in Prometheus'
+        # range, none at the read's own time: compare only once it has held for a few seconds.
+        if len(held(prometheus, mapping, signal, namespace, labels)) < SETTLED_EVALUATIONS:
+            return None
+        return [i for i in read(kubectl, namespace, signal, selector) if value(i) > 0]
+
+    items = wait_for(settled, timeout=40, what=f"{signal} above zero for {selector}, held a few seconds")
     assert len(items) == 1, items
     got, seen = value(items[0]), held(prometheus, mapping, signal, namespace, labels)
     assert seen, f"Prometheus holds no {signal} for {selector}"
