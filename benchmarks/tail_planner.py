@@ -24,7 +24,11 @@
 - `predictive-trend30`: the rate forecast's trend carried at most 30 s ahead (`trend_horizon_s:
   30`), the default since the comparison on the shapes; kept by name for the commands that ran it;
 - `predictive-trend300`: the default before it, the trend carried up to 300 s (docs/planner.md,
-  "What holds the Azure windows at long start-ups").
+  "What holds the Azure windows at long start-ups");
+- `predictive-measured-spare`: arrival clumping measured from the counts of adjacent windows
+  (`arrival_clumping: measured`, at most the default 9) and one spare prefill worker
+  (`spare_prefill_workers: 1`), picked on DEV (docs/planner.md, "Clumping measured from counts,
+  and a spare worker").
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ VARIANTS = {
     "predictive-larger": {"need_model": "tail", "bursts": "mix", "prefill_routing": "larger", "max_correction": 1.0},
     "predictive-trend30": {"trend_horizon_s": 30.0},
     "predictive-trend300": {"trend_horizon_s": 300.0},
+    "predictive-measured-spare": {"arrival_clumping": "measured", "spare_prefill_workers": 1.0},
 }
 
 

@@ -55,6 +55,14 @@ class PlannerConfig(BaseModel):
                                       "gaps between arrivals within a decision interval (1: Poisson; more: clumped "
                                       "arrivals); default: as calibrated for prefill_routing against the replay "
                                       "engine (round_robin 2, pooled 9; docs/planner.md)")
+    arrival_clumping: Literal["fixed", "measured"] = Field(
+        "fixed", description="with need_model=tail: 'fixed' sizes with arrival_ca2 (or its default); 'measured' "
+        "estimates it each decision from the request counts of adjacent windows, between 1 and arrival_ca2 (or its "
+        "default), which holds until a minute of windows has been seen (scaler/planner/clumping.py)")
+    spare_prefill_workers: float = Field(0.0, ge=0, le=64, description="prefill workers kept beyond the need: "
+                                         "the room an unforeseen rise or a lost worker finds while new workers "
+                                         "start (docs/planner.md, 'Clumping measured from counts, and a spare "
+                                         "worker')")
     burst_half_life_s: float = Field(150.0, gt=0, description="half-life of the load history the burst headroom "
                                      "is drawn from (bursts=rises or mix)")
     floor: Literal["none", "steady"] = Field(

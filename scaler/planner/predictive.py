@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scaler.planner import predictors, tail
 from scaler.planner.budget import ErrorBudgetLoop
+from scaler.planner.clumping import ClumpingEstimate
 from scaler.planner.bursts import BurstHeadroom
 from scaler.planner.config import PlannerConfig
 from scaler.planner.floor import FloorDecision, SteadyFloor, apply_floor, whole
@@ -115,6 +116,7 @@ class PredictivePlanner:
         self._pending_uncached: float | None = None
         self._pending_ages: list[float] = []
         self._fed = False  # prompt lengths come through observe_prompts
+        self.clumping = ClumpingEstimate() if c.arrival_clumping == "measured" else None
         self.steady = (SteadyFloor(c.floor_half_life_s, c.floor_history_s, c.floor_min_startup_s)
                        if c.floor == "steady" else None)
 
@@ -168,10 +170,16 @@ class PredictivePlanner:
             models = ("pooled", "round_robin") if c.prefill_routing == "larger" else (c.prefill_routing,)
             return max(tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms,
                                             attainment or c.attainment_target,
-                                            ca2=c.effective_arrival_ca2(model) if ca2 is None else ca2,
+                                            ca2=self.arrival_ca2(model) if ca2 is None else ca2,
                                             bursts=factors, routing=model)
                        for model in models)
         return prefill_replicas(Load(rate, isl, osl), p, c.ttft_ms, correction=self.prefill_correction)
+
+    def arrival_ca2(self, routing: str | None = None) -> float:
+        """The clumping the tail model sizes with: arrival_ca2 (or the routing's default), or with
+        arrival_clumping=measured the estimate from recent counts, at most that."""
+        fixed = self.config.effective_arrival_ca2(routing)
+        return fixed if self.clumping is None else self.clumping.value(1.0, max(1.0, fixed))
 
     def _decode(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None) -> float:
         c, p = self.config, self.profile
@@ -234,6 +242,8 @@ class PredictivePlanner:
             self.profile = self.fit.profile() if self.fit_status.trusted else None
         forecast = self._forecast(obs)
         need = self._need(obs, forecast) if self.profile is not None else self._load_path(obs, forecast)
+        if self.config.spare_prefill_workers > 0 and need.prefill > 0:
+            need = replace(need, prefill=need.prefill + self.config.spare_prefill_workers)
         return self._constrain(obs, forecast, need)
 
     def _load_path(self, obs: Observation, f: Forecast) -> Need:
@@ -257,6 +267,8 @@ class PredictivePlanner:
         self.last_now = obs.now_s
         rate_now = obs.traffic.request_rate
         self.rate.update(rate_now, dt)
+        if self.clumping is not None:
+            self.clumping.observe(obs.now_s, obs.traffic.duration_s, obs.traffic.num_requests)
         isl = self.isl.update(obs.traffic.avg_isl) or 1.0
         mix = self._update_prompts(obs, dt)
         osl = self.osl.update(obs.traffic.avg_osl) or 1.0
@@ -340,6 +352,10 @@ class PredictivePlanner:
                 c.bursts, f"peak of {f.burst_window_s:.0f}s")
             reason += (f"; kept for bursts ({how}): {need.prefill_burst:.2f} prefill, {need.decode_burst:.2f} decode "
                        f"({f.burst_prefill_rate * f.isl:.0f} prompt tok/s, {f.burst_rate:.2f} req/s)")
+        if c.spare_prefill_workers > 0 and need.prefill > 0:
+            reason += f"; {c.spare_prefill_workers:g} spare prefill"
+        if self.clumping is not None:
+            reason += f"; arrival clumping {self.arrival_ca2():.1f} ({self.clumping.measured} window pairs)"
         if need.backlog > 0.05:
             reason += f"; prefill backlog {obs.prefill.queued_tokens} tokens"
         if need.floor is not None:

@@ -1,0 +1,123 @@
+"""Arrival clumping measured from request counts (scaler/planner/clumping.py), and the planner
+using it with a spare prefill worker. Pure: counts drawn from seeded generators, observations by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydantic
+import pytest
+
+from scaler.planner.clumping import MIN_PAIRS, ClumpingEstimate
+from scaler.planner.config import PlannerConfig
+from scaler.planner.predictive import PredictivePlanner
+from scaler.policy import Observation, PoolObservation, TrafficWindow
+from scaler.profile import bundled_profile
+
+STEP = 5.0
+
+
+def fed(counts, duration_s: float = STEP, step_s: float = STEP) -> ClumpingEstimate:
+    est = ClumpingEstimate()
+    for k, n in enumerate(counts, 1):
+        est.observe(k * step_s, duration_s, float(n))
+    return est
+
+
+def test_poisson_counts_read_about_one():
+    rng = np.random.default_rng(3)
+    values = [fed(rng.poisson(20.0, 61)).value(0.0, 100.0) for _ in range(40)]
+    assert 0.7 < float(np.median(values)) < 1.4
+
+
+def test_clumped_counts_read_their_clump_size():
+    # clumps of 10 requests arriving as Poisson: the counts' index of dispersion is about 10
+    rng = np.random.default_rng(4)
+    values = [fed(10 * rng.poisson(6.0, 61)).value(0.0, 100.0) for _ in range(40)]
+    assert 7.0 < float(np.median(values)) < 13.0
+
+
+def test_a_step_in_rate_does_not_read_as_clumping():
+    rng = np.random.default_rng(5)
+    counts = np.concatenate([rng.poisson(15.0, 30), rng.poisson(150.0, 31)])  # 3 -> 30 req/s
+    assert fed(counts).value(1.0, 100.0) < 2.0
+
+
+def test_until_enough_pairs_the_upper_bound_holds_and_the_value_is_clamped():
+    assert fed([20] * MIN_PAIRS).value(1.0, 9.0) == 9.0  # MIN_PAIRS windows give one pair fewer
+    assert fed([20] * (MIN_PAIRS + 1)).value(1.0, 9.0) == 1.0  # identical counts read 0, clamped up
+    assert fed([0, 400] * 40).value(1.0, 9.0) == 9.0  # wildly clumped, clamped down
+
+
+def test_overlapping_windows_pair_only_disjoint_ones():
+    # live: a 10 s rate window every 5 s; each window must be compared with the one two back
+    rng = np.random.default_rng(6)
+    paired, naive = [], []
+    for _ in range(40):
+        halves = rng.poisson(10.0, 80)
+        overlapping = halves[1:] + halves[:-1]
+        paired.append(fed(overlapping, duration_s=2 * STEP).value(0.0, 100.0))
+        # the same windows taken as if disjoint: neighbours share half their requests
+        naive.append(fed(overlapping, duration_s=2 * STEP, step_s=2 * STEP).value(0.0, 100.0))
+    assert 0.7 < float(np.median(paired)) < 1.4
+    assert float(np.median(naive)) < 0.7
+
+
+def test_windows_of_other_lengths_or_with_gaps_are_not_paired():
+    est = ClumpingEstimate()
+    est.observe(5.0, 5.0, 10.0)
+    est.observe(15.0, 5.0, 30.0)   # a gap of 5 s: not adjacent
+    est.observe(25.0, 10.0, 60.0)  # adjacent but twice as long
+    est.observe(30.0, 5.0, 12.0)   # starts where the 10 s one ends, lengths differ
+    assert est.measured == 0
+    est.observe(35.0, 5.0, 14.0)
+    assert est.measured == 1
+
+
+def obs(t: float, n: int, prefill: int = 2) -> Observation:
+    return Observation(t, TrafficWindow(STEP, n, 2000.0 if n else None, 200.0 if n else None, 100.0 if n else None,
+                                        10.0 if n else None), PoolObservation(active=prefill), PoolObservation(active=2))
+
+
+def run(counts, **settings) -> PredictivePlanner:
+    p = PredictivePlanner(bundled_profile(), PlannerConfig(startup_s=60.0, **settings))
+    for k, n in enumerate(counts, 1):
+        d = p.decide(obs(k * STEP, int(n)))
+    p.last = d
+    return p
+
+
+def test_measured_clumping_sizes_poisson_traffic_below_the_fixed_default():
+    counts = np.random.default_rng(7).poisson(100.0, 80)  # 20 req/s, Poisson
+    fixed, measured = run(counts), run(counts, arrival_clumping="measured")
+    assert fixed.arrival_ca2() == 9.0
+    assert 0.5 < measured.arrival_ca2() < 2.0
+    assert measured.last.details.prefill_need < fixed.last.details.prefill_need
+    assert "arrival clumping" in measured.last.reason
+
+
+def test_measured_clumping_is_bounded_by_arrival_ca2():
+    counts = 40 * np.random.default_rng(8).poisson(2.5, 80)  # clumps of 40
+    assert run(counts, arrival_clumping="measured").arrival_ca2() == 9.0
+    assert run(counts, arrival_clumping="measured", arrival_ca2=4.0).arrival_ca2() == 4.0
+
+
+def test_a_spare_prefill_worker_is_kept_beyond_the_need_and_said():
+    counts = [100] * 40
+    base, spare = run(counts), run(counts, spare_prefill_workers=1)
+    assert spare.last.details.prefill_need == pytest.approx(base.last.details.prefill_need + 1)
+    assert spare.last.target_prefill == base.last.target_prefill + 1
+    assert "1 spare prefill" in spare.last.reason and "spare" not in base.last.reason
+
+
+def test_no_need_still_scales_to_zero_with_a_spare():
+    p = PredictivePlanner(bundled_profile(), PlannerConfig(startup_s=60.0, min_prefill=0, spare_prefill_workers=1,
+                                                           peak_window_s=0))
+    d = p.decide(obs(STEP, 0, prefill=0))
+    assert d.details.prefill_need == 0
+
+
+@pytest.mark.parametrize("settings", [{"arrival_clumping": "sometimes"}, {"spare_prefill_workers": -1}])
+def test_bad_settings_are_refused(settings):
+    with pytest.raises(pydantic.ValidationError) as e:
+        PlannerConfig(**settings)
+    assert next(iter(settings)) in str(e.value)
