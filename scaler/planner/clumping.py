@@ -10,8 +10,10 @@ because a step or an on/off edge is one pair out of many: a change of rate must 
 clumping (a mean would take one 3 -> 30 req/s edge for clumps of 15).
 
 Windows that overlap (live, the rate is read over twice the decision interval) share requests, which
-would read too smooth; each window is paired with the latest earlier one that ends where it starts,
-so only disjoint windows are compared. Sources: the index of dispersion of counts (Cox and Lewis,
+would read too smooth; each window is paired with the latest earlier one of the same length that
+ends by the time it starts, so only disjoint windows are compared. A short gap between the two
+(live, decisions come every interval plus the time a decision takes) leaves requests uncounted
+but both counts with the same mean, so it is allowed up to half a window. Sources: the index of dispersion of counts (Cox and Lewis,
 "The Statistical Analysis of Series of Events", 1966); docs/planner.md, "Clumping measured from
 counts".
 """
@@ -26,7 +28,9 @@ from dataclasses import dataclass, field
 POISSON_MEDIAN = 0.4549
 PAIRS = 60       # recent pairs the median is taken over (five minutes of 5 s decisions)
 MIN_PAIRS = 12   # fewer: not measured yet, the caller's default holds
-_TOUCH = 0.25    # seconds of slack when matching a window's start with an earlier window's end
+_OVERLAP = 0.02  # share of a window two windows may overlap by and still count as disjoint
+_GAP = 0.5       # share of a window the gap between two paired windows may last
+_LENGTH = 0.05   # relative difference of lengths still taken as equal
 
 
 @dataclass
@@ -46,9 +50,9 @@ class ClumpingEstimate:
             return
         start = end_s - duration_s
         for prev_end, prev_duration, prev_count in reversed(self._windows):
-            if prev_end <= start + _TOUCH:
-                # equal lengths only: the ratio assumes both counts have the same mean
-                if abs(prev_end - start) <= _TOUCH and abs(prev_duration - duration_s) <= _TOUCH:
+            if prev_end <= start + _OVERLAP * duration_s:
+                # the ratio assumes both counts have the same mean: equal lengths, close in time
+                if start - prev_end <= _GAP * duration_s and abs(prev_duration - duration_s) <= _LENGTH * duration_s:
                     total = prev_count + count
                     if total > 0:
                         self._ratios.append((count - prev_count) ** 2 / total)

@@ -62,6 +62,21 @@ def test_overlapping_windows_pair_only_disjoint_ones():
     assert float(np.median(naive)) < 0.7
 
 
+def test_live_windows_a_little_apart_are_still_paired():
+    # live: 10 s windows read every 5.4 s (the interval plus the decision's own time)
+    rng = np.random.default_rng(9)
+    values = []
+    for _ in range(40):
+        est, t, arrivals = ClumpingEstimate(), 0.0, np.cumsum(rng.exponential(0.25, 4000))
+        for _k in range(80):
+            t += 5.4
+            if t >= 10.0:
+                est.observe(t, 10.0, float(np.count_nonzero((arrivals > t - 10.0) & (arrivals <= t))))
+        assert est.measured >= MIN_PAIRS
+        values.append(est.value(0.0, 100.0))
+    assert 0.7 < float(np.median(values)) < 1.4
+
+
 def test_windows_of_other_lengths_or_with_gaps_are_not_paired():
     est = ClumpingEstimate()
     est.observe(5.0, 5.0, 10.0)
