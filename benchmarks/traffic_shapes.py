@@ -6,10 +6,11 @@ clumps of a few seconds arriving as Poisson at the same mean rate; log-normal pr
 lengths), played after a 300 s warm-up like benchmarks/replay.py, for
 every policy and for the planner without its sequence-slot signal (`predictive-kv-only`,
 decode_max_seqs null) as the baseline of the same run. These shapes were written to find faults
-the traces do not show, not tuned on.
+the traces do not show, not tuned on. A second set, `--set harsh` (Azure-like clumping), is held
+back unplayed for the next decision that needs traffic no setting was chosen on.
 
 Prints a table and writes benchmarks/results/traffic_shapes.json.
-Usage: .venv/bin/python benchmarks/traffic_shapes.py [--startup 60] [--target 0.99] [--shapes ramp ...]
+Usage: .venv/bin/python benchmarks/traffic_shapes.py [--set shapes|harsh] [--startup 60] [--target 0.99] [--shapes ramp ...]
 """
 
 from __future__ import annotations
@@ -67,6 +68,24 @@ SHAPES = {
                     "2 req/s, and 40 req/s for 5 s every 3 minutes"),
 }
 
+# Held back for the next decision on burst headroom or clumping: written before any policy played
+# them, modelled on the Azure code trace's clumping (index of dispersion of counts about 9 at 1 s
+# and 100 at 5 s, clumps growing through a window, clumps in clusters) and its short answers. Play
+# them with `--set harsh` only once a rule for that decision is written down.
+HARSH = {
+    "harsh_clumps": Shape(lambda t: 12.0, (2000, 0.9), (30, 0.8), "12 req/s in clumps of 60 within 5 s",
+                          clump=lambda t: 60.0),
+    "harsh_clusters": Shape(lambda t: 24.0 if t % 180 < 60 else 6.0, (2000, 0.9), (30, 0.8),
+                            "clumps of 40 within 5 s, 24 req/s for a minute in three and 6 between",
+                            clump=lambda t: 40.0),
+    "harsh_growing": Shape(lambda t: 12.0, (2000, 0.9), (30, 0.8), "12 req/s, clumps growing from 10 to 150",
+                           clump=lambda t: 10.0 + 140.0 * t / DURATION_S),
+    "harsh_step": Shape(lambda t: 4.0 if t < 450 else 20.0, (2000, 0.9), (30, 0.8),
+                        "4 req/s in clumps of 20, then 20 req/s in clumps of 100 from 450 s",
+                        clump=lambda t: 20.0 if t < 450 else 100.0),
+}
+SETS = {"shapes": SHAPES, "harsh": HARSH}
+
 
 def arrival_times(rate: Callable[[float], float], duration_s: float, rng: np.random.Generator) -> np.ndarray:
     """Poisson arrivals at rate(t) req/s over [0, duration_s), thinned from the top rate (s)."""
@@ -104,7 +123,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--startup", type=float, default=60.0, help="worker start-up delay, s")
     p.add_argument("--target", type=float, default=0.99, help="attainment_target of the predictive planners")
-    p.add_argument("--shapes", nargs="+", choices=sorted(SHAPES), default=list(SHAPES))
+    p.add_argument("--set", choices=sorted(SETS), default="shapes",
+                   help="shapes: the ten played so far; harsh: Azure-like clumping, held back for the next decision")
+    p.add_argument("--shapes", nargs="+", choices=sorted({**SHAPES, **HARSH}), default=None,
+                   help="default: every shape of --set")
     p.add_argument("--policies", nargs="+", default=list(POLICIES))
     p.add_argument("--profile", type=Path, default=None,
                    help="the profile every policy is given (default: the bundled one)")
@@ -113,12 +135,17 @@ def main() -> int:
     policies.register_policy("predictive-kv-only", _kv_only)
     profile = PerformanceProfile.load(args.profile) if args.profile else bundled_profile()
     rows = []
-    for k, name in enumerate(args.shapes, 1):
-        shape = SHAPES[name]
+    chosen = SETS[args.set]
+    names = args.shapes or list(chosen)
+    unknown = [n for n in names if n not in chosen]
+    if unknown:
+        p.error(f"--shapes: {', '.join(unknown)} not in --set {args.set} (choose from {', '.join(chosen)})")
+    for k, name in enumerate(names, 1):
+        shape = chosen[name]
         reqs = synthesize(shape)
         setting = Setting(name, reqs, profile, startup_s=args.startup, warmup_s=WARMUP_S,
                           attainment_target=args.target)
-        print(f"[{k}/{len(args.shapes)}] {name}: {shape.what}; {len(reqs)} requests", flush=True)
+        print(f"[{k}/{len(names)}] {name}: {shape.what}; {len(reqs)} requests", flush=True)
         feasible = feasible_keys(run_policy(setting, "ceiling"))
         for policy in args.policies:
             t0 = time.time()
@@ -139,7 +166,7 @@ def main() -> int:
     print("\n".join(lines))
     out = REPO / "benchmarks" / "results" / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"startup_s": args.startup, "target": args.target, "warmup_s": WARMUP_S,
+    out.write_text(json.dumps({"set": args.set, "startup_s": args.startup, "target": args.target, "warmup_s": WARMUP_S,
                                "profile": str(args.profile) if args.profile else "bundled",
                                "duration_s": DURATION_S, "rows": rows}, indent=1))
     print(out)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.traffic_shapes import SHAPES, arrival_times, clumped_arrival_times
+from benchmarks.traffic_shapes import HARSH, SHAPES, arrival_times, clumped_arrival_times
 
 
 def dispersion(times: np.ndarray, duration_s: float) -> float:
@@ -37,3 +37,28 @@ def test_the_clumped_shapes_are_clumpy(name):
     reqs = synthesize(SHAPES[name])
     times = np.array([r.timestamp_ms for r in reqs]) / 1000.0
     assert dispersion(times, DURATION_S) > 3
+
+
+def counts_dispersion(times: np.ndarray, duration_s: float, bin_s: float) -> float:
+    counts = np.histogram(times, bins=int(duration_s / bin_s), range=(0, duration_s))[0]
+    return float(counts.var() / counts.mean())
+
+
+@pytest.mark.parametrize("name", sorted(HARSH))
+def test_the_harsh_shapes_clump_like_the_azure_trace(name):
+    # the Azure code trace's windows read about 9-15 at 1 s and 75-100 at 5 s
+    from benchmarks.traffic_shapes import DURATION_S, synthesize
+    reqs = synthesize(HARSH[name])
+    times = np.array([r.timestamp_ms for r in reqs]) / 1000.0
+    assert counts_dispersion(times, DURATION_S, 1.0) > 4
+    assert counts_dispersion(times, DURATION_S, 5.0) > 20
+    assert not set(HARSH) & set(SHAPES)
+
+
+def test_a_shape_outside_the_chosen_set_is_refused(monkeypatch, capsys):
+    from benchmarks import traffic_shapes
+    monkeypatch.setattr("sys.argv", ["traffic_shapes.py", "--set", "harsh", "--shapes", "step"])
+    with pytest.raises(SystemExit) as e:
+        traffic_shapes.main()
+    assert e.value.code == 2
+    assert "--shapes: step not in --set harsh" in capsys.readouterr().err
