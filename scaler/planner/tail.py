@@ -80,10 +80,13 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from statistics import NormalDist
 
 import numpy as np
 
 from scaler.profile import PerformanceProfile
+
+_STANDARD_NORMAL = NormalDist()
 
 # log-spaced prompt-length bins: 48 edges from 16 to 512k tokens (constant-size state, fast sums)
 _EDGES = np.geomspace(16.0, 524288.0, 49)
@@ -434,26 +437,8 @@ def prefill_workers(rate: float, mix: PromptMix, profile: PerformanceProfile, tt
 
 
 def normal_quantile(p: float) -> float:
-    """z with P(Z <= z) = p for a standard normal (P. J. Acklam's rational approximation, relative
-    error below 1.2e-9: plenty for sizing a headroom, without scipy)."""
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    a = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
-         -3.066479806614716e+01, 2.506628277459239e+00)
-    b = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
-         -1.328068155211027e+01)
-    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
-         4.374664141464968e+00, 2.938163982698783e+00)
-    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00)
-    if p < 0.02425:
-        q = math.sqrt(-2 * math.log(p))
-        return (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
-               ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
-    if p > 1 - 0.02425:
-        return -normal_quantile(1 - p)
-    q = p - 0.5
-    r = q * q
-    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / \
-           (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+    """z with P(Z <= z) = p for a standard normal (p clamped away from 0 and 1)."""
+    return _STANDARD_NORMAL.inv_cdf(min(max(p, 1e-9), 1 - 1e-9))
 
 
 def kv_in_flight(rate: float, isl: np.ndarray, osl: np.ndarray, weight: np.ndarray, itl_s: float) -> tuple[float, float]:
