@@ -13,9 +13,10 @@ Windows that overlap (live, the rate is read over twice the decision interval) s
 would read too smooth; each window is paired with the latest earlier one of the same length that
 ends by the time it starts, so only disjoint windows are compared. A short gap between the two
 (live, decisions come every interval plus the time a decision takes) leaves requests uncounted
-but both counts with the same mean, so it is allowed up to half a window. Sources: the index of dispersion of counts (Cox and Lewis,
-"The Statistical Analysis of Series of Events", 1966); docs/planner.md, "Clumping measured from
-counts".
+but both counts with the same mean, so it is allowed up to half a window.
+
+Sources: the index of dispersion of counts (Cox and Lewis, "The Statistical Analysis of Series of
+Events", 1966); docs/planner.md, "Clumping measured from counts, and a spare worker".
 """
 
 from __future__ import annotations

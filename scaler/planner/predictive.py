@@ -77,6 +77,7 @@ class Need:
     decode_burst: float
     backlog: float        # prefill workers the load path adds for the queue
     floor: FloorDecision | None = None  # floor=steady: what the steady floor did to the prefill need
+    spare: float = 0.0    # spare prefill workers included in `prefill`
 
 
 @dataclass
@@ -242,8 +243,9 @@ class PredictivePlanner:
             self.profile = self.fit.profile() if self.fit_status.trusted else None
         forecast = self._forecast(obs)
         need = self._need(obs, forecast) if self.profile is not None else self._load_path(obs, forecast)
-        if self.config.spare_prefill_workers > 0 and need.prefill > 0:
-            need = replace(need, prefill=need.prefill + self.config.spare_prefill_workers)
+        spare = self.config.spare_prefill_workers
+        if spare > 0 and need.prefill > 0:
+            need = replace(need, prefill=need.prefill + spare, spare=spare)
         return self._constrain(obs, forecast, need)
 
     def _load_path(self, obs: Observation, f: Forecast) -> Need:
@@ -352,8 +354,8 @@ class PredictivePlanner:
                 c.bursts, f"peak of {f.burst_window_s:.0f}s")
             reason += (f"; kept for bursts ({how}): {need.prefill_burst:.2f} prefill, {need.decode_burst:.2f} decode "
                        f"({f.burst_prefill_rate * f.isl:.0f} prompt tok/s, {f.burst_rate:.2f} req/s)")
-        if c.spare_prefill_workers > 0 and need.prefill > 0:
-            reason += f"; {c.spare_prefill_workers:g} spare prefill"
+        if need.spare > 0:
+            reason += f"; {need.spare:g} spare prefill"
         if self.clumping is not None:
             reason += f"; arrival clumping {self.arrival_ca2():.1f} ({self.clumping.measured} window pairs)"
         if need.backlog > 0.05:

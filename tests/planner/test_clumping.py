@@ -10,7 +10,7 @@ import pytest
 from scaler.planner.clumping import MIN_PAIRS, ClumpingEstimate
 from scaler.planner.config import PlannerConfig
 from scaler.planner.predictive import PredictivePlanner
-from scaler.policy import Observation, PoolObservation, TrafficWindow
+from scaler.policy import Decision, Observation, PoolObservation, TrafficWindow
 from scaler.profile import bundled_profile
 
 STEP = 5.0
@@ -93,35 +93,34 @@ def obs(t: float, n: int, prefill: int = 2) -> Observation:
                                         10.0 if n else None), PoolObservation(active=prefill), PoolObservation(active=2))
 
 
-def run(counts, **settings) -> PredictivePlanner:
+def run(counts, **settings) -> tuple[PredictivePlanner, Decision]:
+    """The planner after deciding on every count, and its last decision."""
     p = PredictivePlanner(bundled_profile(), PlannerConfig(startup_s=60.0, **settings))
-    for k, n in enumerate(counts, 1):
-        d = p.decide(obs(k * STEP, int(n)))
-    p.last = d
-    return p
+    decisions = [p.decide(obs(k * STEP, int(n))) for k, n in enumerate(counts, 1)]
+    return p, decisions[-1]
 
 
 def test_measured_clumping_sizes_poisson_traffic_below_the_fixed_default():
     counts = np.random.default_rng(7).poisson(100.0, 80)  # 20 req/s, Poisson
-    fixed, measured = run(counts), run(counts, arrival_clumping="measured")
+    (fixed, fixed_d), (measured, measured_d) = run(counts), run(counts, arrival_clumping="measured")
     assert fixed.arrival_ca2() == 9.0
     assert 0.5 < measured.arrival_ca2() < 2.0
-    assert measured.last.details.prefill_need < fixed.last.details.prefill_need
-    assert "arrival clumping" in measured.last.reason
+    assert measured_d.details.prefill_need < fixed_d.details.prefill_need
+    assert "arrival clumping" in measured_d.reason
 
 
 def test_measured_clumping_is_bounded_by_arrival_ca2():
     counts = 40 * np.random.default_rng(8).poisson(2.5, 80)  # clumps of 40
-    assert run(counts, arrival_clumping="measured").arrival_ca2() == 9.0
-    assert run(counts, arrival_clumping="measured", arrival_ca2=4.0).arrival_ca2() == 4.0
+    assert run(counts, arrival_clumping="measured")[0].arrival_ca2() == 9.0
+    assert run(counts, arrival_clumping="measured", arrival_ca2=4.0)[0].arrival_ca2() == 4.0
 
 
 def test_a_spare_prefill_worker_is_kept_beyond_the_need_and_said():
     counts = [100] * 40
-    base, spare = run(counts), run(counts, spare_prefill_workers=1)
-    assert spare.last.details.prefill_need == pytest.approx(base.last.details.prefill_need + 1)
-    assert spare.last.target_prefill == base.last.target_prefill + 1
-    assert "1 spare prefill" in spare.last.reason and "spare" not in base.last.reason
+    base, spare = run(counts)[1], run(counts, spare_prefill_workers=1)[1]
+    assert spare.details.prefill_need == pytest.approx(base.details.prefill_need + 1)
+    assert spare.target_prefill == base.target_prefill + 1
+    assert "1 spare prefill" in spare.reason and "spare" not in base.reason
 
 
 def test_no_need_still_scales_to_zero_with_a_spare():
