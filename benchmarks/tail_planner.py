@@ -28,7 +28,10 @@
 - `predictive-measured-spare`: arrival clumping measured from the counts of adjacent windows
   (`arrival_clumping: measured`, at most the default 9) and one spare prefill worker
   (`spare_prefill_workers: 1`), picked on DEV (docs/planner.md, "Clumping measured from counts,
-  and a spare worker").
+  and a spare worker");
+- `predictive-clumping-above`: the same estimate, taken only where it is above the default
+  clumping (`arrival_clumping: above_fixed`, at most `arrival_ca2_max` 30), picked on DEV
+  (docs/planner.md, "Clumping measured above the default").
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ VARIANTS = {
     "predictive-trend30": {"trend_horizon_s": 30.0},
     "predictive-trend300": {"trend_horizon_s": 300.0},
     "predictive-measured-spare": {"arrival_clumping": "measured", "spare_prefill_workers": 1.0},
+    "predictive-clumping-above": {"arrival_clumping": "above_fixed"},
 }
 
 

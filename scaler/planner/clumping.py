@@ -1,4 +1,5 @@
-"""How clumped arrivals are, read from request counts alone (`arrival_clumping: measured`).
+"""How clumped arrivals are, read from request counts alone (`arrival_clumping: measured` or
+`above_fixed`).
 
 The tail model's `arrival_ca2` says how far arrivals within a decision window are from Poisson.
 Live, the planner sees counts per window, not arrival gaps, so the clumping is estimated from
@@ -37,7 +38,7 @@ _LENGTH = 0.05   # relative difference of lengths still taken as equal
 @dataclass
 class ClumpingEstimate:
     """Feed each decision window (`observe`); `value(lo, hi)` is the measured clumping, clamped,
-    or `hi` until enough pairs were seen."""
+    or `prior` (default `hi`) until enough pairs were seen."""
 
     pairs: int = PAIRS
     _windows: deque = field(default_factory=lambda: deque(maxlen=64))  # (end_s, duration_s, count)
@@ -64,7 +65,7 @@ class ClumpingEstimate:
     def measured(self) -> int:
         return len(self._ratios)
 
-    def value(self, lo: float, hi: float) -> float:
+    def value(self, lo: float, hi: float, prior: float | None = None) -> float:
         if len(self._ratios) < MIN_PAIRS:
-            return hi
+            return hi if prior is None else prior
         return min(hi, max(lo, statistics.median(self._ratios) / POISSON_MEDIAN))

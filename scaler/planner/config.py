@@ -55,10 +55,13 @@ class PlannerConfig(BaseModel):
                                       "gaps between arrivals within a decision interval (1: Poisson; more: clumped "
                                       "arrivals); default: as calibrated for prefill_routing against the replay "
                                       "engine (round_robin 2, pooled 9; docs/planner.md)")
-    arrival_clumping: Literal["fixed", "measured"] = Field(
+    arrival_clumping: Literal["fixed", "measured", "above_fixed"] = Field(
         "fixed", description="with need_model=tail: 'fixed' sizes with arrival_ca2 (or its default); 'measured' "
         "estimates it each decision from the request counts of adjacent windows, between 1 and arrival_ca2 (or its "
-        "default), which holds until a minute of windows has been seen (scaler/planner/clumping.py)")
+        "default), which holds until a minute of windows has been seen (scaler/planner/clumping.py); 'above_fixed' "
+        "takes the same estimate only where it is above arrival_ca2 (or its default), up to arrival_ca2_max")
+    arrival_ca2_max: float = Field(30.0, ge=1, description="arrival_clumping=above_fixed: the most clumping the "
+                                   "estimate may size for")
     spare_prefill_workers: float = Field(0.0, ge=0, le=64, description="prefill workers kept beyond the need: "
                                          "the room an unforeseen rise or a lost worker finds while new workers "
                                          "start (docs/planner.md, 'Clumping measured from counts, and a spare "
@@ -121,6 +124,8 @@ class PlannerConfig(BaseModel):
             raise ValueError("min_decode must be <= max_decode")
         if self.floor != "none" and self.need_model != "tail":
             raise ValueError("floor=steady needs need_model=tail")
+        if self.arrival_clumping == "above_fixed" and self.effective_arrival_ca2() > self.arrival_ca2_max:
+            raise ValueError("arrival_ca2_max must be >= arrival_ca2 (or its default) with arrival_clumping=above_fixed")
         if self.gpu_budget is not None and self.gpu_budget < self.min_prefill + self.min_decode:
             raise ValueError("gpu_budget is below min_prefill + min_decode")
         return self

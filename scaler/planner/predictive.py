@@ -117,7 +117,7 @@ class PredictivePlanner:
         self._pending_uncached: float | None = None
         self._pending_ages: list[float] = []
         self._fed = False  # prompt lengths come through observe_prompts
-        self.clumping = ClumpingEstimate() if c.arrival_clumping == "measured" else None
+        self.clumping = ClumpingEstimate() if c.arrival_clumping != "fixed" else None
         self.steady = (SteadyFloor(c.floor_half_life_s, c.floor_history_s, c.floor_min_startup_s)
                        if c.floor == "steady" else None)
 
@@ -177,10 +177,15 @@ class PredictivePlanner:
         return prefill_replicas(Load(rate, isl, osl), p, c.ttft_ms, correction=self.prefill_correction)
 
     def arrival_ca2(self, routing: str | None = None) -> float:
-        """The clumping the tail model sizes with: arrival_ca2 (or the routing's default), or with
-        arrival_clumping=measured the estimate from recent counts, at most that."""
+        """The clumping the tail model sizes with: arrival_ca2 (or the routing's default); with
+        arrival_clumping=measured the estimate from recent counts, at most that; with above_fixed
+        the estimate, at least that and at most arrival_ca2_max."""
         fixed = self.config.effective_arrival_ca2(routing)
-        return fixed if self.clumping is None else self.clumping.value(1.0, max(1.0, fixed))
+        if self.clumping is None:
+            return fixed
+        if self.config.arrival_clumping == "above_fixed":
+            return self.clumping.value(fixed, max(fixed, self.config.arrival_ca2_max), prior=fixed)
+        return self.clumping.value(1.0, max(1.0, fixed))
 
     def _decode(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None) -> float:
         c, p = self.config, self.profile

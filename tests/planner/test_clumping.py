@@ -115,6 +115,30 @@ def test_measured_clumping_is_bounded_by_arrival_ca2():
     assert run(counts, arrival_clumping="measured", arrival_ca2=4.0)[0].arrival_ca2() == 4.0
 
 
+def test_above_fixed_raises_clumping_for_clumped_traffic_and_only_up_to_its_bound():
+    counts = 20 * np.random.default_rng(8).poisson(5.0, 80)  # clumps of 20
+    (fixed, fixed_d), (above, above_d) = run(counts), run(counts, arrival_clumping="above_fixed")
+    assert 14.0 < above.arrival_ca2() < 26.0
+    assert above_d.details.prefill_need > fixed_d.details.prefill_need
+    assert "arrival clumping" in above_d.reason
+    assert run(counts, arrival_clumping="above_fixed", arrival_ca2_max=12.0)[0].arrival_ca2() == 12.0
+
+
+def test_above_fixed_never_sizes_below_the_fixed_clumping():
+    counts = np.random.default_rng(7).poisson(100.0, 80)  # Poisson: reads about 1
+    (fixed, fixed_d), (above, above_d) = run(counts), run(counts, arrival_clumping="above_fixed")
+    assert above.arrival_ca2() == fixed.arrival_ca2() == 9.0
+    assert above_d.details.prefill_need == pytest.approx(fixed_d.details.prefill_need)
+    assert run(counts, arrival_clumping="above_fixed", arrival_ca2=3.0)[0].arrival_ca2() == 3.0
+
+
+def test_above_fixed_holds_the_fixed_clumping_until_measured():
+    counts = 40 * np.random.default_rng(8).poisson(2.5, MIN_PAIRS)  # clumped, one pair short
+    p, _ = run(counts, arrival_clumping="above_fixed")
+    assert p.clumping.measured == MIN_PAIRS - 1
+    assert p.arrival_ca2() == 9.0
+
+
 def test_a_spare_prefill_worker_is_kept_beyond_the_need_and_said():
     counts = [100] * 40
     base, spare = run(counts)[1], run(counts, spare_prefill_workers=1)[1]
@@ -130,7 +154,10 @@ def test_no_need_still_scales_to_zero_with_a_spare():
     assert d.details.prefill_need == 0
 
 
-@pytest.mark.parametrize("settings", [{"arrival_clumping": "sometimes"}, {"spare_prefill_workers": -1}])
+@pytest.mark.parametrize("settings", [{"arrival_clumping": "sometimes"}, {"spare_prefill_workers": -1},
+                                      {"arrival_ca2_max": 0.5},
+                                      {"arrival_ca2_max": 5.0, "arrival_clumping": "above_fixed"},
+                                      {"arrival_ca2_max": 5.0, "arrival_clumping": "above_fixed", "arrival_ca2": 6.0}])
 def test_bad_settings_are_refused(settings):
     with pytest.raises(pydantic.ValidationError) as e:
         PlannerConfig(**settings)
