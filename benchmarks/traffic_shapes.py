@@ -6,11 +6,12 @@ clumps of a few seconds arriving as Poisson at the same mean rate; log-normal pr
 lengths), played after a 300 s warm-up like benchmarks/replay.py, for
 every policy and for the planner without its sequence-slot signal (`predictive-kv-only`,
 decode_max_seqs null) as the baseline of the same run. These shapes were written to find faults
-the traces do not show, not tuned on. A second set, `--set harsh` (Azure-like clumping), is held
-back unplayed for the next decision that needs traffic no setting was chosen on.
+the traces do not show, not tuned on. A second set, `--set harsh` (Azure-like clumping), was held
+back for one decision and played for it; a third, `--set fresh`, is held back unplayed for the next
+decision that needs traffic no setting was chosen on.
 
 Prints a table and writes benchmarks/results/traffic_shapes.json.
-Usage: .venv/bin/python benchmarks/traffic_shapes.py [--set shapes|harsh] [--startup 60] [--target 0.99] [--shapes ramp ...]
+Usage: .venv/bin/python benchmarks/traffic_shapes.py [--set shapes|harsh|fresh] [--startup 60] [--target 0.99] [--shapes ramp ...]
 """
 
 from __future__ import annotations
@@ -68,10 +69,10 @@ SHAPES = {
                     "2 req/s, and 40 req/s for 5 s every 3 minutes"),
 }
 
-# Held back for the next decision on burst headroom or clumping: written before any policy played
-# them, modelled on the Azure code trace's clumping (index of dispersion of counts about 9 at 1 s
-# and 100 at 5 s, clumps growing through a window, clumps in clusters) and its short answers. Play
-# them with `--set harsh` only once a rule for that decision is written down.
+# Written before any policy played them and held back for a decision on burst headroom or clumping
+# (played for "Clumping measured above the default", docs/planner.md): modelled on the Azure code
+# trace's clumping (index of dispersion of counts about 9 at 1 s and 100 at 5 s, clumps growing
+# through a window, clumps in clusters) and its short answers.
 HARSH = {
     "harsh_clumps": Shape(lambda t: 12.0, (2000, 0.9), (30, 0.8), "12 req/s in clumps of 60 within 5 s",
                           clump=lambda t: 60.0),
@@ -84,7 +85,29 @@ HARSH = {
                         "4 req/s in clumps of 20, then 20 req/s in clumps of 100 from 450 s",
                         clump=lambda t: 20.0 if t < 450 else 100.0),
 }
-SETS = {"shapes": SHAPES, "harsh": HARSH}
+
+
+def _trains(t: float) -> float:
+    """3 req/s, and every 4 minutes a train of three 10 s spikes of 30 req/s, 20 s apart."""
+    k = t % 240
+    return 30.0 if k < 70 and k % 30 < 10 else 3.0
+
+
+# Held back for the decision after the harsh set's: written before any policy played them, unlike
+# anything the other sets hold (a cycle, a wide prompt mix, trains of spikes, a clumped decline).
+# Play them with `--set fresh` only once a rule for that decision is written down.
+FRESH = {
+    "fresh_cycle": Shape(lambda t: 4.0 + 14.0 * (1.0 - np.cos(2.0 * np.pi * t / 600.0)), (1500, 0.8), (250, 0.7),
+                         "4 to 32 req/s and back every 10 minutes, smoothly"),
+    "fresh_mixed": Shape(lambda t: 8.0, (1200, 1.3), (120, 0.8),
+                         "8 req/s, prompts with a wide spread (one in twenty above 10k tokens)"),
+    "fresh_trains": Shape(_trains, (2000, 0.6), (200, 0.6),
+                          "3 req/s, and every 4 minutes three 10 s spikes of 30 req/s, 20 s apart"),
+    "fresh_decline": Shape(lambda t: 40.0 - 36.0 * t / DURATION_S, (2000, 0.6), (100, 0.6),
+                           "40 down to 4 req/s over 15 minutes, in clumps of 8 within 2 s",
+                           clump=lambda t: 8.0, clump_s=2.0),
+}
+SETS = {"shapes": SHAPES, "harsh": HARSH, "fresh": FRESH}
 
 
 def arrival_times(rate: Callable[[float], float], duration_s: float, rng: np.random.Generator) -> np.ndarray:
@@ -124,8 +147,9 @@ def main() -> int:
     p.add_argument("--startup", type=float, default=60.0, help="worker start-up delay, s")
     p.add_argument("--target", type=float, default=0.99, help="attainment_target of the predictive planners")
     p.add_argument("--set", choices=sorted(SETS), default="shapes",
-                   help="shapes: the ten played so far; harsh: Azure-like clumping, held back for the next decision")
-    p.add_argument("--shapes", nargs="+", choices=sorted({**SHAPES, **HARSH}), default=None,
+                   help="shapes: the ten played first; harsh: Azure-like clumping; "
+                   "fresh: held back for the next decision")
+    p.add_argument("--shapes", nargs="+", choices=sorted({**SHAPES, **HARSH, **FRESH}), default=None,
                    help="default: every shape of --set")
     p.add_argument("--policies", nargs="+", default=list(POLICIES))
     p.add_argument("--profile", type=Path, default=None,

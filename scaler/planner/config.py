@@ -125,7 +125,8 @@ class PlannerConfig(BaseModel):
         if self.floor != "none" and self.need_model != "tail":
             raise ValueError("floor=steady needs need_model=tail")
         if self.arrival_clumping == "above_fixed" and self.effective_arrival_ca2() > self.arrival_ca2_max:
-            raise ValueError("arrival_ca2_max must be >= arrival_ca2 (or its default) with arrival_clumping=above_fixed")
+            raise ValueError("arrival_ca2_max must be >= arrival_ca2 (or its default) "
+                             "with arrival_clumping=above_fixed")
         if self.gpu_budget is not None and self.gpu_budget < self.min_prefill + self.min_decode:
             raise ValueError("gpu_budget is below min_prefill + min_decode")
         return self

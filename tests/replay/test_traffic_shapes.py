@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.traffic_shapes import HARSH, SHAPES, arrival_times, clumped_arrival_times
+from benchmarks.traffic_shapes import FRESH, HARSH, SHAPES, arrival_times, clumped_arrival_times
 
 
 def dispersion(times: np.ndarray, duration_s: float) -> float:
@@ -53,6 +53,35 @@ def test_the_harsh_shapes_clump_like_the_azure_trace(name):
     assert counts_dispersion(times, DURATION_S, 1.0) > 4
     assert counts_dispersion(times, DURATION_S, 5.0) > 20
     assert not set(HARSH) & set(SHAPES)
+
+
+def _fresh(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from benchmarks.traffic_shapes import synthesize
+    reqs = synthesize(FRESH[name])
+    return np.array([r.timestamp_ms for r in reqs]) / 1000.0, np.array([r.input_length for r in reqs])
+
+
+def test_the_fresh_shapes_are_what_they_say():
+    from benchmarks.traffic_shapes import DURATION_S
+    assert not set(FRESH) & (set(SHAPES) | set(HARSH))
+    # the cycle: minute counts from about 4 to about 32 req/s, twice low and once high in 15 min
+    times, _ = _fresh("fresh_cycle")
+    per_min = np.histogram(times, bins=15, range=(0, DURATION_S))[0] / 60.0
+    assert per_min[0] < 8 and per_min[10] < 8 and 26 < per_min[5]
+    # the wide mix: about one prompt in twenty above 10k tokens, at a steady Poisson rate
+    times, isl = _fresh("fresh_mixed")
+    assert 0.03 < float(np.mean(isl > 10_000)) < 0.08
+    assert counts_dispersion(times, DURATION_S, 5.0) < 1.5
+    # the trains: three 10 s spikes of 30 req/s in the first 70 s of every 4 minutes
+    times, _ = _fresh("fresh_trains")
+    ten = np.histogram(times, bins=int(DURATION_S / 10), range=(0, DURATION_S))[0] / 10.0
+    assert all(ten[k] > 20 for k in (0, 3, 6, 24, 27, 30, 48, 51, 54))
+    assert all(ten[k] < 8 for k in (1, 2, 4, 5, 10, 20, 40, 60))
+    # the decline: from about 40 to about 4 req/s, clumped
+    times, _ = _fresh("fresh_decline")
+    per_min = np.histogram(times, bins=15, range=(0, DURATION_S))[0] / 60.0
+    assert per_min[0] > 33 and per_min[-1] < 8
+    assert counts_dispersion(times, DURATION_S, 1.0) > 3
 
 
 def test_a_shape_outside_the_chosen_set_is_refused(monkeypatch, capsys):
