@@ -39,7 +39,8 @@ from dynamo_scaling.traces import Request, write_mooncake
 STUBS = Path(__file__).resolve().parent / "stubs"
 REQUIREMENTS = Path(__file__).resolve().parent / "requirements.txt"
 # what importing Dynamo's planner and its replay adapter needs beyond the product's environment
-NEEDED = ("dynamo.planner", "sklearn", "pandas", "plotly", "pmdarima", "statsmodels", "filterpy", "prophet")
+NEEDED = ("dynamo.planner", "sklearn", "pandas", "plotly", "pmdarima", "statsmodels", "filterpy", "prophet",
+          "prometheus_api_client")
 MODES = ("load", "throughput")
 # Dynamo's easy modes compare prefill queues with the model's context length, which the mocker
 # takes from max_model_len (unset by default: prefill would never scale). Llama-3.1-8B's context,
