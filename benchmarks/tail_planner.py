@@ -31,7 +31,10 @@
   and a spare worker");
 - `predictive-clumping-above`: the same estimate, taken only where it is above the default
   clumping (`arrival_clumping: above_fixed`, at most `arrival_ca2_max` 30), picked on DEV
-  (docs/planner.md, "Clumping measured above the default").
+  (docs/planner.md, "Clumping measured above the default");
+- `predictive-latency-skip`: the mean-latency headroom learns nothing for prefill from a burst
+  beyond what the running fleet serves by the profile (`latency_in_bursts: skip`), picked on DEV
+  (docs/planner.md, "Headroom not learned from bursts").
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ VARIANTS = {
     "predictive-trend300": {"trend_horizon_s": 300.0},
     "predictive-measured-spare": {"arrival_clumping": "measured", "spare_prefill_workers": 1.0},
     "predictive-clumping-above": {"arrival_clumping": "above_fixed"},
+    "predictive-latency-skip": {"latency_in_bursts": "skip"},
 }
 
 

@@ -205,25 +205,40 @@ class PredictivePlanner:
         misses while load exceeds it (and while the backlog that leaves drains) are a burst
         arriving faster than workers start, which more headroom on the forecast would not catch
         in time: those are the burst headroom's part, and here they are left out."""
-        c, p, slo, now = self.config, self.profile, obs.traffic.slo, obs.now_s
+        slo, now = obs.traffic.slo, obs.now_s
         assert slo is not None
-        per_prefill = p.prefill.throughput_per_gpu_at(isl) * p.gpus_per_prefill_worker
-        planned = (obs.prefill.active * per_prefill * prefill_utilization(p, isl, c.ttft_ms)
-                   / max(self.prefill_correction, 1e-9))
-        if obs.traffic.request_rate * (obs.traffic.avg_isl or isl) > planned:
-            self.surprise_until = now + c.backlog_horizon_s
-        if now < self.surprise_until:
+        if self._surprised(obs, isl, corrected=True):
             self.prefill_correction = self.prefill_budget.update(now, 0, 0, settle_s)
         else:
             self.prefill_correction = self.prefill_budget.update(now, slo.measured, slo.ttft_missed, settle_s,
                                                                  excluded=slo.unreachable)
         self.decode_correction = self.decode_budget.update(now, slo.measured, slo.itl_missed, settle_s)
 
-    def _learn_corrections(self, obs: Observation) -> None:
+    def _surprised(self, obs: Observation, isl: float, corrected: bool) -> bool:
+        """Whether the window's prompt load is above what the running prefill fleet was sized for,
+        now or within the backlog horizon since it last was: a burst arriving faster than workers
+        start. `corrected`: the fleet's capacity by the profile over the headroom (what the error-
+        budget loop sized for); otherwise by the profile alone, so that a headroom learned to make up
+        for an optimistic profile does not itself read as surprise."""
+        c, p, now = self.config, self.profile, obs.now_s
+        assert p is not None
+        per_prefill = p.prefill.throughput_per_gpu_at(isl) * p.gpus_per_prefill_worker
+        planned = obs.prefill.active * per_prefill * prefill_utilization(p, isl, c.ttft_ms)
+        if corrected:
+            planned /= max(self.prefill_correction, 1e-9)
+        if obs.traffic.request_rate * (obs.traffic.avg_isl or isl) > planned:
+            self.surprise_until = now + c.backlog_horizon_s
+        return now < self.surprise_until
+
+    def _learn_corrections(self, obs: Observation, isl: float) -> None:
         """Without SLA counts: observed mean latency against the target's comfort zone scales the
-        profile's capacity, bounded to [1, max] and smoothed, so a noisy window cannot swing the fleet."""
+        profile's capacity, bounded to [1, max] and smoothed, so a noisy window cannot swing the fleet.
+        With `latency_in_bursts: skip`, prefill learns nothing from a burst the running fleet was not
+        sized for: its latency says the load was a surprise, not that the model of need is short."""
         c, t = self.config, obs.traffic
-        if t.avg_ttft_ms is not None:
+        skip = (c.latency_in_bursts == "skip" and self.profile is not None
+                and self._surprised(obs, isl, corrected=False))
+        if t.avg_ttft_ms is not None and not skip:
             ratio = t.avg_ttft_ms / (c.ttft_ms * c.comfort)
             target = min(c.max_correction, max(1.0, self.prefill_correction * ratio ** 0.5))
             self.prefill_correction += 0.3 * (target - self.prefill_correction)
@@ -294,7 +309,7 @@ class PredictivePlanner:
         if c.headroom == "error_budget" and obs.traffic.slo is not None and self.profile is not None:
             self._learn_from_budget(obs, horizon, isl)
         else:
-            self._learn_corrections(obs)
+            self._learn_corrections(obs, isl)
         rate_f = self.rate.upper(horizon, c.quantile)
         # burst headroom: the recent peak, or the rises of load within a start-up delay
         burst_len = max(startup, c.interval_s) if c.bursts in ("rises", "mix") else c.peak_window_s

@@ -97,3 +97,48 @@ def test_with_bursts_recent_peak_the_peak_is_kept_and_reported():
     assert "kept for bursts (peak of 600s)" in decisions[-1].reason
     quiet = run(p, [(0.0, None)] * 80, start=63)  # past the window: released
     assert quiet[-1].details.burst_rate == 0.0
+
+
+def latency_planner(mode: str) -> PredictivePlanner:
+    return PredictivePlanner(bundled_profile(), PlannerConfig(startup_s=60.0, latency_in_bursts=mode))
+
+
+def test_slow_first_tokens_under_load_the_fleet_serves_raise_the_prefill_headroom_either_way():
+    for mode in ("learn", "skip"):
+        decisions = run(latency_planner(mode), [(10.0, None)] * 20, prefill=8, avg_ttft_ms=600.0)
+        assert decisions[-1].details.prefill_correction > 1.2, mode
+
+
+def test_slow_first_tokens_in_a_burst_beyond_the_running_fleet_raise_it_only_when_learned():
+    # one prefill worker under 60 req/s of 8k prompts: the latency says the load came faster than
+    # workers start, not that the profile is optimistic
+    burst = [(60.0, None)] * 6
+    learned = run(latency_planner("learn"), burst, prefill=1, avg_ttft_ms=3000.0, isl=8000.0)
+    skipped = run(latency_planner("skip"), burst, prefill=1, avg_ttft_ms=3000.0, isl=8000.0)
+    assert learned[-1].details.prefill_correction > 1.5
+    assert all(d.details.prefill_correction == 1.0 for d in skipped)
+    assert all(d.details.decode_correction == 1.0 for d in skipped)  # decode learns from ITL as before
+
+
+def test_after_a_burst_the_skip_holds_for_the_backlog_horizon_then_learns_again():
+    p = latency_planner("skip")
+    run(p, [(60.0, None)], prefill=1, avg_ttft_ms=3000.0, isl=8000.0)
+    draining = run(p, [(0.5, None)] * 5, start=1, prefill=1, avg_ttft_ms=3000.0, isl=8000.0)  # within 30 s
+    assert all(d.details.prefill_correction == 1.0 for d in draining)
+    later = run(p, [(0.5, None)] * 10, start=6, prefill=1, avg_ttft_ms=3000.0, isl=8000.0)
+    assert later[-1].details.prefill_correction > 1.2
+
+
+def test_a_headroom_learned_for_an_optimistic_profile_does_not_itself_read_as_a_burst():
+    # 8 workers serve 154 req/s of 2k prompts by the profile, 77 at a headroom of 2: 100 req/s is
+    # load the fleet serves, and latency there says the profile is optimistic
+    p = latency_planner("skip")
+    decisions = run(p, [(100.0, None)] * 60, prefill=8, avg_ttft_ms=2000.0)
+    assert decisions[-1].details.prefill_correction > 1.9
+
+
+def test_latency_in_bursts_refuses_an_unknown_mode():
+    import pytest
+    from pydantic import ValidationError
+    with pytest.raises(ValidationError, match="latency_in_bursts"):
+        PlannerConfig(latency_in_bursts="sometimes")
