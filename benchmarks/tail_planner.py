@@ -34,7 +34,9 @@
   (docs/planner.md, "Clumping measured above the default");
 - `predictive-latency-skip`: the mean-latency headroom learns nothing for prefill from a burst
   beyond what the running fleet serves by the profile (`latency_in_bursts: skip`), picked on DEV
-  (docs/planner.md, "Headroom not learned from bursts").
+  and the default since the comparison on the shapes (docs/planner.md, "Headroom not learned from
+  bursts"); kept by name for the commands that ran it;
+- `predictive-latency-learn`: the default before it, every window's latency learned.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ VARIANTS = {
     "predictive-measured-spare": {"arrival_clumping": "measured", "spare_prefill_workers": 1.0},
     "predictive-clumping-above": {"arrival_clumping": "above_fixed"},
     "predictive-latency-skip": {"latency_in_bursts": "skip"},
+    "predictive-latency-learn": {"latency_in_bursts": "learn"},
 }
 
 

@@ -99,7 +99,7 @@ class PlannerConfig(BaseModel):
     comfort: float = Field(0.5, gt=0, le=1, description="mean latency above this share of the target raises "
                            "capacity (headroom=mean_latency, or without SLA counts)")
     latency_in_bursts: Literal["learn", "skip"] = Field(
-        "learn", description="headroom=mean_latency: 'skip' learns no prefill headroom from a window whose prompt "
+        "skip", description="headroom=mean_latency: 'skip' learns no prefill headroom from a window whose prompt "
         "load is above what the running fleet serves in time by the profile, nor while the backlog it leaves drains "
         "(a burst faster than workers start, not a short model); 'learn' reads every window")
     max_correction: float = Field(2.0, ge=1, description="upper bound of the capacity headroom factors (where the "
