@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.traffic_shapes import FRESH, HARSH, SHAPES, arrival_times, clumped_arrival_times
+from benchmarks.traffic_shapes import FRESH, HARSH, RESERVE, SHAPES, arrival_times, clumped_arrival_times
 
 
 def dispersion(times: np.ndarray, duration_s: float) -> float:
@@ -82,6 +82,36 @@ def test_the_fresh_shapes_are_what_they_say():
     per_min = np.histogram(times, bins=15, range=(0, DURATION_S))[0] / 60.0
     assert per_min[0] > 33 and per_min[-1] < 8
     assert counts_dispersion(times, DURATION_S, 1.0) > 3
+
+
+def _reserve(name: str) -> tuple[np.ndarray, np.ndarray]:
+    from benchmarks.traffic_shapes import synthesize
+    reqs = synthesize(RESERVE[name])
+    return np.array([r.timestamp_ms for r in reqs]) / 1000.0, np.array([r.output_length for r in reqs])
+
+
+def test_the_reserve_shapes_are_what_they_say():
+    from benchmarks.traffic_shapes import DURATION_S
+    assert not set(RESERVE) & (set(SHAPES) | set(HARSH) | set(FRESH))
+    # the surge: about 5 req/s, about 35 from 420 to 600 s, about 5 again after
+    times, _ = _reserve("reserve_surge")
+    per_min = np.histogram(times, bins=15, range=(0, DURATION_S))[0] / 60.0
+    assert per_min[2] < 8 and per_min[8] > 30 and per_min[12] < 8
+    # the decode cycle: answers around 1k tokens, load from about 2 to about 12 req/s
+    times, osl = _reserve("reserve_decode_cycle")
+    assert 800 < float(np.median(osl)) < 1200
+    per_30 = np.histogram(times, bins=30, range=(0, DURATION_S))[0] / 30.0
+    assert per_30[0] < 4 and per_30[6] > 9
+    # the regimes: 30 s levels as listed, each read within Poisson noise
+    from benchmarks.traffic_shapes import _REGIMES
+    times, _ = _reserve("reserve_regimes")
+    per_30 = np.histogram(times, bins=30, range=(0, DURATION_S))[0] / 30.0
+    assert np.all(np.abs(per_30 - np.array(_REGIMES)) < 4.0 + 0.25 * np.array(_REGIMES))
+    # turning: Poisson at 1 req/s, then clumps at 6 req/s
+    times, _ = _reserve("reserve_turning")
+    early, late = times[times < 450], times[times >= 450]
+    assert 350 < early.size < 550 and 2200 < late.size < 3200
+    assert counts_dispersion(early, 450.0, 5.0) < 1.6 and counts_dispersion(late - 450, 450.0, 5.0) > 10
 
 
 def test_a_shape_outside_the_chosen_set_is_refused(monkeypatch, capsys):
