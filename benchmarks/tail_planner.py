@@ -36,10 +36,7 @@
   beyond what the running fleet serves by the profile (`latency_in_bursts: skip`), picked on DEV
   and the default since the comparison on the shapes (docs/planner.md, "Headroom not learned from
   bursts"); kept by name for the commands that ran it;
-- `predictive-latency-learn`: the default before it, every window's latency learned;
-- `predictive-rise`: a rise in load that held over the last 2 minutes is carried over the whole
-  horizon beyond the 30 s trend (`sustained_rise_window_s: 120`; docs/planner.md, "A rise that
-  held").
+- `predictive-latency-learn`: the default before it, every window's latency learned.
 """
 
 from __future__ import annotations
@@ -65,7 +62,6 @@ VARIANTS = {
     "predictive-clumping-above": {"arrival_clumping": "above_fixed"},
     "predictive-latency-skip": {"latency_in_bursts": "skip"},
     "predictive-latency-learn": {"latency_in_bursts": "learn"},
-    "predictive-rise": {"sustained_rise_window_s": 120.0},
 }
 
 

@@ -23,11 +23,6 @@ class PlannerConfig(BaseModel):
                                    "(holt, seasonal). A clump of a few seconds reads as a steep trend: carried over a "
                                    "long start-up it asks for more than any load seen, headroom that clumpy traffic "
                                    "may use and smooth traffic wastes (docs/planner.md, 'What holds the Azure windows')")
-    sustained_rise_window_s: float = Field(0.0, ge=0, description="seconds of load over which a rise that held is "
-                                           "measured (holt, seasonal): when the lower bound of its 90 % Theil-Sen "
-                                           "interval is above zero, that rise is carried over the rest of the horizon "
-                                           "beyond trend_horizon_s, so a ramp is met after a long start-up while a clump "
-                                           "is not (docs/planner.md, 'A rise that held'); 0: off")
     peak_window_s: float = Field(600.0, ge=0, description="recent peak that capacity never drops below (with "
                                  "bursts=rises: the history of load the burst headroom is drawn from; 0: none)")
     headroom: Literal["mean_latency", "error_budget"] = Field(

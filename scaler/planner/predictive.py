@@ -93,8 +93,7 @@ class PredictivePlanner:
         self.fit_status: FitStatus | None = None
         if self.fit is not None:
             self.profile = None  # nothing sizes from a profile until the fit is trusted
-        self.rate = predictors.make(c.predictor, trend_horizon_s=c.trend_horizon_s,
-                                     rise_window_s=c.sustained_rise_window_s)
+        self.rate = predictors.make(c.predictor, trend_horizon_s=c.trend_horizon_s)
         self.peak = predictors.RecentPeak(window_s=c.peak_window_s)
         self.burst_tokens = BurstHeadroom(half_life_s=c.burst_half_life_s, history_s=c.peak_window_s)
         self.burst_rate = BurstHeadroom(half_life_s=c.burst_half_life_s, history_s=c.peak_window_s)

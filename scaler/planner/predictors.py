@@ -9,9 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-from scipy.stats import theilslopes
-
 Z = {0.5: 0.0, 0.8: 0.8416, 0.9: 1.2816, 0.95: 1.6449, 0.99: 2.3263}
 
 
@@ -94,45 +91,8 @@ DEFAULT_TREND_HORIZON_S = 30.0
 
 
 @dataclass
-class SustainedRise:
-    """The rise in load that has held over the last `window_s` seconds, per second: the lower bound
-    of the Theil-Sen slope's `confidence` interval (Sen, "Estimates of the regression coefficient
-    based on Kendall's tau", JASA 1968), or 0 unless that bound is above zero. The slope is the
-    median of the slopes between all pairs of points, so a clump of a few seconds, anywhere in the
-    window, moves it little, while a ramp held for minutes moves every pair. Falls are never carried:
-    scaling down needs no lead time. Less than half a window of history says nothing."""
-
-    window_s: float
-    confidence: float = 0.9
-    t: float = 0.0
-    points: deque[tuple[float, float]] = field(default_factory=deque)
-    _slope: float | None = None
-
-    def add(self, value: float, dt: float) -> None:
-        self.t += dt
-        self.points.append((self.t, value))
-        while self.points and self.points[0][0] < self.t - self.window_s:
-            self.points.popleft()
-        self._slope = None
-
-    @property
-    def slope(self) -> float:
-        if self._slope is None:
-            self._slope = self._fit()
-        return self._slope
-
-    def _fit(self) -> float:
-        if len(self.points) < 4 or self.points[-1][0] - self.points[0][0] < self.window_s / 2:
-            return 0.0
-        t, y = np.array(self.points).T
-        low = theilslopes(y, t, alpha=self.confidence).low_slope
-        return float(low) if math.isfinite(low) and low > 0 else 0.0
-
-
-@dataclass
 class Holt:
-    """Level + trend (double exponential smoothing); the trend is per second, carried at most
-    `max_horizon_s`. With `rise`, a rise sustained over its window is carried beyond that."""
+    """Level + trend (double exponential smoothing); the trend is per second."""
 
     alpha: float = 0.4
     beta: float = 0.1
@@ -140,13 +100,10 @@ class Holt:
     trend: float = 0.0
     res: _Residuals = field(default_factory=_Residuals)
     max_horizon_s: float = DEFAULT_TREND_HORIZON_S
-    rise: SustainedRise | None = None
 
     def update(self, value: float, dt: float) -> None:
         value = _clean(value)
         dt = max(dt, 1e-3)
-        if self.rise is not None:
-            self.rise.add(value, dt)
         if self.level is None:
             self.level = value
             return
@@ -159,9 +116,7 @@ class Holt:
     def forecast(self, horizon_s: float) -> float:
         if self.level is None:
             return 0.0
-        beyond = max(0.0, horizon_s - self.max_horizon_s)
-        sustained = self.rise.slope * beyond if self.rise is not None and beyond > 0 else 0.0
-        return max(0.0, self.level + self.trend * min(horizon_s, self.max_horizon_s) + sustained)
+        return max(0.0, self.level + self.trend * min(horizon_s, self.max_horizon_s))
 
     def upper(self, horizon_s: float, quantile: float) -> float:
         return self.forecast(horizon_s) + z_for(quantile) * self.res.std
@@ -220,25 +175,18 @@ class RecentPeak:
         return self.forecast(horizon_s)
 
 
-def _holt(h: float, rise_s: float) -> Holt:
-    return Holt(max_horizon_s=h, rise=SustainedRise(rise_s) if rise_s > 0 else None)
-
-
-_MAKERS: dict[str, Callable[[float, float], Predictor]] = {
-    "last": lambda h, r: LastValue(),
-    "ewma": lambda h, r: EWMA(),
-    "holt": _holt,
-    "seasonal": lambda h, r: Seasonal(base=_holt(h, r)),
+_MAKERS: dict[str, Callable[[float], Predictor]] = {
+    "last": lambda h: LastValue(),
+    "ewma": lambda h: EWMA(),
+    "holt": lambda h: Holt(max_horizon_s=h),
+    "seasonal": lambda h: Seasonal(base=Holt(max_horizon_s=h)),
 }
 
 
-def make(name: str, trend_horizon_s: float = DEFAULT_TREND_HORIZON_S, rise_window_s: float = 0.0) -> Predictor:
-    """A forecaster by name; those with a trend carry it at most `trend_horizon_s` ahead, and beyond
-    that a rise sustained over the last `rise_window_s` (0: none)."""
+def make(name: str, trend_horizon_s: float = DEFAULT_TREND_HORIZON_S) -> Predictor:
+    """A forecaster by name; those with a trend carry it at most `trend_horizon_s` ahead."""
     if name not in _MAKERS:
         raise ValueError(f"unknown predictor {name!r}; choose one of {sorted(_MAKERS)}")
     if not trend_horizon_s >= 0:
         raise ValueError(f"trend_horizon_s must be >= 0, got {trend_horizon_s}")
-    if not rise_window_s >= 0:
-        raise ValueError(f"rise_window_s must be >= 0, got {rise_window_s}")
-    return _MAKERS[name](trend_horizon_s, rise_window_s)
+    return _MAKERS[name](trend_horizon_s)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from scaler.planner import predictors
@@ -87,63 +86,3 @@ def test_the_default_trend_horizon_is_30_s():
 def test_a_negative_trend_horizon_is_refused():
     with pytest.raises(ValueError, match="trend_horizon_s"):
         predictors.make("holt", trend_horizon_s=-1.0)
-
-
-def _series(fn, seconds: float = 300.0, dt: float = 5.0, noise: float = 1.5, seed: int = 7):
-    rng = np.random.default_rng(seed)
-    ts = np.arange(0.0, seconds, dt)
-    return [max(0.0, fn(t) + rng.normal(0.0, noise)) for t in ts]
-
-
-def test_a_sustained_rise_is_carried_over_the_whole_horizon():
-    ramp = _series(lambda t: 4.0 + 0.1 * t)
-    rise, plain = predictors.make("holt", rise_window_s=120.0), predictors.make("holt")
-    feed(rise, ramp, dt=5.0)
-    feed(plain, ramp, dt=5.0)
-    slope = rise.rise.slope
-    # the lower bound of the slope's interval: below the true 0.1/s, but near it on a clean ramp
-    assert 0.07 < slope < 0.1
-    assert rise.forecast(30.0) == pytest.approx(plain.forecast(30.0))  # the short trend is unchanged
-    assert rise.forecast(125.0) == pytest.approx(plain.forecast(125.0) + slope * 95.0)
-    assert rise.upper(125.0, 0.9) - rise.forecast(125.0) == pytest.approx(plain.upper(125.0, 0.9) - plain.forecast(125.0))
-
-
-@pytest.mark.parametrize("fn", [
-    lambda t: 10.0 + (140.0 if int(t) % 60 < 5 else 0.0),  # clumps every minute
-    lambda t: 40.0 - 0.1 * t,  # falling: scale-down needs no lead time
-    lambda t: 10.0,  # flat
-], ids=["clumps", "falling", "flat"])
-def test_clumps_falls_and_flat_load_carry_no_rise(fn):
-    values = _series(fn)
-    rise, plain = predictors.make("holt", rise_window_s=120.0), predictors.make("holt")
-    feed(rise, values, dt=5.0)
-    feed(plain, values, dt=5.0)
-    assert rise.rise.slope == 0.0
-    assert rise.forecast(125.0) == pytest.approx(plain.forecast(125.0))
-
-
-def test_a_clump_at_the_end_of_the_window_is_not_carried_as_a_rise():
-    # flat at 10, then 140 more for the last 15 s: the pairs across the jump are a minority
-    values = _series(lambda t: 10.0 + (140.0 if t >= 285.0 else 0.0))
-    p = predictors.make("holt", rise_window_s=120.0)
-    feed(p, values, dt=5.0)
-    assert p.rise.slope * 95.0 < 0.5  # under 5 % of the level before the clump, over a 2-minute start-up
-
-
-def test_a_rise_needs_half_its_window_of_history():
-    p = predictors.make("holt", rise_window_s=120.0)
-    feed(p, [4.0 + 2.0 * i for i in range(11)], dt=5.0)  # 50 s of a clean rise
-    assert p.rise.slope == 0.0
-    feed(p, [26.0 + 2.0 * i for i in range(2)], dt=5.0)  # 60 s
-    assert p.rise.slope > 0.3
-
-
-def test_seasonal_carries_the_rise_of_its_base():
-    p = predictors.make("seasonal", rise_window_s=120.0)
-    assert p.base.rise is not None
-
-
-def test_a_negative_rise_window_is_refused():
-    with pytest.raises(ValueError, match="rise_window_s"):
-        predictors.make("holt", rise_window_s=-1.0)
-    assert predictors.make("holt").rise is None  # off unless asked
