@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.traffic_shapes import FRESH, HARSH, RESERVE, SHAPES, arrival_times, clumped_arrival_times
+from benchmarks.traffic_shapes import FRESH, HARSH, RESERVE, SEALED, SHAPES, arrival_times, clumped_arrival_times
 
 
 def dispersion(times: np.ndarray, duration_s: float) -> float:
@@ -112,6 +112,33 @@ def test_the_reserve_shapes_are_what_they_say():
     early, late = times[times < 450], times[times >= 450]
     assert 350 < early.size < 550 and 2200 < late.size < 3200
     assert counts_dispersion(early, 450.0, 5.0) < 1.6 and counts_dispersion(late - 450, 450.0, 5.0) > 10
+
+
+def _sealed(name: str) -> np.ndarray:
+    from benchmarks.traffic_shapes import synthesize
+    return np.array([r.timestamp_ms for r in synthesize(SEALED[name])]) / 1000.0
+
+
+def test_the_sealed_shapes_are_what_they_say():
+    from benchmarks.traffic_shapes import DURATION_S
+    assert not set(SEALED) & (set(SHAPES) | set(HARSH) | set(FRESH) | set(RESERVE))
+    per_min = lambda times: np.histogram(times, bins=15, range=(0, DURATION_S))[0] / 60.0  # noqa: E731
+    # the late step: about 3 req/s up to 420 s, about 30 after, Poisson on both sides
+    times = _sealed("sealed_late_step")
+    m = per_min(times)
+    assert np.all(m[:7] < 4.5) and np.all(m[7:] > 26)
+    assert counts_dispersion(times[times < 420], 420.0, 5.0) < 1.6
+    assert counts_dispersion(times[times >= 420] - 420, DURATION_S - 420, 5.0) < 1.6
+    # the busy wave: between about 30 and 50 req/s, Poisson
+    times = _sealed("sealed_busy_wave")
+    m = per_min(times)
+    assert m.min() < 34 and m.max() > 46 and np.all((m > 27) & (m < 53))
+    # middle clumps: 15 req/s, clumped
+    times = _sealed("sealed_mid_clumps")
+    assert 12 < times.size / DURATION_S < 18 and counts_dispersion(times, DURATION_S, 5.0) > 5
+    # stairs: about 5, 20 and 45 req/s, five minutes each
+    m = per_min(_sealed("sealed_stairs"))
+    assert np.all(m[:5] < 7) and np.all((m[5:10] > 17) & (m[5:10] < 23)) and np.all(m[10:] > 41)
 
 
 def test_a_shape_outside_the_chosen_set_is_refused(monkeypatch, capsys):
