@@ -36,7 +36,10 @@
   beyond what the running fleet serves by the profile (`latency_in_bursts: skip`), picked on DEV
   and the default since the comparison on the shapes (docs/planner.md, "Headroom not learned from
   bursts"); kept by name for the commands that ran it;
-- `predictive-latency-learn`: the default before it, every window's latency learned.
+- `predictive-latency-learn`: the default before it, every window's latency learned;
+- `predictive-clumping-capped`: the fixed clumping, but at most one prefill worker above the need at
+  the measured clumping (`arrival_clumping: capped`; docs/planner.md, "The clumping margin
+  capped").
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ VARIANTS = {
     "predictive-clumping-above": {"arrival_clumping": "above_fixed"},
     "predictive-latency-skip": {"latency_in_bursts": "skip"},
     "predictive-latency-learn": {"latency_in_bursts": "learn"},
+    "predictive-clumping-capped": {"arrival_clumping": "capped"},
 }
 
 

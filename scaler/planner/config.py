@@ -55,11 +55,15 @@ class PlannerConfig(BaseModel):
                                       "gaps between arrivals within a decision interval (1: Poisson; more: clumped "
                                       "arrivals); default: as calibrated for prefill_routing against the replay "
                                       "engine (round_robin 2, pooled 9; docs/planner.md)")
-    arrival_clumping: Literal["fixed", "measured", "above_fixed"] = Field(
+    arrival_clumping: Literal["fixed", "measured", "above_fixed", "capped"] = Field(
         "fixed", description="with need_model=tail: 'fixed' sizes with arrival_ca2 (or its default); 'measured' "
         "estimates it each decision from the request counts of adjacent windows, between 1 and arrival_ca2 (or its "
         "default), which holds until a minute of windows has been seen (scaler/planner/clumping.py); 'above_fixed' "
-        "takes the same estimate only where it is above arrival_ca2 (or its default), up to arrival_ca2_max")
+        "takes the same estimate only where it is above arrival_ca2 (or its default), up to arrival_ca2_max; "
+        "'capped' sizes as 'fixed', but with at most clumping_margin_workers prefill workers more than 'measured' "
+        "would (docs/planner.md, 'The clumping margin capped')")
+    clumping_margin_workers: float = Field(1.0, ge=0, le=64, description="arrival_clumping=capped: the most prefill "
+                                           "workers the fixed clumping may keep beyond the need at the measured one")
     arrival_ca2_max: float = Field(30.0, ge=1, description="arrival_clumping=above_fixed: the most clumping the "
                                    "estimate may size for")
     spare_prefill_workers: float = Field(0.0, ge=0, le=64, description="prefill workers kept beyond the need: "

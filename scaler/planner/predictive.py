@@ -19,6 +19,7 @@ the mean prompt), and decode capacity for the tail of the KV held in flight.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from dataclasses import dataclass, field, replace
@@ -169,12 +170,26 @@ class PredictivePlanner:
         if c.need_model == "tail" and rate > 0:
             m = mix if mix is not None else tail.PromptMix.point(isl)
             models = ("pooled", "round_robin") if c.prefill_routing == "larger" else (c.prefill_routing,)
-            return max(tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms,
-                                            attainment or c.attainment_target,
-                                            ca2=self.arrival_ca2(model) if ca2 is None else ca2,
-                                            bursts=factors, routing=model)
-                       for model in models)
+
+            def need(clumping: Callable[[str], float]) -> float:
+                return max(tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms,
+                                                attainment or c.attainment_target,
+                                                ca2=clumping(model) if ca2 is None else ca2,
+                                                bursts=factors, routing=model)
+                           for model in models)
+            fixed = need(self.arrival_ca2)
+            if c.arrival_clumping != "capped" or ca2 is not None:
+                return fixed
+            # the fixed clumping's margin is room for a step at low load (one worker or so); on a
+            # fleet of many it sizes for clumps the counts say never come
+            return min(fixed, need(self.measured_ca2) + c.clumping_margin_workers)
         return prefill_replicas(Load(rate, isl, osl), p, c.ttft_ms, correction=self.prefill_correction)
+
+    def measured_ca2(self, routing: str | None = None) -> float:
+        """The clumping measured from recent counts, between 1 and the fixed one (which holds until
+        measured)."""
+        fixed = self.config.effective_arrival_ca2(routing)
+        return fixed if self.clumping is None else self.clumping.value(1.0, max(1.0, fixed))
 
     def arrival_ca2(self, routing: str | None = None) -> float:
         """The clumping the tail model sizes with: arrival_ca2 (or the routing's default); with
@@ -185,7 +200,9 @@ class PredictivePlanner:
             return fixed
         if self.config.arrival_clumping == "above_fixed":
             return self.clumping.value(fixed, max(fixed, self.config.arrival_ca2_max), prior=fixed)
-        return self.clumping.value(1.0, max(1.0, fixed))
+        if self.config.arrival_clumping == "capped":
+            return fixed
+        return self.measured_ca2(routing)
 
     def _decode(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None) -> float:
         c, p = self.config, self.profile
@@ -378,6 +395,9 @@ class PredictivePlanner:
             reason += f"; {need.spare:g} spare prefill"
         if self.clumping is not None:
             reason += f"; arrival clumping {self.arrival_ca2():.1f} ({self.clumping.measured} window pairs)"
+            if c.arrival_clumping == "capped":
+                reason += (f", prefill at most {c.clumping_margin_workers:g} above the measured clumping "
+                           f"{self.measured_ca2():.1f}")
         if need.backlog > 0.05:
             reason += f"; prefill backlog {obs.prefill.queued_tokens} tokens"
         if need.floor is not None:

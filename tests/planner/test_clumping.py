@@ -154,7 +154,33 @@ def test_no_need_still_scales_to_zero_with_a_spare():
     assert d.details.prefill_need == 0
 
 
+def test_capped_keeps_at_most_the_margin_above_the_measured_need_on_poisson_traffic():
+    # 60 req/s Poisson: the fixed clumping of 9 asks several workers more than the measured one (about 1)
+    counts = np.random.default_rng(7).poisson(300.0, 80)
+    (_, fixed_d), (_, measured_d) = run(counts), run(counts, arrival_clumping="measured")
+    capped, capped_d = run(counts, arrival_clumping="capped")
+    assert fixed_d.details.prefill_need > measured_d.details.prefill_need + 1.5
+    assert capped_d.details.prefill_need == pytest.approx(measured_d.details.prefill_need + 1.0)
+    assert capped.arrival_ca2() == 9.0  # what it sizes with, before the cap
+    two = run(counts, arrival_clumping="capped", clumping_margin_workers=2.0)[1]
+    assert two.details.prefill_need == pytest.approx(min(fixed_d.details.prefill_need,
+                                                         measured_d.details.prefill_need + 2.0))
+    assert "at most 1 above the measured clumping" in capped_d.reason
+
+
+@pytest.mark.parametrize("counts", [
+    np.random.default_rng(7).poisson(20.0, 80),  # 4 req/s Poisson: the fixed need is within the margin
+    20 * np.random.default_rng(8).poisson(5.0, 80),  # clumps of 20: measured is above 9, clamped to it
+    np.random.default_rng(7).poisson(300.0, MIN_PAIRS),  # one pair short of a measurement
+], ids=["light", "clumped", "unmeasured"])
+def test_capped_is_the_fixed_clumping_where_the_cap_does_not_bind(counts):
+    (_, fixed_d), (_, capped_d) = run(counts), run(counts, arrival_clumping="capped")
+    assert capped_d.details.prefill_need == pytest.approx(fixed_d.details.prefill_need)
+    assert capped_d.target_prefill == fixed_d.target_prefill
+
+
 @pytest.mark.parametrize("settings", [{"arrival_clumping": "sometimes"}, {"spare_prefill_workers": -1},
+                                      {"clumping_margin_workers": -1},
                                       {"arrival_ca2_max": 0.5},
                                       {"arrival_ca2_max": 5.0, "arrival_clumping": "above_fixed"},
                                       {"arrival_ca2_max": 5.0, "arrival_clumping": "above_fixed", "arrival_ca2": 6.0}])
