@@ -39,7 +39,8 @@
 - `predictive-latency-learn`: the default before it, every window's latency learned;
 - `predictive-clumping-capped`: the fixed clumping, but at most one prefill worker above the need at
   the measured clumping (`arrival_clumping: capped`; docs/planner.md, "The clumping margin
-  capped").
+  capped"), the default since that comparison; kept by name for the commands that ran it;
+- `predictive-clumping-fixed`: the default before it (`arrival_clumping: fixed`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ VARIANTS = {
     "predictive-latency-skip": {"latency_in_bursts": "skip"},
     "predictive-latency-learn": {"latency_in_bursts": "learn"},
     "predictive-clumping-capped": {"arrival_clumping": "capped"},
+    "predictive-clumping-fixed": {"arrival_clumping": "fixed"},
 }
 
 

@@ -56,7 +56,7 @@ class PlannerConfig(BaseModel):
                                       "arrivals); default: as calibrated for prefill_routing against the replay "
                                       "engine (round_robin 2, pooled 9; docs/planner.md)")
     arrival_clumping: Literal["fixed", "measured", "above_fixed", "capped"] = Field(
-        "fixed", description="with need_model=tail: 'fixed' sizes with arrival_ca2 (or its default); 'measured' "
+        "capped", description="with need_model=tail: 'fixed' sizes with arrival_ca2 (or its default); 'measured' "
         "estimates it each decision from the request counts of adjacent windows, between 1 and arrival_ca2 (or its "
         "default), which holds until a minute of windows has been seen (scaler/planner/clumping.py); 'above_fixed' "
         "takes the same estimate only where it is above arrival_ca2 (or its default), up to arrival_ca2_max; "

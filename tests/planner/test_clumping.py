@@ -102,7 +102,7 @@ def run(counts, **settings) -> tuple[PredictivePlanner, Decision]:
 
 def test_measured_clumping_sizes_poisson_traffic_below_the_fixed_default():
     counts = np.random.default_rng(7).poisson(100.0, 80)  # 20 req/s, Poisson
-    (fixed, fixed_d), (measured, measured_d) = run(counts), run(counts, arrival_clumping="measured")
+    (fixed, fixed_d), (measured, measured_d) = run(counts, arrival_clumping="fixed"), run(counts, arrival_clumping="measured")
     assert fixed.arrival_ca2() == 9.0
     assert 0.5 < measured.arrival_ca2() < 2.0
     assert measured_d.details.prefill_need < fixed_d.details.prefill_need
@@ -117,7 +117,7 @@ def test_measured_clumping_is_bounded_by_arrival_ca2():
 
 def test_above_fixed_raises_clumping_for_clumped_traffic_and_only_up_to_its_bound():
     counts = 20 * np.random.default_rng(8).poisson(5.0, 80)  # clumps of 20
-    (fixed, fixed_d), (above, above_d) = run(counts), run(counts, arrival_clumping="above_fixed")
+    (fixed, fixed_d), (above, above_d) = run(counts, arrival_clumping="fixed"), run(counts, arrival_clumping="above_fixed")
     assert 14.0 < above.arrival_ca2() < 26.0
     assert above_d.details.prefill_need > fixed_d.details.prefill_need
     assert "arrival clumping" in above_d.reason
@@ -126,7 +126,7 @@ def test_above_fixed_raises_clumping_for_clumped_traffic_and_only_up_to_its_boun
 
 def test_above_fixed_never_sizes_below_the_fixed_clumping():
     counts = np.random.default_rng(7).poisson(100.0, 80)  # Poisson: reads about 1
-    (fixed, fixed_d), (above, above_d) = run(counts), run(counts, arrival_clumping="above_fixed")
+    (fixed, fixed_d), (above, above_d) = run(counts, arrival_clumping="fixed"), run(counts, arrival_clumping="above_fixed")
     assert above.arrival_ca2() == fixed.arrival_ca2() == 9.0
     assert above_d.details.prefill_need == pytest.approx(fixed_d.details.prefill_need)
     assert run(counts, arrival_clumping="above_fixed", arrival_ca2=3.0)[0].arrival_ca2() == 3.0
@@ -157,7 +157,7 @@ def test_no_need_still_scales_to_zero_with_a_spare():
 def test_capped_keeps_at_most_the_margin_above_the_measured_need_on_poisson_traffic():
     # 60 req/s Poisson: the fixed clumping of 9 asks several workers more than the measured one (about 1)
     counts = np.random.default_rng(7).poisson(300.0, 80)
-    (_, fixed_d), (_, measured_d) = run(counts), run(counts, arrival_clumping="measured")
+    (_, fixed_d), (_, measured_d) = run(counts, arrival_clumping="fixed"), run(counts, arrival_clumping="measured")
     capped, capped_d = run(counts, arrival_clumping="capped")
     assert fixed_d.details.prefill_need > measured_d.details.prefill_need + 1.5
     assert capped_d.details.prefill_need == pytest.approx(measured_d.details.prefill_need + 1.0)
@@ -174,7 +174,7 @@ def test_capped_keeps_at_most_the_margin_above_the_measured_need_on_poisson_traf
     np.random.default_rng(7).poisson(300.0, MIN_PAIRS),  # one pair short of a measurement
 ], ids=["light", "clumped", "unmeasured"])
 def test_capped_is_the_fixed_clumping_where_the_cap_does_not_bind(counts):
-    (_, fixed_d), (_, capped_d) = run(counts), run(counts, arrival_clumping="capped")
+    (_, fixed_d), (_, capped_d) = run(counts, arrival_clumping="fixed"), run(counts, arrival_clumping="capped")
     assert capped_d.details.prefill_need == pytest.approx(fixed_d.details.prefill_need)
     assert capped_d.target_prefill == fixed_d.target_prefill
 

@@ -67,8 +67,10 @@ def obs(t: float, rate: float, prefill: int) -> Observation:
 
 
 def planner(**kw) -> PredictivePlanner:
+    # the fixed clumping: these rates are exact, which the counts would read as no clumping at all
     return PredictivePlanner(bundled_profile(), PlannerConfig(**{
-        "startup_s": 60.0, "need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, **kw}))
+        "startup_s": 60.0, "need_model": "tail", "bursts": "mix", "arrival_ca2": 9.0, "arrival_clumping": "fixed",
+        **kw}))
 
 
 def replay(p: PredictivePlanner, rates: list[float], t: float = 0.0, prefill: int = 2):
