@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.traffic_shapes import FRESH, HARSH, RESERVE, SEALED, SHAPES, arrival_times, clumped_arrival_times
+from benchmarks.traffic_shapes import (FRESH, HARSH, RESERVE, SEALED, SHAPES, VAULT, arrival_times,
+                                       clumped_arrival_times)
 
 
 def dispersion(times: np.ndarray, duration_s: float) -> float:
@@ -139,6 +140,33 @@ def test_the_sealed_shapes_are_what_they_say():
     # stairs: about 5, 20 and 45 req/s, five minutes each
     m = per_min(_sealed("sealed_stairs"))
     assert np.all(m[:5] < 7) and np.all((m[5:10] > 17) & (m[5:10] < 23)) and np.all(m[10:] > 41)
+
+
+def _vault(name: str) -> np.ndarray:
+    from benchmarks.traffic_shapes import synthesize
+    return np.array([r.timestamp_ms for r in synthesize(VAULT[name])]) / 1000.0
+
+
+def test_the_vault_shapes_are_what_they_say():
+    from benchmarks.traffic_shapes import DURATION_S
+    assert not set(VAULT) & (set(SHAPES) | set(HARSH) | set(FRESH) | set(RESERVE) | set(SEALED))
+    # the jump: about 2 req/s up to 500 s, about 20 after, Poisson
+    times = _vault("vault_jump")
+    before, after = times[times < 500], times[times >= 500]
+    assert 1.5 < before.size / 500 < 2.5 and 18 < after.size / (DURATION_S - 500) < 22
+    assert counts_dispersion(after - 500, DURATION_S - 500, 5.0) < 1.6
+    # light and steady: about 5 req/s, Poisson
+    times = _vault("vault_light_steady")
+    assert 4.5 < times.size / DURATION_S < 5.5 and counts_dispersion(times, DURATION_S, 5.0) < 1.6
+    # the double jump: about 4, 12 and 40 req/s, clumped
+    times = _vault("vault_double_jump")
+    per_5min = np.histogram(times, bins=3, range=(0, DURATION_S))[0] / 300.0
+    assert 3 < per_5min[0] < 5 and 10 < per_5min[1] < 14 and 36 < per_5min[2] < 44
+    assert counts_dispersion(times[times < 300], 300.0, 5.0) > 2
+    # light bursts: 25 req/s for 20 s every 4 minutes from 240 s, 3 req/s between
+    times = _vault("vault_light_bursts")
+    per_10s = np.histogram(times, bins=int(DURATION_S / 10), range=(0, DURATION_S))[0] / 10.0
+    assert per_10s[24] > 18 and per_10s[48] > 18 and per_10s[30] < 7 and per_10s[0:24].max() < 8
 
 
 def test_a_shape_outside_the_chosen_set_is_refused(monkeypatch, capsys):
