@@ -40,7 +40,9 @@
 - `predictive-clumping-capped`: the fixed clumping, but at most one prefill worker above the need at
   the measured clumping (`arrival_clumping: capped`; docs/planner.md, "The clumping margin
   capped"), the default since that comparison; kept by name for the commands that ran it;
-- `predictive-clumping-fixed`: the default before it (`arrival_clumping: fixed`).
+- `predictive-clumping-fixed`: the default before it (`arrival_clumping: fixed`);
+- `predictive-margin99`: the capped clumping's margin sized at 0.99 whatever the target
+  (`clumping_margin_attainment: 0.99`; docs/planner.md, "A margin whatever the target").
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ VARIANTS = {
     "predictive-latency-learn": {"latency_in_bursts": "learn"},
     "predictive-clumping-capped": {"arrival_clumping": "capped"},
     "predictive-clumping-fixed": {"arrival_clumping": "fixed"},
+    "predictive-margin99": {"clumping_margin_attainment": 0.99},
 }
 
 

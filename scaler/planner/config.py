@@ -64,6 +64,10 @@ class PlannerConfig(BaseModel):
         "would (docs/planner.md, 'The clumping margin capped')")
     clumping_margin_workers: float = Field(1.0, ge=0, le=64, description="arrival_clumping=capped: the most prefill "
                                            "workers the fixed clumping may keep beyond the need at the measured one")
+    clumping_margin_attainment: float | None = Field(
+        None, gt=0, lt=1, description="arrival_clumping=capped: the attainment the fixed clumping's need is sized for "
+        "where it is stricter than attainment_target (default: attainment_target), so that the margin that carries a "
+        "jump at light load is kept whatever the target (docs/planner.md, 'A margin whatever the target')")
     arrival_ca2_max: float = Field(30.0, ge=1, description="arrival_clumping=above_fixed: the most clumping the "
                                    "estimate may size for")
     spare_prefill_workers: float = Field(0.0, ge=0, le=64, description="prefill workers kept beyond the need: "

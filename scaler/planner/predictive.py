@@ -171,18 +171,21 @@ class PredictivePlanner:
             m = mix if mix is not None else tail.PromptMix.point(isl)
             models = ("pooled", "round_robin") if c.prefill_routing == "larger" else (c.prefill_routing,)
 
-            def need(clumping: Callable[[str], float]) -> float:
-                return max(tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms,
-                                                attainment or c.attainment_target,
+            target = attainment or c.attainment_target
+
+            def need(clumping: Callable[[str], float], at: float) -> float:
+                return max(tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms, at,
                                                 ca2=clumping(model) if ca2 is None else ca2,
                                                 bursts=factors, routing=model)
                            for model in models)
-            fixed = need(self.arrival_ca2)
             if c.arrival_clumping != "capped" or ca2 is not None:
-                return fixed
+                return need(self.arrival_ca2, target)
             # the fixed clumping's margin is room for a step at low load (one worker or so); on a
             # fleet of many it sizes for clumps the counts say never come
-            return min(fixed, need(self.measured_ca2) + c.clumping_margin_workers)
+            margin_at = target
+            if attainment is None and c.clumping_margin_attainment is not None:
+                margin_at = max(target, c.clumping_margin_attainment)
+            return min(need(self.arrival_ca2, margin_at), need(self.measured_ca2, target) + c.clumping_margin_workers)
         return prefill_replicas(Load(rate, isl, osl), p, c.ttft_ms, correction=self.prefill_correction)
 
     def measured_ca2(self, routing: str | None = None) -> float:

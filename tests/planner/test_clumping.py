@@ -179,7 +179,26 @@ def test_capped_is_the_fixed_clumping_where_the_cap_does_not_bind(counts):
     assert capped_d.target_prefill == fixed_d.target_prefill
 
 
+def test_the_margin_sized_at_a_stricter_attainment_keeps_the_second_worker_at_light_load():
+    counts = np.random.default_rng(7).poisson(15.0, 80)  # 3 req/s, Poisson
+    at95 = run(counts, attainment_target=0.95)[1]
+    at99 = run(counts, attainment_target=0.99)[1]
+    margin, margin_d = run(counts, attainment_target=0.95, clumping_margin_attainment=0.99)
+    assert at95.target_prefill < at99.target_prefill  # without it, 0.95 keeps no worker beyond the need
+    assert margin_d.target_prefill == at99.target_prefill
+    measured = run(counts, attainment_target=0.95, arrival_clumping="measured")[1]
+    assert margin_d.details.prefill_need <= measured.details.prefill_need + 1.0 + 1e-9
+    # at a target at least as strict as the margin's, nothing changes
+    same = run(counts, attainment_target=0.99, clumping_margin_attainment=0.95)[1]
+    assert same.details.prefill_need == pytest.approx(at99.details.prefill_need)
+    # only the capped clumping has a margin to size
+    fixed = run(counts, attainment_target=0.95, arrival_clumping="fixed", clumping_margin_attainment=0.99)[1]
+    assert fixed.details.prefill_need == pytest.approx(run(counts, attainment_target=0.95,
+                                                           arrival_clumping="fixed")[1].details.prefill_need)
+
+
 @pytest.mark.parametrize("settings", [{"arrival_clumping": "sometimes"}, {"spare_prefill_workers": -1},
+                                      {"clumping_margin_attainment": 1.0}, {"clumping_margin_attainment": 0.0},
                                       {"clumping_margin_workers": -1},
                                       {"arrival_ca2_max": 0.5},
                                       {"arrival_ca2_max": 5.0, "arrival_clumping": "above_fixed"},
