@@ -140,6 +140,8 @@ RESERVE = {
                              "1 req/s Poisson, then from 450 s 6 req/s in clumps of 30 within 3 s",
                              clump=lambda t: 1.0 if t < 450 else 30.0, clump_s=3.0),
 }
+
+
 def _stairs(t: float) -> float:
     return 5.0 if t < 300.0 else 20.0 if t < 600.0 else 45.0
 
@@ -158,6 +160,8 @@ SEALED = {
                                clump=lambda t: 10.0, clump_s=2.0),
     "sealed_stairs": Shape(_stairs, (2000, 0.6), (120, 0.6), "5, 20, then 45 req/s, five minutes each, Poisson"),
 }
+
+
 def _double_jump(t: float) -> float:
     return 4.0 if t < 300.0 else 12.0 if t < 600.0 else 40.0
 
@@ -222,7 +226,7 @@ def main() -> int:
     p.add_argument("--set", choices=sorted(SETS), default="shapes",
                    help="shapes: the ten played first; harsh: Azure-like clumping; fresh: the next four; "
                    "reserve and sealed: the next fours; vault: held back for the next decision")
-    p.add_argument("--shapes", nargs="+", choices=sorted({**SHAPES, **HARSH, **FRESH, **RESERVE, **SEALED, **VAULT}), default=None,
+    p.add_argument("--shapes", nargs="+", choices=sorted(n for shapes in SETS.values() for n in shapes), default=None,
                    help="default: every shape of --set")
     p.add_argument("--policies", nargs="+", default=list(POLICIES))
     p.add_argument("--profile", type=Path, default=None,

@@ -195,16 +195,15 @@ class PredictivePlanner:
         return fixed if self.clumping is None else self.clumping.value(1.0, max(1.0, fixed))
 
     def arrival_ca2(self, routing: str | None = None) -> float:
-        """The clumping the tail model sizes with: arrival_ca2 (or the routing's default); with
-        arrival_clumping=measured the estimate from recent counts, at most that; with above_fixed
-        the estimate, at least that and at most arrival_ca2_max."""
+        """The clumping the tail model sizes with: arrival_ca2 (or the routing's default), which
+        arrival_clumping=capped also sizes with before its cap (`_prefill`); with measured the
+        estimate from recent counts, at most that; with above_fixed the estimate, at least that and
+        at most arrival_ca2_max."""
         fixed = self.config.effective_arrival_ca2(routing)
-        if self.clumping is None:
+        if self.clumping is None or self.config.arrival_clumping == "capped":
             return fixed
         if self.config.arrival_clumping == "above_fixed":
             return self.clumping.value(fixed, max(fixed, self.config.arrival_ca2_max), prior=fixed)
-        if self.config.arrival_clumping == "capped":
-            return fixed
         return self.measured_ca2(routing)
 
     def _decode(self, rate: float, isl: float, osl: float, mix: tail.PromptMix | None) -> float:

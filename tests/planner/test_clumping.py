@@ -102,7 +102,8 @@ def run(counts, **settings) -> tuple[PredictivePlanner, Decision]:
 
 def test_measured_clumping_sizes_poisson_traffic_below_the_fixed_default():
     counts = np.random.default_rng(7).poisson(100.0, 80)  # 20 req/s, Poisson
-    (fixed, fixed_d), (measured, measured_d) = run(counts, arrival_clumping="fixed"), run(counts, arrival_clumping="measured")
+    fixed, fixed_d = run(counts, arrival_clumping="fixed")
+    measured, measured_d = run(counts, arrival_clumping="measured")
     assert fixed.arrival_ca2() == 9.0
     assert 0.5 < measured.arrival_ca2() < 2.0
     assert measured_d.details.prefill_need < fixed_d.details.prefill_need
@@ -117,7 +118,8 @@ def test_measured_clumping_is_bounded_by_arrival_ca2():
 
 def test_above_fixed_raises_clumping_for_clumped_traffic_and_only_up_to_its_bound():
     counts = 20 * np.random.default_rng(8).poisson(5.0, 80)  # clumps of 20
-    (fixed, fixed_d), (above, above_d) = run(counts, arrival_clumping="fixed"), run(counts, arrival_clumping="above_fixed")
+    fixed, fixed_d = run(counts, arrival_clumping="fixed")
+    above, above_d = run(counts, arrival_clumping="above_fixed")
     assert 14.0 < above.arrival_ca2() < 26.0
     assert above_d.details.prefill_need > fixed_d.details.prefill_need
     assert "arrival clumping" in above_d.reason
@@ -126,7 +128,8 @@ def test_above_fixed_raises_clumping_for_clumped_traffic_and_only_up_to_its_boun
 
 def test_above_fixed_never_sizes_below_the_fixed_clumping():
     counts = np.random.default_rng(7).poisson(100.0, 80)  # Poisson: reads about 1
-    (fixed, fixed_d), (above, above_d) = run(counts, arrival_clumping="fixed"), run(counts, arrival_clumping="above_fixed")
+    fixed, fixed_d = run(counts, arrival_clumping="fixed")
+    above, above_d = run(counts, arrival_clumping="above_fixed")
     assert above.arrival_ca2() == fixed.arrival_ca2() == 9.0
     assert above_d.details.prefill_need == pytest.approx(fixed_d.details.prefill_need)
     assert run(counts, arrival_clumping="above_fixed", arrival_ca2=3.0)[0].arrival_ca2() == 3.0

@@ -115,9 +115,10 @@ def test_the_reserve_shapes_are_what_they_say():
     assert counts_dispersion(early, 450.0, 5.0) < 1.6 and counts_dispersion(late - 450, 450.0, 5.0) > 10
 
 
-def _sealed(name: str) -> np.ndarray:
+def _times(shapes: dict, name: str) -> np.ndarray:
+    """Arrival times (s) of one shape of a set, as the benchmark synthesizes them."""
     from benchmarks.traffic_shapes import synthesize
-    return np.array([r.timestamp_ms for r in synthesize(SEALED[name])]) / 1000.0
+    return np.array([r.timestamp_ms for r in synthesize(shapes[name])]) / 1000.0
 
 
 def test_the_sealed_shapes_are_what_they_say():
@@ -125,46 +126,41 @@ def test_the_sealed_shapes_are_what_they_say():
     assert not set(SEALED) & (set(SHAPES) | set(HARSH) | set(FRESH) | set(RESERVE))
     per_min = lambda times: np.histogram(times, bins=15, range=(0, DURATION_S))[0] / 60.0  # noqa: E731
     # the late step: about 3 req/s up to 420 s, about 30 after, Poisson on both sides
-    times = _sealed("sealed_late_step")
+    times = _times(SEALED, "sealed_late_step")
     m = per_min(times)
     assert np.all(m[:7] < 4.5) and np.all(m[7:] > 26)
     assert counts_dispersion(times[times < 420], 420.0, 5.0) < 1.6
     assert counts_dispersion(times[times >= 420] - 420, DURATION_S - 420, 5.0) < 1.6
     # the busy wave: between about 30 and 50 req/s, Poisson
-    times = _sealed("sealed_busy_wave")
+    times = _times(SEALED, "sealed_busy_wave")
     m = per_min(times)
     assert m.min() < 34 and m.max() > 46 and np.all((m > 27) & (m < 53))
     # middle clumps: 15 req/s, clumped
-    times = _sealed("sealed_mid_clumps")
+    times = _times(SEALED, "sealed_mid_clumps")
     assert 12 < times.size / DURATION_S < 18 and counts_dispersion(times, DURATION_S, 5.0) > 5
     # stairs: about 5, 20 and 45 req/s, five minutes each
-    m = per_min(_sealed("sealed_stairs"))
+    m = per_min(_times(SEALED, "sealed_stairs"))
     assert np.all(m[:5] < 7) and np.all((m[5:10] > 17) & (m[5:10] < 23)) and np.all(m[10:] > 41)
-
-
-def _vault(name: str) -> np.ndarray:
-    from benchmarks.traffic_shapes import synthesize
-    return np.array([r.timestamp_ms for r in synthesize(VAULT[name])]) / 1000.0
 
 
 def test_the_vault_shapes_are_what_they_say():
     from benchmarks.traffic_shapes import DURATION_S
     assert not set(VAULT) & (set(SHAPES) | set(HARSH) | set(FRESH) | set(RESERVE) | set(SEALED))
     # the jump: about 2 req/s up to 500 s, about 20 after, Poisson
-    times = _vault("vault_jump")
+    times = _times(VAULT, "vault_jump")
     before, after = times[times < 500], times[times >= 500]
     assert 1.5 < before.size / 500 < 2.5 and 18 < after.size / (DURATION_S - 500) < 22
     assert counts_dispersion(after - 500, DURATION_S - 500, 5.0) < 1.6
     # light and steady: about 5 req/s, Poisson
-    times = _vault("vault_light_steady")
+    times = _times(VAULT, "vault_light_steady")
     assert 4.5 < times.size / DURATION_S < 5.5 and counts_dispersion(times, DURATION_S, 5.0) < 1.6
     # the double jump: about 4, 12 and 40 req/s, clumped
-    times = _vault("vault_double_jump")
+    times = _times(VAULT, "vault_double_jump")
     per_5min = np.histogram(times, bins=3, range=(0, DURATION_S))[0] / 300.0
     assert 3 < per_5min[0] < 5 and 10 < per_5min[1] < 14 and 36 < per_5min[2] < 44
     assert counts_dispersion(times[times < 300], 300.0, 5.0) > 2
     # light bursts: 25 req/s for 20 s every 4 minutes from 240 s, 3 req/s between
-    times = _vault("vault_light_bursts")
+    times = _times(VAULT, "vault_light_bursts")
     per_10s = np.histogram(times, bins=int(DURATION_S / 10), range=(0, DURATION_S))[0] / 10.0
     assert per_10s[24] > 18 and per_10s[48] > 18 and per_10s[30] < 7 and per_10s[0:24].max() < 8
 
