@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.traffic_shapes import (FRESH, HARSH, RESERVE, SEALED, SHAPES, VAULT, arrival_times,
+from benchmarks.traffic_shapes import (CELLAR, FRESH, HARSH, RESERVE, SEALED, SHAPES, VAULT, arrival_times,
                                        clumped_arrival_times)
 
 
@@ -163,6 +163,33 @@ def test_the_vault_shapes_are_what_they_say():
     times = _times(VAULT, "vault_light_bursts")
     per_10s = np.histogram(times, bins=int(DURATION_S / 10), range=(0, DURATION_S))[0] / 10.0
     assert per_10s[24] > 18 and per_10s[48] > 18 and per_10s[30] < 7 and per_10s[0:24].max() < 8
+
+
+def test_the_cellar_shapes_are_what_they_say():
+    from benchmarks.traffic_shapes import DURATION_S
+    assert not set(CELLAR) & (set(SHAPES) | set(HARSH) | set(FRESH) | set(RESERVE) | set(SEALED) | set(VAULT))
+    per_s = lambda times: np.histogram(times, bins=int(DURATION_S), range=(0, DURATION_S))[0]  # noqa: E731
+    # big clumps: 80 req/s for 5 s at 200, 350, 500 ... s, 8 req/s between
+    n = per_s(_times(CELLAR, "cellar_big_clumps"))
+    for start in (200, 350, 500, 650, 800):
+        assert n[start:start + 5].sum() > 320
+    assert n[210:345].mean() == pytest.approx(8.0, rel=0.15) and n[:200].mean() == pytest.approx(8.0, rel=0.15)
+    # surges: 60 req/s for 30 s at 250, 550 and 850 s, 5 req/s between
+    n = per_s(_times(CELLAR, "cellar_half_minute_surges"))
+    for start in (250, 550, 850):
+        assert n[start:start + 30].mean() == pytest.approx(60.0, rel=0.1)
+    assert n[290:540].mean() == pytest.approx(5.0, rel=0.15)
+    # the clumped step: about 4 req/s, then about 40 from 450 s, clumped on both sides
+    times = _times(CELLAR, "cellar_clumped_step")
+    before, after = times[times < 450], times[times >= 450]
+    assert 3.2 < before.size / 450 < 4.8 and 36 < after.size / (DURATION_S - 450) < 44
+    assert counts_dispersion(before, 450.0, 5.0) > 2 and counts_dispersion(after - 450, DURATION_S - 450, 5.0) > 2
+    # the fast ramp: about 3 req/s, then 60 from 460 s, Poisson
+    times = _times(CELLAR, "cellar_fast_ramp")
+    n = per_s(times)
+    assert n[:400].mean() == pytest.approx(3.0, rel=0.15) and n[460:].mean() == pytest.approx(60.0, rel=0.05)
+    assert 20 < n[420:440].mean() < 40
+    assert counts_dispersion(times[times >= 460] - 460, DURATION_S - 460, 5.0) < 1.6
 
 
 def test_a_shape_outside_the_chosen_set_is_refused(monkeypatch, capsys):
