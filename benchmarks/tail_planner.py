@@ -42,7 +42,11 @@
   capped"), the default since that comparison; kept by name for the commands that ran it;
 - `predictive-clumping-fixed`: the default before it (`arrival_clumping: fixed`);
 - `predictive-margin99`: the capped clumping's margin sized at 0.99 whatever the target
-  (`clumping_margin_attainment: 0.99`; docs/planner.md, "A margin whatever the target").
+  (`clumping_margin_attainment: 0.99`; docs/planner.md, "A margin whatever the target");
+- `predictive-backlog-horizon`: the backlog a start-up leaves grown at the lower of the last window's
+  rate and the mean of the backlog horizon (`backlog_growth: horizon`; docs/planner.md, "A clump is
+  not a backlog for the whole start-up");
+- `predictive-backlog-interval`: the last window's rate (`backlog_growth: interval`).
 """
 
 from __future__ import annotations
@@ -71,6 +75,8 @@ VARIANTS = {
     "predictive-clumping-capped": {"arrival_clumping": "capped"},
     "predictive-clumping-fixed": {"arrival_clumping": "fixed"},
     "predictive-margin99": {"clumping_margin_attainment": 0.99},
+    "predictive-backlog-horizon": {"backlog_growth": "horizon"},
+    "predictive-backlog-interval": {"backlog_growth": "interval"},
 }
 
 

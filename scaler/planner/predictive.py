@@ -66,6 +66,7 @@ class Forecast:
     burst_prefill_rate: float  # requests/s (at the mean prompt) the prefill headroom keeps capacity for
     level: float | None = None  # median forecast: the "mix" headroom sizes prefill for it
     factors: tuple[np.ndarray, np.ndarray] | None = None  # "mix": recent loads and their weights
+    growth_rate: float | None = None  # requests/s the load path expects through a start-up (None: rate_now)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ class PredictivePlanner:
         self.peak = predictors.RecentPeak(window_s=c.peak_window_s)
         self.burst_tokens = BurstHeadroom(half_life_s=c.burst_half_life_s, history_s=c.peak_window_s)
         self.burst_rate = BurstHeadroom(half_life_s=c.burst_half_life_s, history_s=c.peak_window_s)
+        # requests/s over the last backlog horizon (only its mean is read)
+        self.recent_rate = BurstHeadroom(history_s=c.backlog_horizon_s + c.interval_s)
         self.prefill_budget = ErrorBudgetLoop(target=c.attainment_target, hi=c.max_correction)
         self.decode_budget = ErrorBudgetLoop(target=c.attainment_target, hi=c.max_correction)
         self.isl = _Smoothed(0.3)
@@ -297,7 +300,7 @@ class PredictivePlanner:
             pre = float(obs.prefill.non_draining)
         else:
             pre = prefill_now(f.rate_now, f.isl, obs.prefill, st.prefill_throughput, self.prefill_start.estimate_s,
-                              c.backlog_horizon_s).workers
+                              c.backlog_horizon_s, f.growth_rate).workers
         return Need(pre, decode_now(obs.decode, st.kv_capacity, c.kv_headroom, c.decode_max_seqs), 0.0, 0.0, 0.0)
 
     def _forecast(self, obs: Observation) -> Forecast:
@@ -308,6 +311,9 @@ class PredictivePlanner:
         self.last_now = obs.now_s
         rate_now = obs.traffic.request_rate
         self.rate.update(rate_now, dt)
+        self.recent_rate.update(rate_now, dt)
+        growth_rate = (min(rate_now, self.recent_rate.mean(c.backlog_horizon_s))
+                       if c.backlog_growth == "horizon" else None)
         if self.clumping is not None:
             self.clumping.observe(obs.now_s, obs.traffic.duration_s, obs.traffic.num_requests)
         isl = self.isl.update(obs.traffic.avg_isl) or 1.0
@@ -349,7 +355,7 @@ class PredictivePlanner:
         else:
             burst_rate = burst_prefill_rate = self.peak.forecast(horizon)
         return Forecast(rate_now, rate_f, isl, osl, mix, startup, horizon, burst_len, burst_rate,
-                        burst_prefill_rate, level, factors)
+                        burst_prefill_rate, level, factors, growth_rate)
 
     def _need(self, obs: Observation, f: Forecast) -> Need:
         """Throughput path: capacity for the forecast load, never below the burst headroom; load
@@ -365,7 +371,7 @@ class PredictivePlanner:
         dec_need = self._decode(max(f.rate, f.burst_rate), f.isl, f.osl, f.mix)
         per_prefill = p.prefill.throughput_per_gpu_at(f.isl) * p.gpus_per_prefill_worker
         now = prefill_now(f.rate_now, f.isl, obs.prefill, per_prefill, self.prefill_start.estimate_s,
-                          c.backlog_horizon_s)
+                          c.backlog_horizon_s, f.growth_rate)
         dec_now = decode_now(obs.decode, p.decode.max_kv_tokens, c.kv_headroom, c.decode_max_seqs)
         pre, floor = max(pre_need, now.workers), None
         if (self.steady is not None and self.steady.active(f.startup_s)

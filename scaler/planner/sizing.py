@@ -81,13 +81,15 @@ class PrefillNow:
 
 
 def prefill_now(rate: float, isl: float, pool: PoolObservation, per_prefill: float,
-                startup_s: float, backlog_horizon_s: float) -> PrefillNow:
+                startup_s: float, backlog_horizon_s: float, growth_rate: float | None = None) -> PrefillNow:
     """Load path for prefill: what the queue says is missing now, at `per_prefill` prompt tokens/s
     per worker (the profile's, or the online fit's). New workers help only once started, so size
     for the backlog expected then (the queue plus what the running workers cannot keep up with
-    during a start-up), drained over the backlog horizon."""
+    during a start-up, arrivals going on at `growth_rate`, by default `rate`), drained over the
+    backlog horizon."""
     running = max(1, pool.active)
-    growth = max(0.0, rate * isl - running * per_prefill) * startup_s
+    arriving = rate if growth_rate is None else growth_rate
+    growth = max(0.0, arriving * isl - running * per_prefill) * startup_s
     backlog = (pool.queued_tokens + growth) / (per_prefill * backlog_horizon_s)
     return PrefillNow(rate * isl / per_prefill + backlog, backlog)
 
