@@ -212,8 +212,31 @@ CELLAR = {
     "cellar_fast_ramp": Shape(_fast_ramp, (1500, 0.6), (200, 0.6),
                               "3 req/s, rising to 60 over 400-460 s and staying there, Poisson"),
 }
+def _returning_surges(t: float) -> float:
+    return 45.0 if t >= 240.0 and (t - 240.0) % 240.0 < 60.0 else 6.0
+
+
+def _slow_climb(t: float) -> float:
+    return 4.0 + 44.0 * min(1.0, max(0.0, (t - 300.0) / 480.0))
+
+
+# Held back for the decision after the cellar set's ("A clump is not a backlog for the whole
+# start-up" played that one, docs/planner.md): written before any policy played them. Steps that
+# leave a queue while workers start, for prompts and for answers, beside surges that come back
+# within a scale-down hold and a climb slow enough to leave no queue. Play them with `--set attic`
+# only once a rule for that decision is written down.
+ATTIC = {
+    "attic_step": Shape(lambda t: 5.0 if t < 420.0 else 50.0, (1800, 0.6), (120, 0.6),
+                        "5 req/s, then 50 from 420 s on, Poisson"),
+    "attic_returning_surges": Shape(_returning_surges, (1500, 0.6), (150, 0.6),
+                                    "6 req/s, and 45 for 60 s every 4 minutes from 240 s, Poisson"),
+    "attic_long_answer_step": Shape(lambda t: 3.0 if t < 450.0 else 30.0, (600, 0.6), (500, 0.6),
+                                    "3 req/s, then 30 from 450 s on, long answers, Poisson"),
+    "attic_slow_climb": Shape(_slow_climb, (2000, 0.6), (100, 0.6),
+                              "4 req/s, climbing to 48 over 300-780 s, then staying, Poisson"),
+}
 SETS = {"shapes": SHAPES, "harsh": HARSH, "fresh": FRESH, "reserve": RESERVE, "sealed": SEALED, "vault": VAULT,
-        "cellar": CELLAR}
+        "cellar": CELLAR, "attic": ATTIC}
 
 
 def arrival_times(rate: Callable[[float], float], duration_s: float, rng: np.random.Generator) -> np.ndarray:
@@ -254,7 +277,7 @@ def main() -> int:
     p.add_argument("--target", type=float, default=0.99, help="attainment_target of the predictive planners")
     p.add_argument("--set", choices=sorted(SETS), default="shapes",
                    help="shapes: the ten played first; harsh: Azure-like clumping; fresh: the next four; "
-                   "reserve, sealed and vault: the next fours; cellar: held back for the next decision")
+                   "reserve, sealed, vault and cellar: the next fours; attic: held back for the next decision")
     p.add_argument("--shapes", nargs="+", choices=sorted(n for shapes in SETS.values() for n in shapes), default=None,
                    help="default: every shape of --set")
     p.add_argument("--policies", nargs="+", default=list(POLICIES))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.traffic_shapes import (CELLAR, FRESH, HARSH, RESERVE, SEALED, SHAPES, VAULT, arrival_times,
+from benchmarks.traffic_shapes import (ATTIC, CELLAR, FRESH, HARSH, RESERVE, SEALED, SHAPES, VAULT, arrival_times,
                                        clumped_arrival_times)
 
 
@@ -190,6 +190,32 @@ def test_the_cellar_shapes_are_what_they_say():
     assert n[:400].mean() == pytest.approx(3.0, rel=0.15) and n[460:].mean() == pytest.approx(60.0, rel=0.05)
     assert 20 < n[420:440].mean() < 40
     assert counts_dispersion(times[times >= 460] - 460, DURATION_S - 460, 5.0) < 1.6
+
+
+def test_the_attic_shapes_are_what_they_say():
+    from benchmarks.traffic_shapes import DURATION_S
+    seen = set(SHAPES) | set(HARSH) | set(FRESH) | set(RESERVE) | set(SEALED) | set(VAULT) | set(CELLAR)
+    assert not set(ATTIC) & seen
+    per_min = lambda times: np.histogram(times, bins=15, range=(0, DURATION_S))[0] / 60.0  # noqa: E731
+    # the step: about 5 req/s up to 420 s, about 50 after, Poisson
+    times = _times(ATTIC, "attic_step")
+    m = per_min(times)
+    assert np.all(m[:7] < 6.5) and np.all(m[7:] > 46)
+    assert counts_dispersion(times[times >= 420] - 420, DURATION_S - 420, 5.0) < 1.6
+    # returning surges: 45 req/s for 60 s at 240, 480 and 720 s, 6 between
+    per_s = np.histogram(_times(ATTIC, "attic_returning_surges"), bins=int(DURATION_S), range=(0, DURATION_S))[0]
+    for start in (240, 480, 720):
+        assert per_s[start:start + 60].mean() == pytest.approx(45.0, rel=0.1)
+    assert per_s[300:480].mean() == pytest.approx(6.0, rel=0.15)
+    # the long-answer step: about 3 req/s, then about 30 from 450 s, with answers of about 500 tokens
+    reqs = ATTIC["attic_long_answer_step"]
+    times = _times(ATTIC, "attic_long_answer_step")
+    before, after = times[times < 450], times[times >= 450]
+    assert 2.5 < before.size / 450 < 3.5 and 27 < after.size / (DURATION_S - 450) < 33
+    assert reqs.osl[0] == 500
+    # the slow climb: about 4 req/s, 26 at 540 s, 48 from 780 s
+    m = per_min(_times(ATTIC, "attic_slow_climb"))
+    assert np.all(m[:5] < 5.5) and 22 < m[8] < 31 and np.all(m[13:] > 44)
 
 
 def test_a_shape_outside_the_chosen_set_is_refused(monkeypatch, capsys):
