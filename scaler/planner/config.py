@@ -105,7 +105,7 @@ class PlannerConfig(BaseModel):
     gpu_budget: int | None = Field(None, ge=1, description="GPUs for both pools together")
     backlog_horizon_s: float = Field(30.0, gt=0, description="queued prompt tokens are planned to clear within this time")
     backlog_growth: Literal["interval", "horizon"] = Field(
-        "interval", description="the arrival rate the load path expects through a start-up, for the prefill backlog "
+        "horizon", description="the arrival rate the load path expects through a start-up, for the prefill backlog "
         "new workers will find: 'interval' the last window's; 'horizon' the lower of that and the mean over the "
         "last backlog_horizon_s (a clump of seconds is not read as arriving for the whole start-up)")
     comfort: float = Field(0.5, gt=0, le=1, description="mean latency above this share of the target raises "

@@ -1,6 +1,6 @@
 """The backlog a start-up leaves (scaler/planner/sizing.py's load path): with
-`backlog_growth: horizon` a clump of seconds is not read as arriving for the whole start-up, while
-load that stays is. Pure: observations by hand."""
+`backlog_growth: horizon` (the default) a clump of seconds is not read as arriving for the whole
+start-up, while load that stays is. Pure: observations by hand."""
 
 from __future__ import annotations
 
@@ -50,26 +50,26 @@ QUIET = [(50, 0)] * 60  # 10 req/s for five minutes: one worker keeps up
 
 def test_a_clump_of_five_seconds_is_not_a_backlog_for_the_whole_start_up():
     clump = QUIET + [(500, 400_000)]  # 100 req/s for 5 s, 200 prompts queued
-    per_interval, per_horizon = run(clump), run(clump, backlog_growth="horizon")
+    per_interval, per_horizon = run(clump, backlog_growth="interval"), run(clump)
     assert per_interval.target_prefill >= 15  # 100 req/s read as lasting 120 s
     assert per_horizon.target_prefill <= per_interval.target_prefill - 8
     # what stays queued is still drained
-    assert per_horizon.details.prefill_need > run(QUIET, backlog_growth="horizon").details.prefill_need + 2
+    assert per_horizon.details.prefill_need > run(QUIET).details.prefill_need + 2
     assert "prefill backlog 400000 tokens" in per_horizon.reason
 
 
 def test_load_that_stays_for_the_backlog_horizon_grows_the_backlog_as_before():
     stays = QUIET + [(500, 400_000)] * 8  # 100 req/s for 40 s
-    per_interval, per_horizon = run(stays), run(stays, backlog_growth="horizon")
+    per_interval, per_horizon = run(stays, backlog_growth="interval"), run(stays)
     assert per_horizon.target_prefill >= 15
     assert per_horizon.details.prefill_need == pytest.approx(per_interval.details.prefill_need, rel=0.05)
 
 
 def test_a_lull_after_a_clump_is_not_read_as_more_arrivals():
     after = QUIET + [(1000, 0), (0, 0)]  # 200 req/s for 5 s, then none
-    lull = run(after, backlog_growth="horizon")
+    lull = run(after)
     assert "prefill backlog" not in lull.reason  # nothing queued, nothing arriving: none expected
-    assert lull.details.prefill_need <= run(after).details.prefill_need + 1e-9
+    assert lull.details.prefill_need <= run(after, backlog_growth="interval").details.prefill_need + 1e-9
 
 
 def test_backlog_growth_is_validated():
