@@ -46,7 +46,10 @@
 - `predictive-backlog-horizon`: the backlog a start-up leaves grown at the lower of the last window's
   rate and the mean of the backlog horizon (`backlog_growth: horizon`; docs/planner.md, "A clump is
   not a backlog for the whole start-up");
-- `predictive-backlog-interval`: the last window's rate (`backlog_growth: interval`).
+- `predictive-backlog-interval`: the last window's rate (`backlog_growth: interval`), the default
+  before that comparison;
+- `predictive-backlog-release`: the scale-down hold remembers the need without the workers that drain
+  a queue (`hold_backlog: release`; docs/planner.md, "Workers for a queue are not held").
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ VARIANTS = {
     "predictive-margin99": {"clumping_margin_attainment": 0.99},
     "predictive-backlog-horizon": {"backlog_growth": "horizon"},
     "predictive-backlog-interval": {"backlog_growth": "interval"},
+    "predictive-backlog-release": {"hold_backlog": "release"},
 }
 
 

@@ -97,6 +97,10 @@ class PlannerConfig(BaseModel):
         "online-fit); profile_file: bundled asks for the mocker's profile")
     startup_s: float = Field(60.0, ge=0, description="prior for worker start-up time; refined from observation")
     scale_down_hold_s: float = Field(300.0, ge=0, description="a lower need must last this long before removing")
+    hold_backlog: Literal["hold", "release"] = Field(
+        "hold", description="what the scale-down hold keeps: 'hold' the highest need of the last scale_down_hold_s, "
+        "the queues' included; 'release' the same without the workers asked only to drain a queue (the prefill "
+        "backlog, the decode KV waiting), which go once it drains (sized from a profile or a trusted fit)")
     scale_down_step: float = Field(0.25, gt=0, le=1, description="at most this fraction removed per decision")
     min_prefill: int = Field(1, ge=0)
     max_prefill: int = Field(64, ge=1)

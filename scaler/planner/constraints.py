@@ -44,24 +44,26 @@ def fit_budget(prefill: int, decode: int, budget: int | None, gpus_prefill: int 
 @dataclass
 class DownHold:
     """Remove capacity only when the need of the whole last `hold_s` is below what runs, and
-    then at most a `step` fraction per decision: scale down late, never all at once."""
+    then at most a `step` fraction per decision: scale down late, never all at once. Where a
+    `lasting` need is given, that is what the period remembers: the rest of today's need (workers
+    that drain a queue) is met while asked for and not held after."""
 
     hold_s: float
     step: float
     needs: deque[tuple[float, int]] = field(default_factory=deque)
     first_seen: float | None = None
 
-    def apply(self, now: float, current: int, need: int) -> int:
+    def apply(self, now: float, current: int, need: int, lasting: int | None = None) -> int:
         if self.first_seen is None:
             self.first_seen = now
-        self.needs.append((now, need))
+        self.needs.append((now, need if lasting is None else min(lasting, need)))
         while self.needs and self.needs[0][0] < now - self.hold_s:
             self.needs.popleft()
         if need >= current:
             return need
         if now - self.first_seen < self.hold_s:
             return current  # not yet seen a whole hold period
-        ceiling = max(n for _, n in self.needs)
+        ceiling = max(need, max(n for _, n in self.needs))
         if ceiling >= current:
             return current
         return max(ceiling, current - max(1, math.floor(current * self.step)))
@@ -69,12 +71,17 @@ class DownHold:
 
 def constrain(now: float, prefill_need: float, decode_need: float, prefill_current: int, decode_current: int,
               config: PlannerConfig, gpus_prefill: int, gpus_decode: int, prefill_hold: DownHold,
-              decode_hold: DownHold) -> tuple[int, int, bool]:
+              decode_hold: DownHold, lasting: tuple[float, float] | None = None) -> tuple[int, int, bool]:
     """Replicas per pool from the fractional need, and whether the GPU budget cut them. The
-    holds see the bounded need, so they never remove capacity that the queues still need."""
+    holds see the bounded need, so they never remove capacity that the queues still need;
+    `lasting` (prefill, decode), where given, is the part of the need they remember."""
     c = config
     pre = clamp(ceil_replicas(prefill_need), c.min_prefill, c.max_prefill)
     dec = clamp(ceil_replicas(decode_need), c.min_decode, c.max_decode)
-    pre = prefill_hold.apply(now, prefill_current, pre)
-    dec = decode_hold.apply(now, decode_current, dec)
+    keep_pre = keep_dec = None
+    if lasting is not None:
+        keep_pre = clamp(ceil_replicas(lasting[0]), c.min_prefill, c.max_prefill)
+        keep_dec = clamp(ceil_replicas(lasting[1]), c.min_decode, c.max_decode)
+    pre = prefill_hold.apply(now, prefill_current, pre, keep_pre)
+    dec = decode_hold.apply(now, decode_current, dec, keep_dec)
     return fit_budget(pre, dec, c.gpu_budget, gpus_prefill, gpus_decode, c.min_prefill, c.min_decode)

@@ -80,6 +80,7 @@ class Need:
     backlog: float        # prefill workers the load path adds for the queue
     floor: FloorDecision | None = None  # floor=steady: what the steady floor did to the prefill need
     spare: float = 0.0    # spare prefill workers included in `prefill`
+    lasting: tuple[float, float] | None = None  # (prefill, decode) without the workers that drain a queue
 
 
 @dataclass
@@ -287,7 +288,8 @@ class PredictivePlanner:
         need = self._need(obs, forecast) if self.profile is not None else self._load_path(obs, forecast)
         spare = self.config.spare_prefill_workers
         if spare > 0 and need.prefill > 0:
-            need = replace(need, prefill=need.prefill + spare, spare=spare)
+            lasting = None if need.lasting is None else (need.lasting[0] + spare, need.lasting[1])
+            need = replace(need, prefill=need.prefill + spare, spare=spare, lasting=lasting)
         return self._constrain(obs, forecast, need)
 
     def _load_path(self, obs: Observation, f: Forecast) -> Need:
@@ -374,14 +376,20 @@ class PredictivePlanner:
                           c.backlog_horizon_s, f.growth_rate)
         dec_now = decode_now(obs.decode, p.decode.max_kv_tokens, c.kv_headroom, c.decode_max_seqs)
         pre, floor = max(pre_need, now.workers), None
+        # what the hold remembers with hold_backlog=release: the need without the queues' workers
+        pre_lasting = max(pre_need, now.workers - now.backlog)
+        drained = replace(obs.decode, queued_tokens=0, queued_requests=0)
+        dec_lasting = max(dec_need, decode_now(drained, p.decode.max_kv_tokens, c.kv_headroom, c.decode_max_seqs))
         if (self.steady is not None and self.steady.active(f.startup_s)
                 and (history := self.steady.distribution()) is not None):
             # the fleet for the recent load as a whole, held while load only clumps (scaler/planner/floor.py)
             sustained = whole(self._prefill(self.steady.sustained_rate(f.startup_s), f.isl, f.osl, f.mix))
-            floor = apply_floor(pre, whole(self._prefill(1.0, f.isl, f.osl, f.mix, history, c.floor_attainment,
-                                                         c.floor_arrival_ca2)), sustained)
-            pre = floor.workers
-        return Need(pre, max(dec_need, dec_now), pre_need - pre_base, dec_need - dec_base, now.backlog, floor)
+            floor_need = whole(self._prefill(1.0, f.isl, f.osl, f.mix, history, c.floor_attainment,
+                                             c.floor_arrival_ca2))
+            floor = apply_floor(pre, floor_need, sustained)
+            pre, pre_lasting = floor.workers, apply_floor(pre_lasting, floor_need, sustained).workers
+        return Need(pre, max(dec_need, dec_now), pre_need - pre_base, dec_need - dec_base, now.backlog, floor,
+                    lasting=(pre_lasting, dec_lasting) if c.hold_backlog == "release" else None)
 
     def _constrain(self, obs: Observation, f: Forecast, need: Need) -> Decision:
         """Round, bound, hold back scale-downs and fit the GPU budget; say why."""
@@ -389,7 +397,8 @@ class PredictivePlanner:
         gpus = ((p.gpus_per_prefill_worker, p.gpus_per_decode_worker) if p is not None
                 else (obs.gpus_per_prefill_worker, obs.gpus_per_decode_worker))
         pre, dec, limited = constrain(obs.now_s, need.prefill, need.decode, obs.prefill.non_draining,
-                                      obs.decode.non_draining, c, gpus[0], gpus[1], self.prefill_hold, self.decode_hold)
+                                      obs.decode.non_draining, c, gpus[0], gpus[1], self.prefill_hold, self.decode_hold,
+                                      need.lasting)
         reason = (f"forecast {f.rate:.2f} req/s (now {f.rate_now:.2f}) at +{f.horizon_s:.0f}s, ISL {f.isl:.0f}, "
                   f"OSL {f.osl:.0f}: prefill {need.prefill:.2f} -> {pre}, decode {need.decode:.2f} -> {dec}; "
                   f"headroom x{self.prefill_correction:.2f}/x{self.decode_correction:.2f}")
