@@ -184,12 +184,11 @@ VAULT = {
     "vault_light_bursts": Shape(_light_bursts, (1500, 0.6), (150, 0.6),
                                 "3 req/s, and 25 for 20 s every 4 minutes from 240 s, Poisson"),
 }
-def _big_clumps(t: float) -> float:
-    return 80.0 if t >= 200.0 and (t - 200.0) % 150.0 < 5.0 else 8.0
 
 
-def _half_minute_surges(t: float) -> float:
-    return 60.0 if t >= 250.0 and (t - 250.0) % 300.0 < 30.0 else 5.0
+def _bursts(base: float, peak: float, start_s: float, every_s: float, length_s: float) -> Callable[[float], float]:
+    """`base` req/s, and `peak` for `length_s` every `every_s` from `start_s` on."""
+    return lambda t: peak if t >= start_s and (t - start_s) % every_s < length_s else base
 
 
 def _fast_ramp(t: float) -> float:
@@ -202,9 +201,9 @@ def _fast_ramp(t: float) -> float:
 # stays (a clumped step and a one-minute ramp), which a fleet must follow. Play them with
 # `--set cellar` only once a rule for that decision is written down.
 CELLAR = {
-    "cellar_big_clumps": Shape(_big_clumps, (2500, 0.7), (30, 0.6),
+    "cellar_big_clumps": Shape(_bursts(8.0, 80.0, 200.0, 150.0, 5.0), (2500, 0.7), (30, 0.6),
                                "8 req/s, and 80 for 5 s every 150 s from 200 s, Poisson"),
-    "cellar_half_minute_surges": Shape(_half_minute_surges, (2000, 0.6), (150, 0.6),
+    "cellar_half_minute_surges": Shape(_bursts(5.0, 60.0, 250.0, 300.0, 30.0), (2000, 0.6), (150, 0.6),
                                        "5 req/s, and 60 for 30 s every 5 minutes from 250 s, Poisson"),
     "cellar_clumped_step": Shape(lambda t: 4.0 if t < 450.0 else 40.0, (2000, 0.6), (100, 0.6),
                                  "4 req/s, then 40 from 450 s on, in clumps of 8 within 3 s",
@@ -212,8 +211,6 @@ CELLAR = {
     "cellar_fast_ramp": Shape(_fast_ramp, (1500, 0.6), (200, 0.6),
                               "3 req/s, rising to 60 over 400-460 s and staying there, Poisson"),
 }
-def _returning_surges(t: float) -> float:
-    return 45.0 if t >= 240.0 and (t - 240.0) % 240.0 < 60.0 else 6.0
 
 
 def _slow_climb(t: float) -> float:
@@ -228,7 +225,7 @@ def _slow_climb(t: float) -> float:
 ATTIC = {
     "attic_step": Shape(lambda t: 5.0 if t < 420.0 else 50.0, (1800, 0.6), (120, 0.6),
                         "5 req/s, then 50 from 420 s on, Poisson"),
-    "attic_returning_surges": Shape(_returning_surges, (1500, 0.6), (150, 0.6),
+    "attic_returning_surges": Shape(_bursts(6.0, 45.0, 240.0, 240.0, 60.0), (1500, 0.6), (150, 0.6),
                                     "6 req/s, and 45 for 60 s every 4 minutes from 240 s, Poisson"),
     "attic_long_answer_step": Shape(lambda t: 3.0 if t < 450.0 else 30.0, (600, 0.6), (500, 0.6),
                                     "3 req/s, then 30 from 450 s on, long answers, Poisson"),
