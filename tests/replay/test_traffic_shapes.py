@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.traffic_shapes import (ATTIC, CELLAR, FRESH, HARSH, RESERVE, SEALED, SHAPES, VAULT, arrival_times,
-                                       clumped_arrival_times)
+from benchmarks.traffic_shapes import (ATTIC, CELLAR, FRESH, HARSH, LOFT, RESERVE, SEALED, SHAPES, VAULT,
+                                       arrival_times, clumped_arrival_times)
 
 
 def dispersion(times: np.ndarray, duration_s: float) -> float:
@@ -216,6 +216,28 @@ def test_the_attic_shapes_are_what_they_say():
     # the slow climb: about 4 req/s, 26 at 540 s, 48 from 780 s
     m = per_min(_times(ATTIC, "attic_slow_climb"))
     assert np.all(m[:5] < 5.5) and 22 < m[8] < 31 and np.all(m[13:] > 44)
+
+
+def test_the_loft_shapes_are_what_they_say():
+    from benchmarks.traffic_shapes import DURATION_S, synthesize
+    seen = set(SHAPES) | set(HARSH) | set(FRESH) | set(RESERVE) | set(SEALED) | set(VAULT) | set(CELLAR) | set(ATTIC)
+    assert not set(LOFT) & seen
+    per_min = lambda times: np.histogram(times, bins=15, range=(0, DURATION_S))[0] / 60.0  # noqa: E731
+    # the long-prompt step: about 2 req/s, then 12 from 450 s, prompts of about 6,000 tokens
+    reqs = synthesize(LOFT["loft_long_prompt_step"])
+    times = np.array([r.timestamp_ms for r in reqs]) / 1000.0
+    assert 1.5 < (times < 450).sum() / 450 < 2.5 and 11 < (times >= 450).sum() / (DURATION_S - 450) < 13
+    assert 5000 < np.median([r.input_length for r in reqs]) < 7000
+    # two steps: about 5, 20 and 45 req/s
+    m = per_min(_times(LOFT, "loft_two_steps"))
+    assert np.all(m[:5] < 6.5) and np.all((m[6:10] > 17) & (m[6:10] < 23)) and np.all(m[10:] > 41)
+    # down and up: about 30, 5 over 400-600 s, 30 again
+    per_s = np.histogram(_times(LOFT, "loft_down_and_up"), bins=int(DURATION_S), range=(0, DURATION_S))[0]
+    assert per_s[:400].mean() == pytest.approx(30.0, rel=0.05) and per_s[400:600].mean() == pytest.approx(5.0, rel=0.15)
+    assert per_s[600:].mean() == pytest.approx(30.0, rel=0.05)
+    # steady clumps: 20 req/s, clumped
+    times = _times(LOFT, "loft_steady_clumps")
+    assert 18 < times.size / DURATION_S < 22 and counts_dispersion(times, DURATION_S, 5.0) > 3
 
 
 def test_a_shape_outside_the_chosen_set_is_refused(monkeypatch, capsys):
