@@ -30,7 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 WARMUP_S = 300.0
 VARIANTS = {
     "default": {},
-    "default, skip_drain": {"latency_in_bursts": "skip_drain"},
     "default, error budget": {"headroom": "error_budget"},
     "larger, no headroom": {"prefill_routing": "larger", "max_correction": 1.0},
     "larger, error budget": {"prefill_routing": "larger", "headroom": "error_budget"},

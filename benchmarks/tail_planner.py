@@ -49,9 +49,7 @@
 - `predictive-backlog-interval`: the last window's rate (`backlog_growth: interval`), the default
   before that comparison;
 - `predictive-backlog-release`: the scale-down hold remembers the need without the workers that drain
-  a queue (`hold_backlog: release`; docs/planner.md, "Workers for a queue are not held");
-- `predictive-latency-drain`: no mean-latency headroom learned while the queue a burst left drains
-  (`latency_in_bursts: skip_drain`; docs/planner.md, "No headroom from the drain after a burst").
+  a queue (`hold_backlog: release`; docs/planner.md, "Workers for a queue are not held").
 """
 
 from __future__ import annotations
@@ -83,7 +81,6 @@ VARIANTS = {
     "predictive-backlog-horizon": {"backlog_growth": "horizon"},
     "predictive-backlog-interval": {"backlog_growth": "interval"},
     "predictive-backlog-release": {"hold_backlog": "release"},
-    "predictive-latency-drain": {"latency_in_bursts": "skip_drain"},
 }
 
 

@@ -114,12 +114,10 @@ class PlannerConfig(BaseModel):
         "last backlog_horizon_s (a clump of seconds is not read as arriving for the whole start-up)")
     comfort: float = Field(0.5, gt=0, le=1, description="mean latency above this share of the target raises "
                            "capacity (headroom=mean_latency, or without SLA counts)")
-    latency_in_bursts: Literal["learn", "skip", "skip_drain"] = Field(
+    latency_in_bursts: Literal["learn", "skip"] = Field(
         "skip", description="headroom=mean_latency: 'skip' learns no prefill headroom from a window whose prompt "
-        "load is above what the running fleet serves in time by the profile, nor for backlog_horizon_s after "
-        "(a burst faster than workers start, not a short model); 'skip_drain' as skip, and also while the prompts "
-        "still queued take the running fleet longer than the TTFT target, up to one start-up and backlog_horizon_s "
-        "after the load was last above it; 'learn' reads every window")
+        "load is above what the running fleet serves in time by the profile, nor while the backlog it leaves drains "
+        "(a burst faster than workers start, not a short model); 'learn' reads every window")
     max_correction: float = Field(2.0, ge=1, description="upper bound of the capacity headroom factors (where the "
                                   "error-budget loop stops raising)")
     kv_headroom: float = Field(0.8, gt=0, le=1, description="decode KV usage planned for (and share of "

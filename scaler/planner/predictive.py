@@ -114,7 +114,6 @@ class PredictivePlanner:
         self.prefill_correction = 1.0
         self.decode_correction = 1.0
         self.surprise_until = -math.inf
-        self.last_over = -math.inf  # when the prompt load was last above the running fleet
         cache = self.profile.decode.max_kv_tokens if c.prefix_cache == "lru" and self.profile is not None else 0.0
         self.prompts = tail.PromptHistory(half_life_s=c.prompt_half_life_s, cache_tokens=cache)
         self._pending: list[float] = []
@@ -251,22 +250,16 @@ class PredictivePlanner:
         if corrected:
             planned /= max(self.prefill_correction, 1e-9)
         if obs.traffic.request_rate * (obs.traffic.avg_isl or isl) > planned:
-            self.surprise_until, self.last_over = now + c.backlog_horizon_s, now
-        if now < self.surprise_until:
-            return True
-        # skip_drain: the queue that burst left, while the fleet asked for it can still be starting
-        return (c.latency_in_bursts == "skip_drain"
-                and now <= self.last_over + self.prefill_start.estimate_s + c.backlog_horizon_s
-                and obs.prefill.queued_tokens > planned * c.ttft_ms / 1000.0)
+            self.surprise_until = now + c.backlog_horizon_s
+        return now < self.surprise_until
 
     def _learn_corrections(self, obs: Observation, isl: float) -> None:
         """Without SLA counts: observed mean latency against the target's comfort zone scales the
         profile's capacity, bounded to [1, max] and smoothed, so a noisy window cannot swing the fleet.
         With `latency_in_bursts: skip`, prefill learns nothing from a burst the running fleet was not
-        sized for: its latency says the load was a surprise, not that the model of need is short
-        (`skip_drain`: nor from the drain of the queue it left, see `_surprised`)."""
+        sized for: its latency says the load was a surprise, not that the model of need is short."""
         c, t = self.config, obs.traffic
-        skip = (c.latency_in_bursts in ("skip", "skip_drain") and self.profile is not None
+        skip = (c.latency_in_bursts == "skip" and self.profile is not None
                 and self._surprised(obs, isl, corrected=False))
         if t.avg_ttft_ms is not None and not skip:
             ratio = t.avg_ttft_ms / (c.ttft_ms * c.comfort)
