@@ -7,17 +7,18 @@ lengths), played after a 300 s warm-up like benchmarks/replay.py, for
 every policy and for the planner without its sequence-slot signal (`predictive-kv-only`,
 decode_max_seqs null) as the baseline of the same run. These shapes were written to find faults
 the traces do not show, not tuned on. A second set, `--set harsh` (Azure-like clumping), was held
-back for one decision and played for it, and so were a third, `--set fresh`, a fourth, `--set
-reserve`, and a fifth, `--set sealed`; a sixth, `--set vault`, is held back unplayed for the next
-decision that needs traffic no setting was chosen on.
+back for one decision and played for it, and so were `--set fresh`, `reserve`, `sealed`, `vault`,
+`cellar`, `attic` and `loft`, each written before the decision it was played for. All are spent:
+the next decision needs a set no setting was chosen on.
 
 Prints a table and writes benchmarks/results/traffic_shapes.json.
-Usage: .venv/bin/python benchmarks/traffic_shapes.py [--set shapes|harsh|fresh|reserve|sealed|vault] [--startup 60] [--target 0.99] [--shapes ramp ...]
+Usage: .venv/bin/python benchmarks/traffic_shapes.py [--set NAME] [--startup 60] [--target 0.99] [--shapes ramp ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import time
 from collections.abc import Callable
@@ -142,8 +143,9 @@ RESERVE = {
 }
 
 
-def _stairs(t: float) -> float:
-    return 5.0 if t < 300.0 else 20.0 if t < 600.0 else 45.0
+def _steps(levels: tuple[float, ...], at_s: tuple[float, ...]) -> Callable[[float], float]:
+    """`levels[0]` req/s, then `levels[k]` from `at_s[k - 1]` on."""
+    return lambda t: levels[bisect.bisect_right(at_s, t)]
 
 
 # Held back for the decision after the reserve set's ("A rise that held" played that one,
@@ -158,12 +160,9 @@ SEALED = {
                               "30 to 50 req/s on an 8-minute wave, Poisson"),
     "sealed_mid_clumps": Shape(lambda t: 15.0, (1500, 0.6), (150, 0.6), "15 req/s in clumps of 10 within 2 s",
                                clump=lambda t: 10.0, clump_s=2.0),
-    "sealed_stairs": Shape(_stairs, (2000, 0.6), (120, 0.6), "5, 20, then 45 req/s, five minutes each, Poisson"),
+    "sealed_stairs": Shape(_steps((5.0, 20.0, 45.0), (300.0, 600.0)), (2000, 0.6), (120, 0.6),
+                           "5, 20, then 45 req/s, five minutes each, Poisson"),
 }
-
-
-def _double_jump(t: float) -> float:
-    return 4.0 if t < 300.0 else 12.0 if t < 600.0 else 40.0
 
 
 def _light_bursts(t: float) -> float:
@@ -178,7 +177,7 @@ VAULT = {
     "vault_jump": Shape(lambda t: 2.0 if t < 500.0 else 20.0, (1000, 0.6), (150, 0.6),
                         "2 req/s, then 20 from 500 s on, Poisson"),
     "vault_light_steady": Shape(lambda t: 5.0, (1500, 0.6), (150, 0.6), "5 req/s throughout, Poisson"),
-    "vault_double_jump": Shape(_double_jump, (1500, 0.6), (150, 0.6),
+    "vault_double_jump": Shape(_steps((4.0, 12.0, 40.0), (300.0, 600.0)), (1500, 0.6), (150, 0.6),
                                "4, 12 from 300 s, 40 from 600 s, in clumps of 5 within 2 s",
                                clump=lambda t: 5.0, clump_s=2.0),
     "vault_light_bursts": Shape(_light_bursts, (1500, 0.6), (150, 0.6),
@@ -232,8 +231,6 @@ ATTIC = {
     "attic_slow_climb": Shape(_slow_climb, (2000, 0.6), (100, 0.6),
                               "4 req/s, climbing to 48 over 300-780 s, then staying, Poisson"),
 }
-def _two_steps(t: float) -> float:
-    return 5.0 if t < 350.0 else 20.0 if t < 600.0 else 45.0
 
 
 def _down_and_up(t: float) -> float:
@@ -247,7 +244,8 @@ def _down_and_up(t: float) -> float:
 LOFT = {
     "loft_long_prompt_step": Shape(lambda t: 2.0 if t < 450.0 else 12.0, (6000, 0.5), (80, 0.6),
                                    "2 req/s, then 12 from 450 s on, prompts of about 6,000 tokens, Poisson"),
-    "loft_two_steps": Shape(_two_steps, (1500, 0.6), (120, 0.6), "5, 20 from 350 s, 45 from 600 s, Poisson"),
+    "loft_two_steps": Shape(_steps((5.0, 20.0, 45.0), (350.0, 600.0)), (1500, 0.6), (120, 0.6),
+                            "5, 20 from 350 s, 45 from 600 s, Poisson"),
     "loft_down_and_up": Shape(_down_and_up, (1800, 0.6), (100, 0.6),
                               "30 req/s, 5 over 400-600 s, then 30 again, Poisson"),
     "loft_steady_clumps": Shape(lambda t: 20.0, (1500, 0.6), (150, 0.6), "20 req/s in clumps of 6 within 2 s",
@@ -295,7 +293,7 @@ def main() -> int:
     p.add_argument("--target", type=float, default=0.99, help="attainment_target of the predictive planners")
     p.add_argument("--set", choices=sorted(SETS), default="shapes",
                    help="shapes: the ten played first; harsh: Azure-like clumping; fresh: the next four; "
-                   "reserve, sealed, vault, cellar and attic: the next fours; loft: held back for the next decision")
+                   "reserve, sealed, vault, cellar, attic and loft: the next fours, each played for one decision")
     p.add_argument("--shapes", nargs="+", choices=sorted(n for shapes in SETS.values() for n in shapes), default=None,
                    help="default: every shape of --set")
     p.add_argument("--policies", nargs="+", default=list(POLICIES))
