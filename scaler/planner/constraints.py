@@ -76,12 +76,14 @@ def constrain(now: float, prefill_need: float, decode_need: float, prefill_curre
     holds see the bounded need, so they never remove capacity that the queues still need;
     `lasting` (prefill, decode), where given, is the part of the need they remember."""
     c = config
-    pre = clamp(ceil_replicas(prefill_need), c.min_prefill, c.max_prefill)
-    dec = clamp(ceil_replicas(decode_need), c.min_decode, c.max_decode)
-    keep_pre = keep_dec = None
-    if lasting is not None:
-        keep_pre = clamp(ceil_replicas(lasting[0]), c.min_prefill, c.max_prefill)
-        keep_dec = clamp(ceil_replicas(lasting[1]), c.min_decode, c.max_decode)
-    pre = prefill_hold.apply(now, prefill_current, pre, keep_pre)
-    dec = decode_hold.apply(now, decode_current, dec, keep_dec)
+
+    def prefill(need: float) -> int:
+        return clamp(ceil_replicas(need), c.min_prefill, c.max_prefill)
+
+    def decode(need: float) -> int:
+        return clamp(ceil_replicas(need), c.min_decode, c.max_decode)
+
+    keep_pre, keep_dec = (None, None) if lasting is None else (prefill(lasting[0]), decode(lasting[1]))
+    pre = prefill_hold.apply(now, prefill_current, prefill(prefill_need), keep_pre)
+    dec = decode_hold.apply(now, decode_current, decode(decode_need), keep_dec)
     return fit_budget(pre, dec, c.gpu_budget, gpus_prefill, gpus_decode, c.min_prefill, c.min_decode)

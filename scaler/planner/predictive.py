@@ -378,8 +378,6 @@ class PredictivePlanner:
         pre, floor = max(pre_need, now.workers), None
         # what the hold remembers with hold_backlog=release: the need without the queues' workers
         pre_lasting = max(pre_need, now.workers - now.backlog)
-        drained = replace(obs.decode, queued_tokens=0, queued_requests=0)
-        dec_lasting = max(dec_need, decode_now(drained, p.decode.max_kv_tokens, c.kv_headroom, c.decode_max_seqs))
         if (self.steady is not None and self.steady.active(f.startup_s)
                 and (history := self.steady.distribution()) is not None):
             # the fleet for the recent load as a whole, held while load only clumps (scaler/planner/floor.py)
@@ -388,8 +386,13 @@ class PredictivePlanner:
                                              c.floor_arrival_ca2))
             floor = apply_floor(pre, floor_need, sustained)
             pre, pre_lasting = floor.workers, apply_floor(pre_lasting, floor_need, sustained).workers
+        lasting = None
+        if c.hold_backlog == "release":
+            drained = replace(obs.decode, queued_tokens=0, queued_requests=0)
+            lasting = (pre_lasting, max(dec_need, decode_now(drained, p.decode.max_kv_tokens, c.kv_headroom,
+                                                            c.decode_max_seqs)))
         return Need(pre, max(dec_need, dec_now), pre_need - pre_base, dec_need - dec_base, now.backlog, floor,
-                    lasting=(pre_lasting, dec_lasting) if c.hold_backlog == "release" else None)
+                    lasting=lasting)
 
     def _constrain(self, obs: Observation, f: Forecast, need: Need) -> Decision:
         """Round, bound, hold back scale-downs and fit the GPU budget; say why."""
