@@ -116,7 +116,7 @@ def burstiness(window: tuple[str, float, float, float]) -> float:
 def label(window: tuple[str, float, float, float]) -> str:
     """The trace label of a benchmark window, as benchmarks/replay.py writes it in its results."""
     fname, a, b, rate = window
-    return f"{fname}[{a:.0f}-{b:.0f}s] x{rate:g}"
+    return f"{Path(fname).name}[{a:.0f}-{b:.0f}s] x{rate:g}"
 
 
 def judge(results: dict, peak_to_mean_of: dict[str, float] | None = None) -> list[CellVerdict]:

@@ -21,10 +21,15 @@ attainment on no more GPU-hours (then predictive is dominated there), and a last
 every cell against the planner's acceptance criteria (benchmarks/criteria.py; not with --quick or
 --no-references).
 
+The same judged comparison runs on a trace of one's own instead of the frozen sets: `--trace FILE`
+(Mooncake JSONL or Azure CSV), optionally `--window START:END` (the scored seconds; default: all
+that follows the warm-up) and `--rate-scale K`. Its cells are the set `trace`.
+
 Prints markdown tables and writes benchmarks/results/replay.{json,md} and the attainment / GPU-hours
 frontier (scaler/replay/frontier.py), one panel per cell, to benchmarks/results/replay-frontier.png.
-Usage: .venv/bin/python benchmarks/replay.py [--set dev|held-out|both] [--startup 0 60 120] [--warmup 300]
-       [--router round_robin|kv_router] [--target 0.99] [--quick] [--no-references] [--policies NAME ...] [--subject NAME] [--name FILE] [--plot FILE.png]
+Usage: .venv/bin/python benchmarks/replay.py [--set dev|held-out|both | --trace FILE [--window A:B] [--rate-scale K]]
+       [--startup 0 60 120] [--warmup 300] [--router round_robin|kv_router] [--target 0.99] [--quick]
+       [--no-references] [--policies NAME ...] [--subject NAME] [--name FILE] [--out DIR] [--plot FILE.png]
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from scaler.replay.scoring import feasible_keys
 from scaler.replay.references import sized_for
 from scaler.replay.engine import DEFAULT_ROUTER_MODE, ROUTER_MODES
 from scaler.replay.runner import Setting, compare
-from dynamo_scaling.traces import read_trace, scale_rate, window
+from dynamo_scaling.traces import TraceError, duration_s, read_trace, scale_rate, window
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "traces"
@@ -79,6 +84,37 @@ def _dominators(pred: dict, rows: list[dict]) -> list[str]:
             if r["planner"] != pred["planner"] and not r["planner"].startswith("predictive")
             and r["planner"] not in ("ceiling", "oracle")
             and r["feasible_attainment"] >= pred["feasible_attainment"] and r["gpu_hours"] <= pred["gpu_hours"]]
+
+
+def own_window(trace: Path, text: str | None, rate: float | None, warmup: float,
+               frozen: str | None) -> tuple[str, float, float, float]:
+    """A window of a trace of one's own, as the frozen sets hold theirs (file, scored start s, end s,
+    rate scale); ValueError naming the flag for anything that cannot be played."""
+    if frozen is not None:
+        raise ValueError("--set and --trace: give one (the frozen windows, or a trace of your own)")
+    rate = 1.0 if rate is None else rate
+    if rate <= 0:
+        raise ValueError(f"--rate-scale must be > 0, got {rate:g}")
+    try:
+        reqs = read_trace(trace)
+    except (OSError, TraceError) as exc:
+        raise ValueError(f"--trace: {exc}") from None
+    end = duration_s(reqs)
+    if text is None:
+        if warmup >= end:
+            raise ValueError(f"--warmup {warmup:g} s leaves nothing of the trace ({end:.0f} s) to score; "
+                             "give --window or a shorter --warmup")
+        a, b = warmup, end + 1e-3  # the last request is scored too
+    else:
+        try:
+            a, b = (float(x) for x in text.split(":"))
+        except ValueError:
+            raise ValueError(f"--window must be START:END in seconds, e.g. 300:1200, got {text!r}") from None
+        if not 0 <= a < b:
+            raise ValueError(f"--window needs 0 <= START < END, got {text}")
+        if a > end:
+            raise ValueError(f"--window starts at {a:g} s, after the trace's last request ({end:.0f} s)")
+    return str(trace.resolve()), a, b, rate
 
 
 def _run_set(set_name: str, cases: list, args, names: list[str],
@@ -210,8 +246,13 @@ def _own_vs_reimplemented(rows: list[dict]) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--set", choices=["dev", "held-out", "both"], default="both",
-                   help="which frozen windows to run (tune only on dev)")
+    p.add_argument("--set", choices=["dev", "held-out", "both"], default=None,
+                   help="which frozen windows to run (tune only on dev; default both)")
+    p.add_argument("--trace", type=Path, default=None,
+                   help="a trace of one's own (Mooncake JSONL or Azure CSV) instead of the frozen sets")
+    p.add_argument("--window", default=None, metavar="START:END",
+                   help="with --trace: the seconds scored (default: all that follows the warm-up)")
+    p.add_argument("--rate-scale", type=float, default=None, help="with --trace: arrival-rate multiplier (default 1)")
     p.add_argument("--startup", type=float, nargs="+", default=[0.0, 60.0, 120.0])
     p.add_argument("--warmup", type=float, default=300.0, help="seconds played before each window, not scored")
     p.add_argument("--router", choices=ROUTER_MODES, default=DEFAULT_ROUTER_MODE,
@@ -224,7 +265,9 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="first 5 minutes of each window only")
     p.add_argument("--no-references", action="store_true", help="skip the attainment-sized references")
     p.add_argument("--policies", nargs="+", default=None, help="only these policies (default: all)")
-    p.add_argument("--name", default="replay", help="results file name (benchmarks/results/NAME.{json,md})")
+    p.add_argument("--name", default="replay", help="results file name (OUT/NAME.{json,md})")
+    p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
+                   help="results directory (default benchmarks/results)")
     p.add_argument("--plot", type=Path, default=None,
                    help="frontier PNG, one panel per cell (default: benchmarks/results/NAME-frontier.png)")
     p.add_argument("--subject", default="predictive",
@@ -234,19 +277,27 @@ def main() -> int:
     args = p.parse_args()
     if not 0 < args.target < 1:
         p.error(f"--target must be in (0, 1), got {args.target:g}")
+    sets = dict(SETS)
+    if args.trace is not None:
+        try:
+            sets["trace"] = [own_window(args.trace, args.window, args.rate_scale, args.warmup, args.set)]
+        except ValueError as exc:
+            p.error(str(exc))
+    elif args.window is not None or args.rate_scale is not None:
+        p.error("--window and --rate-scale apply to --trace only")
     policies.load_plugins(args.plugin)
     names = [n for n in (args.policies or policies.names()) if n != "ceiling"]
     if args.subject not in names:
         names.insert(0, args.subject)
     started = time.monotonic()
-    chosen = ["dev", "held-out"] if args.set == "both" else [args.set]
+    chosen = ["trace"] if args.trace is not None else ["dev", "held-out"] if args.set in (None, "both") else [args.set]
     results: dict[str, dict] = {}
     lines = [f"Scored after a {args.warmup:.0f} s warm-up; GPU-hours billed over the scored window only. "
              f"Per-cell verdicts and sized references are for `{args.subject}` (\"predictive\" in their headers).", ""]
     frontiers: list[frontier.Frontier] = []
     for set_name in chosen:
-        rows, refs = _run_set(set_name, SETS[set_name], args, names, frontiers)
-        results[set_name] = {"windows": SETS[set_name], "policies": rows, "references": refs,
+        rows, refs = _run_set(set_name, sets[set_name], args, names, frontiers)
+        results[set_name] = {"windows": sets[set_name], "policies": rows, "references": refs,
                              "own_vs_reimplemented": own_vs_reimplemented(rows)}
         lines += _tables(set_name, rows, refs, args.target)
     record = {"warmup_s": args.warmup, "subject": args.subject, "attainment_target": args.target,
@@ -256,7 +307,7 @@ def main() -> int:
         verdicts = criteria.judge(record)
         lines += [f"### Acceptance criteria, cell by cell (`{args.subject}`; benchmarks/criteria.py)", "",
                   *criteria.table(verdicts), "", *criteria.summary(verdicts), ""]
-    out = REPO / "benchmarks" / "results"
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.name}.json").write_text(json.dumps(record, indent=2))
     png = frontier.plot(frontiers, args.plot or out / f"{args.name}-frontier.png",

@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--startup-delay", type=float, default=60.0, metavar="S")
     r.add_argument("--ttft-ms", type=float, default=500.0)
     r.add_argument("--itl-ms", type=float, default=50.0)
+    r.add_argument("--attainment-target", type=float, default=0.99,
+                   help="share of requests the predictive planners size to meet both targets (default 0.99)")
     r.add_argument("--gpu-budget", type=int, default=None)
     r.add_argument("--router", choices=ROUTER_MODES, default=DEFAULT_ROUTER_MODE,
                    help="how the engine hands requests to workers (kv_router: as a frontend with --router-mode kv)")
@@ -83,6 +85,8 @@ def run_replay(args: argparse.Namespace) -> int:
                     ("--ttft-ms", args.ttft_ms), ("--itl-ms", args.itl_ms)):
         if v <= 0:
             return _fail(f"{flag} must be > 0")
+    if not 0 < args.attainment_target < 1:
+        return _fail(f"--attainment-target must be in (0, 1), got {args.attainment_target:g}")
     if args.startup_delay < 0:
         return _fail("--startup-delay must be >= 0")
     if args.warmup < 0:
@@ -110,12 +114,13 @@ def run_replay(args: argparse.Namespace) -> int:
                      f"{reqs[-1].timestamp_ms / 1000.0:.0f} s)")
     console = Console(stderr=True)
     setting = Setting(args.trace.name, reqs, profile, args.startup_delay, args.ttft_ms, args.itl_ms,
-                      args.gpu_budget, args.seed, args.warmup, router_mode=args.router)
+                      args.gpu_budget, args.seed, args.warmup, attainment_target=args.attainment_target,
+                      router_mode=args.router)
     started = time.monotonic()
     rows, runs = compare(setting, names, progress=lambda m: console.print(m))
     shown = [r for r in rows if r["planner"] in names]
     table = Table(title=f"{args.trace.name} x{args.rate_scale:g}, start-up {args.startup_delay:.0f} s, "
-                        f"TTFT {args.ttft_ms:.0f} ms, ITL {args.itl_ms:.0f} ms"
+                        f"TTFT {args.ttft_ms:.0f} ms, ITL {args.itl_ms:.0f} ms, target {args.attainment_target:g}"
                         + (f", scored after a {args.warmup:.0f} s warm-up" if args.warmup else ""))
     for col in ("planner", "SLA att.", "feasible att.", "misses TTFT/cached/ITL", "GPU-h", "vs oracle", "peak GPUs",
                 "scale events", "TTFT p50/p99 ms", "ITL p50/p99 ms"):
@@ -132,7 +137,7 @@ def run_replay(args: argparse.Namespace) -> int:
     console.print(f"done in {time.monotonic() - started:.1f} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        rows_out = [{**r, "router_mode": args.router} for r in shown]
+        rows_out = [{**r, "router_mode": args.router, "attainment_target": args.attainment_target} for r in shown]
         args.json.write_text(json.dumps(rows_out if len(rows_out) > 1 else rows_out[0], indent=2))
     if args.timeline:
         from scaler.replay.timeline import plot
