@@ -8,8 +8,8 @@ every policy and for the planner without its sequence-slot signal (`predictive-k
 decode_max_seqs null) as the baseline of the same run. These shapes were written to find faults
 the traces do not show, not tuned on. A second set, `--set harsh` (Azure-like clumping), was held
 back for one decision and played for it, and so were `--set fresh`, `reserve`, `sealed`, `vault`,
-`cellar`, `attic` and `loft`, each written before the decision it was played for. All are spent:
-the next decision needs a set no setting was chosen on.
+`cellar`, `attic` and `loft`, each written before the decision it was played for; all of these are
+spent. `--set annex` is held back for the next decision.
 
 Prints a table and writes benchmarks/results/traffic_shapes.json.
 Usage: .venv/bin/python benchmarks/traffic_shapes.py [--set NAME] [--startup 60] [--target 0.99] [--shapes ramp ...]
@@ -251,8 +251,41 @@ LOFT = {
     "loft_steady_clumps": Shape(lambda t: 20.0, (1500, 0.6), (150, 0.6), "20 req/s in clumps of 6 within 2 s",
                                 clump=lambda t: 6.0, clump_s=2.0),
 }
+
+
+def _clusters(base: float, first: float, last: float, every_s: float, length_s: float,
+              quiet: tuple[float, float] | None = None) -> Callable[[float], float]:
+    """`base` req/s, and clusters of `length_s` every `every_s` whose rate moves from `first` to
+    `last` over the shape; nothing at all within `quiet`."""
+    def rate(t: float) -> float:
+        if quiet is not None and quiet[0] <= t < quiet[1]:
+            return 0.0
+        return first + (last - first) * t / DURATION_S if t % every_s < length_s else base
+    return rate
+
+
+# Held back for the decision after the loft set's ("No headroom from the drain after a burst"
+# played that one, docs/planner.md): written before any policy played them. Clusters like those of
+# the Azure code trace over a whole hour: clusters that shrink and clusters that grow through the
+# window, clusters that stop for four minutes with no request at all and come back, and a slow
+# wave that arrives in clumps. Play them with `--set annex` only once a rule for that decision is
+# written down.
+ANNEX = {
+    "annex_shrinking_clusters": Shape(_clusters(3.0, 100.0, 30.0, 150.0, 30.0), (2000, 0.8), (40, 0.7),
+                                      "3 req/s, and for 30 s every 150 s clusters falling from 100 to 30 req/s, "
+                                      "Poisson"),
+    "annex_growing_clusters": Shape(_clusters(3.0, 30.0, 100.0, 150.0, 30.0), (2000, 0.8), (40, 0.7),
+                                    "3 req/s, and for 30 s every 150 s clusters rising from 30 to 100 req/s, "
+                                    "Poisson"),
+    "annex_quiet_gap": Shape(_clusters(3.0, 60.0, 60.0, 180.0, 20.0, quiet=(480.0, 720.0)), (2000, 0.8),
+                             (40, 0.7), "3 req/s and 60 for 20 s every 3 minutes, nothing over 480-720 s, "
+                             "Poisson"),
+    "annex_clumped_wave": Shape(lambda t: 5.0 + 15.0 * (1.0 - np.cos(2.0 * np.pi * t / 600.0)), (1500, 0.6),
+                                (150, 0.6), "a wave from 5 to 35 req/s and back every 10 minutes, in clumps of "
+                                "8 within 3 s", clump=lambda t: 8.0, clump_s=3.0),
+}
 SETS = {"shapes": SHAPES, "harsh": HARSH, "fresh": FRESH, "reserve": RESERVE, "sealed": SEALED, "vault": VAULT,
-        "cellar": CELLAR, "attic": ATTIC, "loft": LOFT}
+        "cellar": CELLAR, "attic": ATTIC, "loft": LOFT, "annex": ANNEX}
 
 
 def arrival_times(rate: Callable[[float], float], duration_s: float, rng: np.random.Generator) -> np.ndarray:
@@ -293,7 +326,8 @@ def main() -> int:
     p.add_argument("--target", type=float, default=0.99, help="attainment_target of the predictive planners")
     p.add_argument("--set", choices=sorted(SETS), default="shapes",
                    help="shapes: the ten played first; harsh: Azure-like clumping; fresh: the next four; "
-                   "reserve, sealed, vault, cellar, attic and loft: the next fours, each played for one decision")
+                   "reserve, sealed, vault, cellar, attic and loft: the next fours, each played for one decision; "
+                   "annex: held back for the next")
     p.add_argument("--shapes", nargs="+", choices=sorted(n for shapes in SETS.values() for n in shapes), default=None,
                    help="default: every shape of --set")
     p.add_argument("--policies", nargs="+", default=list(POLICIES))

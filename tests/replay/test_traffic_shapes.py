@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.traffic_shapes import (ATTIC, CELLAR, FRESH, HARSH, LOFT, RESERVE, SEALED, SHAPES, VAULT,
+from benchmarks.traffic_shapes import (ANNEX, ATTIC, CELLAR, FRESH, HARSH, LOFT, RESERVE, SEALED, SHAPES, VAULT,
                                        arrival_times, clumped_arrival_times)
 
 
@@ -238,6 +238,32 @@ def test_the_loft_shapes_are_what_they_say():
     # steady clumps: 20 req/s, clumped
     times = _times(LOFT, "loft_steady_clumps")
     assert 18 < times.size / DURATION_S < 22 and counts_dispersion(times, DURATION_S, 5.0) > 3
+
+
+def test_the_annex_shapes_are_what_they_say():
+    from benchmarks.traffic_shapes import DURATION_S
+    seen = (set(SHAPES) | set(HARSH) | set(FRESH) | set(RESERVE) | set(SEALED) | set(VAULT) | set(CELLAR)
+            | set(ATTIC) | set(LOFT))
+    assert not set(ANNEX) & seen
+    per_s = lambda name: np.histogram(_times(ANNEX, name), bins=int(DURATION_S), range=(0, DURATION_S))[0]  # noqa: E731
+    # clusters of 30 s every 150 s at a rate moving linearly between 100 and 30 req/s, 3 between
+    for name, first, last in (("annex_shrinking_clusters", 100.0, 30.0), ("annex_growing_clusters", 30.0, 100.0)):
+        counts = per_s(name)
+        for start in (0, 300, 600, 750):
+            expected = first + (last - first) * (start + 15) / DURATION_S
+            assert counts[start:start + 30].mean() == pytest.approx(expected, rel=0.15)
+        assert counts[40:140].mean() == pytest.approx(3.0, rel=0.25)
+    # the quiet gap: 60 req/s for 20 s every 3 minutes, 3 between, and not one request over 480-720 s
+    counts = per_s("annex_quiet_gap")
+    assert counts[480:720].sum() == 0
+    for start in (0, 180, 360, 720):
+        assert counts[start:start + 20].mean() == pytest.approx(60.0, rel=0.15)
+    assert counts[200:350].mean() == pytest.approx(3.0, rel=0.25)
+    # the clumped wave: about 5 req/s at 0 and 600 s, 35 at 300 s, clumped
+    times = _times(ANNEX, "annex_clumped_wave")
+    counts = np.histogram(times, bins=int(DURATION_S), range=(0, DURATION_S))[0]
+    assert counts[:60].mean() < 9 and counts[270:330].mean() == pytest.approx(34.0, rel=0.15)
+    assert counts[570:630].mean() < 9 and counts_dispersion(times, DURATION_S, 5.0) > 3
 
 
 def test_a_shape_outside_the_chosen_set_is_refused(monkeypatch, capsys):
