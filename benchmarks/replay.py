@@ -12,6 +12,9 @@ smallest capacity factor that reaches (a) the predictive planner's own attainmen
 attainment target (`--target`, default 0.99, which the predictive planners are also given).
 `predictive / oracle@same` is then the GPU-hour cost of not knowing the future at equal quality.
 
+Among the policies, `static-prior` (benchmarks/prior_fleet.py) is the fixed fleet sized from the
+warm-up's load alone, beside `static`, sized for the window's own peak in hindsight.
+
 Where the optional environment of benchmarks/dynamo_planner is installed, the policies include
 Dynamo 1.6.1's own planner code (`dynamo-own-load`, `dynamo-own-throughput`), and a table sets each
 re-implemented Dynamo baseline beside the real code it stands for.
@@ -42,6 +45,7 @@ from pathlib import Path
 from scaler.profile import PerformanceProfile, bundled_profile
 from benchmarks import criteria
 from benchmarks.dynamo_planner import baseline as _dynamo_own  # noqa: F401  registers dynamo-own-* where installed
+from benchmarks import prior_fleet  # noqa: F401  registers static-prior
 from scaler.replay import frontier, policies
 from scaler.replay.scoring import feasible_keys
 from scaler.replay.references import sized_for
@@ -287,6 +291,11 @@ def main() -> int:
         p.error("--window and --rate-scale apply to --trace only")
     policies.load_plugins(args.plugin)
     names = [n for n in (args.policies or policies.names()) if n != "ceiling"]
+    if args.warmup < prior_fleet.WINDOW_S and "static-prior" in names:
+        if args.policies:
+            p.error(f"static-prior needs --warmup of at least {prior_fleet.WINDOW_S:.0f} s (it is sized from the "
+                    "load played before each window)")
+        names.remove("static-prior")
     if args.subject not in names:
         names.insert(0, args.subject)
     started = time.monotonic()

@@ -26,6 +26,7 @@ class RunContext:
     gpu_budget: int | None = None
     seed: int = 0
     attainment_target: float = 0.99
+    warmup_s: float = 0.0  # the start of `requests` played before the scored window
 
     def needs(self, window_s: float = 30.0) -> list[WindowNeed]:
         return window_needs(self.requests, self.profile, self.ttft_ms, self.itl_ms, window_s)

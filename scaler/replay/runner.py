@@ -33,7 +33,7 @@ class Setting:
 
     def context(self) -> policies.RunContext:
         return policies.RunContext(self.requests, self.profile, self.startup_s, self.ttft_ms, self.itl_ms,
-                                   self.gpu_budget, self.seed, self.attainment_target)
+                                   self.gpu_budget, self.seed, self.attainment_target, self.warmup_s)
 
     def engine(self, initial: tuple[int, int] = (1, 1)) -> EngineConfig:
         return EngineConfig(startup_s=self.startup_s, ttft_ms=self.ttft_ms, itl_ms=self.itl_ms,
