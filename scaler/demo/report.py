@@ -54,7 +54,8 @@ def markdown(rows: list[dict], png: Path, setting: dict, frontier_png: Path | No
         "# dynamo-scaling demo",
         "",
         f"Trace `{setting['trace']}` x{setting['rate_scale']} arrival rate, worker start-up {setting['startup_s']:.0f} s, "
-        f"SLA: TTFT <= {setting['ttft_ms']:.0f} ms and mean ITL <= {setting['itl_ms']:.0f} ms. "
+        f"SLA: TTFT <= {setting['ttft_ms']:.0f} ms and mean ITL <= {setting['itl_ms']:.0f} ms; the planner aims "
+        f"for {setting['attainment_target']:g} of requests meeting both. "
         "Simulated by Dynamo's replay engine (ai-dynamo-runtime).",
         "",
         *_headline(rows, planner),

@@ -53,6 +53,8 @@ def test_report_shows_planner_beside_baseline_and_a_fixed_fleet_on_the_frontier(
         (["--planner", "nope"], "--planner: unknown planner 'nope'"),
         (["--rate-scale", "0"], "--rate-scale must be > 0"),
         (["--trace", "/no/such/trace.csv"], "no such trace file"),
+        (["--attainment-target", "1.5"], "--attainment-target must be in (0, 1)"),
+        (["--attainment-target", "0"], "--attainment-target must be in (0, 1)"),
     ],
 )
 def test_bad_input_names_the_flag(tmp_path, args, message):
@@ -82,3 +84,17 @@ def test_live_view_in_a_terminal(tmp_path):
         assert (tmp_path / "report.md").exists() and not (tmp_path / "frontier.png").exists()
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_the_planner_aims_for_the_attainment_target_asked(tmp_path):
+    trace = REPO / "traces" / "mooncake_synthetic.jsonl"
+    gpu_hours = {}
+    for target in ("0.5", "0.99"):
+        out = tmp_path / target
+        res = _demo("--trace", str(trace), "--rate-scale", "2", "--attainment-target", target, "--speed", "0",
+                    "--no-frontier", "--out", str(out))
+        assert res.returncode == 0, res.stderr
+        assert f"the planner aims for {float(target):g} of requests meeting both" in (out / "report.md").read_text()
+        gpu_hours[target] = next(r["gpu_hours"] for r in json.loads((out / "results.json").read_text())
+                                 if r["planner"] == "predictive")
+    assert gpu_hours["0.5"] < gpu_hours["0.99"]
