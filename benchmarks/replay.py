@@ -31,7 +31,8 @@ that follows the warm-up) and `--rate-scale K`. Its cells are the set `trace`.
 Prints markdown tables and writes benchmarks/results/replay.{json,md} and the attainment / GPU-hours
 frontier (scaler/replay/frontier.py), one panel per cell, to benchmarks/results/replay-frontier.png.
 Usage: .venv/bin/python benchmarks/replay.py [--set dev|held-out|both | --trace FILE [--window A:B] [--rate-scale K]]
-       [--startup 0 60 120] [--warmup 300] [--router round_robin|kv_router] [--target 0.99] [--quick]
+       [--startup 0 60 120] [--warmup 300] [--router round_robin|kv_router] [--target 0.99]
+       [--ttft-ms 500] [--itl-ms 50] [--quick]
        [--no-references] [--policies NAME ...] [--subject NAME] [--name FILE] [--out DIR] [--plot FILE.png]
 """
 
@@ -137,8 +138,8 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
             k += 1
             label = criteria.label((fname, a, b, rate))
             print(f"[{set_name} {k}/{total}] {label}, start-up {startup:.0f} s, warm-up {warm:.0f} s ...", flush=True)
-            setting = Setting(label, reqs, profile, startup_s=startup, warmup_s=warm,
-                              router_mode=args.router, attainment_target=args.target)
+            setting = Setting(label, reqs, profile, startup_s=startup, warmup_s=warm, ttft_ms=args.ttft_ms,
+                              itl_ms=args.itl_ms, router_mode=args.router, attainment_target=args.target)
             res, runs = compare(setting, names)
             for r in res:
                 r["set"] = set_name
@@ -264,6 +265,8 @@ def main() -> int:
     p.add_argument("--target", type=float, default=Setting.attainment_target,
                    help="attainment_target of the predictive planners, and the attainment the second pair of "
                         "references is sized for (default %(default)s)")
+    p.add_argument("--ttft-ms", type=float, default=Setting.ttft_ms, help="TTFT target (default %(default)s)")
+    p.add_argument("--itl-ms", type=float, default=Setting.itl_ms, help="ITL target (default %(default)s)")
     p.add_argument("--profile", type=Path, default=None,
                    help="the profile every policy and reference is given (default: the bundled one)")
     p.add_argument("--quick", action="store_true", help="first 5 minutes of each window only")
@@ -281,6 +284,9 @@ def main() -> int:
     args = p.parse_args()
     if not 0 < args.target < 1:
         p.error(f"--target must be in (0, 1), got {args.target:g}")
+    for flag, value in (("--ttft-ms", args.ttft_ms), ("--itl-ms", args.itl_ms)):
+        if value <= 0:
+            p.error(f"{flag} must be > 0, got {value:g}")
     sets = dict(SETS)
     if args.trace is not None:
         try:
@@ -310,6 +316,7 @@ def main() -> int:
                              "own_vs_reimplemented": own_vs_reimplemented(rows)}
         lines += _tables(set_name, rows, refs, args.target)
     record = {"warmup_s": args.warmup, "subject": args.subject, "attainment_target": args.target,
+              "ttft_ms": args.ttft_ms, "itl_ms": args.itl_ms,
               "profile": str(args.profile) if args.profile else "bundled",
               "sets": results}
     if not (args.quick or args.no_references):

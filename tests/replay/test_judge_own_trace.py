@@ -61,6 +61,22 @@ def test_without_a_window_the_trace_after_the_warm_up_is_scored(tmp_path):
     assert window[1] == 60.0 and window[2] == pytest.approx(240.0, abs=1.0)
 
 
+def test_the_sla_targets_are_the_ones_asked(tmp_path):
+    trace = _azure_trace(tmp_path / "mine.csv")
+    hours = {}
+    for ttft in ("500", "100"):
+        out = tmp_path / ttft
+        done = _bench("--trace", str(trace), "--window", "120:360", "--warmup", "120", "--startup", "0",
+                      "--ttft-ms", ttft, "--itl-ms", "40", "--no-references", "--policies", "predictive",
+                      "--name", "sla", "--out", str(out))
+        assert done.returncode == 0, done.stderr[-3000:]
+        record = json.loads((out / "sla.json").read_text())
+        assert record["ttft_ms"] == float(ttft) and record["itl_ms"] == 40.0
+        hours[ttft] = next(r["gpu_hours"] for r in record["sets"]["trace"]["policies"] if r["planner"] == "predictive")
+    # 3,000-token prompts take about 70 ms on an idle worker: a 100 ms target leaves little room to queue
+    assert hours["100"] > hours["500"]
+
+
 @pytest.mark.parametrize("args, reason", [
     (["--trace", "{missing}"], "--trace: "),
     (["--trace", "{trace}", "--set", "dev"], "--set and --trace: give one"),
@@ -71,6 +87,8 @@ def test_without_a_window_the_trace_after_the_warm_up_is_scored(tmp_path):
     (["--trace", "{trace}", "--rate-scale", "0"], "--rate-scale must be > 0"),
     (["--trace", "{trace}", "--warmup", "400"], "--warmup 400 s leaves nothing of the trace"),
     (["--trace", "{bad}"], "--trace: "),
+    (["--trace", "{trace}", "--ttft-ms", "0"], "--ttft-ms must be > 0"),
+    (["--trace", "{trace}", "--itl-ms", "-5"], "--itl-ms must be > 0"),
 ])
 def test_bad_input_names_the_flag_and_writes_nothing(tmp_path, args, reason):
     trace = _azure_trace(tmp_path / "mine.csv")
