@@ -119,6 +119,8 @@ def own_window(trace: Path, text: str | None, rate: float | None, warmup: float,
             raise ValueError(f"--window needs 0 <= START < END, got {text}")
         if a > end:
             raise ValueError(f"--window starts at {a:g} s, after the trace's last request ({end:.0f} s)")
+        if not window(reqs, a, b):
+            raise ValueError(f"--window {text}: the trace has no request in it, nothing to score")
     return str(trace.resolve()), a, b, rate
 
 

@@ -14,12 +14,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _azure_trace(path: Path, seconds: int = 360) -> Path:
-    """One request a second, six a second from the middle on: 3,000-token prompts, 20-token answers."""
+def _azure_trace(path: Path, seconds: int = 360, quiet: tuple[int, int] = (0, 0)) -> Path:
+    """One request a second, six a second from the middle on, none within `quiet`: 3,000-token
+    prompts, 20-token answers."""
     start = dt.datetime(2024, 5, 1, 12, 0, 0)
     rows = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
     for s in range(seconds):
-        per = 1 if s < seconds // 2 else 6
+        per = 0 if quiet[0] <= s < quiet[1] else 1 if s < seconds // 2 else 6
         for k in range(per):
             t = start + dt.timedelta(seconds=s + k / per)
             rows.append(f"{t:%Y-%m-%d %H:%M:%S.%f},3000,20")
@@ -87,6 +88,7 @@ def test_the_sla_targets_are_the_ones_asked(tmp_path):
     (["--trace", "{trace}", "--rate-scale", "0"], "--rate-scale must be > 0"),
     (["--trace", "{trace}", "--warmup", "400"], "--warmup 400 s leaves nothing of the trace"),
     (["--trace", "{bad}"], "--trace: "),
+    (["--trace", "{gap}", "--window", "150:350"], "--window 150:350: the trace has no request in it"),
     (["--trace", "{trace}", "--ttft-ms", "0"], "--ttft-ms must be > 0"),
     (["--trace", "{trace}", "--itl-ms", "-5"], "--itl-ms must be > 0"),
 ])
@@ -94,7 +96,8 @@ def test_bad_input_names_the_flag_and_writes_nothing(tmp_path, args, reason):
     trace = _azure_trace(tmp_path / "mine.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\nnot a time,1,1\n")
-    subs = {"{trace}": str(trace), "{missing}": str(tmp_path / "nope.csv"), "{bad}": str(bad)}
+    gap = _azure_trace(tmp_path / "gap.csv", seconds=520, quiet=(120, 400))
+    subs = {"{trace}": str(trace), "{missing}": str(tmp_path / "nope.csv"), "{bad}": str(bad), "{gap}": str(gap)}
     out = tmp_path / "results"
     done = _bench(*[subs.get(a, a) for a in args], "--quick", "--name", "x", "--out", str(out))
     assert done.returncode == 2, (done.stdout[-2000:], done.stderr[-2000:])
