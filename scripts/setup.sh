@@ -41,6 +41,14 @@ if (( all )); then
   fi
   step "installing Dynamo's frontend and mocker workers"
   PYTHON=.venv/bin/python devcluster/dynamo/install.sh
+  # the modules Dynamo's own planner code imports, so the benchmarks and tests run it as a baseline
+  own=.venv/.dynamo-planner-$(sha256sum benchmarks/dynamo_planner/requirements.txt | cut -c1-12)
+  if [[ ! -f $own ]]; then
+    step "installing the optional environment of Dynamo's own planner (benchmarks/dynamo_planner, under a minute)"
+    .venv/bin/python -m pip install --quiet -r benchmarks/dynamo_planner/requirements.txt
+    .venv/bin/python -c 'from benchmarks.dynamo_planner import baseline as b; assert b.available(), b.unavailable_reason()'
+    rm -f .venv/.dynamo-planner-* && touch "$own"
+  fi
   if ! command -v go >/dev/null 2>&1; then
     echo "error: the Go toolchain (go >= 1.26) is needed to build the local control plane" >&2
     exit 1
