@@ -278,7 +278,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results",
                    help="results directory (default benchmarks/results)")
     p.add_argument("--plot", type=Path, default=None,
-                   help="frontier PNG, one panel per cell (default: benchmarks/results/NAME-frontier.png)")
+                   help="frontier PNG, one panel per cell (default: OUT/NAME-frontier.png)")
     p.add_argument("--subject", default="predictive",
                    help="the planner the verdicts and sized references are for (e.g. predictive-attainment)")
     p.add_argument("--plugin", action="append", default=[], metavar="MODULE",
