@@ -84,9 +84,10 @@ def test_the_decode_pool_s_kv_tokens_come_from_the_router_s_blocks(prometheus, t
             prometheus.set_targets("fe", [(fe.address, {"namespace": ns, "dgd": "llm", "service": "Frontend"})])
             prometheus.set_targets("wk", [(wk.address, {"namespace": ns, "dgd": "llm", "service": "decode"})])
             obs = observer(prometheus, ns, {"preset": "dgd-labels"})
+        # every series scraped at least once: the KV, the router's blocks and the queue/in-flight ones
         decode, missing, prefill = wait_for(lambda: (got := pools(obs))[0].kv_usage is not None
-                                            and got[0].active_tokens > 0 and got, timeout=30, interval=0.5,
-                                            what="the decode pool's KV observed")
+                                            and got[0].active_tokens > 0 and got[1] is None and got,
+                                            timeout=30, interval=0.5, what="the decode pool observed in full")
         assert decode.active_tokens == sum(DECODE_BLOCKS) * BLOCK, decode
         assert decode.kv_usage == pytest.approx(0.3) and missing is None
         assert prefill.active_tokens == 0, prefill  # read for the decode pool only
