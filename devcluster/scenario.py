@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from devcluster.kubectl import Kubectl
+from devcluster.kubectl import Kubectl, KubectlError
 from devcluster.loadgen import Summary, run_load, synthetic
 from devcluster.manifests import dgd, disaggregated, external_hpa
 from devcluster.stack import LiveStack, StackError
@@ -111,16 +111,20 @@ def dgd_ready(kubectl: Kubectl, ns: str, name: str) -> bool:
 
 
 def wait(check: Callable[[], object], timeout_s: float, what: str, interval_s: float = 0.5):
+    """Poll `check` until it answers truthy. Errors of an API not serving yet are waited out (kubectl
+    can meet a resource type the apiserver does not serve for a moment after its CRD changes)."""
     deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
     while time.monotonic() < deadline:
         try:
             value = check()
-        except (httpx.HTTPError, ValueError, KeyError):
-            value = None
+        except (httpx.HTTPError, ValueError, KeyError, KubectlError) as exc:
+            value, last = None, exc
         if value:
             return value
         time.sleep(interval_s)
-    raise StackError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    raise StackError(f"timed out after {timeout_s:.0f} s waiting for {what}"
+                     + (f" (last error: {last})" if last is not None else ""))
 
 
 @dataclass
