@@ -52,7 +52,7 @@ from scaler.replay.scoring import feasible_keys
 from scaler.replay.references import sized_for
 from scaler.replay.engine import DEFAULT_ROUTER_MODE, ROUTER_MODES
 from scaler.replay.runner import Setting, compare
-from dynamo_scaling.traces import TraceError, duration_s, read_trace, scale_rate, window
+from dynamo_scaling.traces import TraceError, duration_s, parse_window, read_trace, scale_rate, window
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO / "traces"
@@ -111,12 +111,7 @@ def own_window(trace: Path, text: str | None, rate: float | None, warmup: float,
                              "give --window or a shorter --warmup")
         a, b = warmup, end + 1e-3  # the last request is scored too
     else:
-        try:
-            a, b = (float(x) for x in text.split(":"))
-        except ValueError:
-            raise ValueError(f"--window must be START:END in seconds, e.g. 300:1200, got {text!r}") from None
-        if not 0 <= a < b:
-            raise ValueError(f"--window needs 0 <= START < END, got {text}")
+        a, b = parse_window(text)
         if a > end:
             raise ValueError(f"--window starts at {a:g} s, after the trace's last request ({end:.0f} s)")
         if not window(reqs, a, b):

@@ -165,6 +165,17 @@ def scale_time(reqs: list[Request], factor: float) -> list[Request]:
     return [Request(r.timestamp_ms / factor, r.input_length, r.output_length, r.hash_ids) for r in reqs]
 
 
+def parse_window(text: str) -> tuple[float, float]:
+    """`--window START:END` (seconds) as (start, end); ValueError naming the flag otherwise."""
+    try:
+        a, b = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ValueError("--window must be START:END in seconds, e.g. 0:600") from None
+    if a < 0 or b <= a:
+        raise ValueError("--window needs 0 <= START < END")
+    return a, b
+
+
 def window(reqs: list[Request], start_s: float, end_s: float) -> list[Request]:
     """The requests in [start_s, end_s), re-based to start at 0."""
     sel = [r for r in reqs if start_s * 1000 <= r.timestamp_ms < end_s * 1000]

@@ -58,16 +58,6 @@ def _fail(msg: str) -> int:
     return 2
 
 
-def _window(text: str) -> tuple[float, float]:
-    try:
-        a, b = (float(x) for x in text.split(":"))
-    except ValueError:
-        raise ValueError("--window must be START:END in seconds, e.g. 0:600") from None
-    if a < 0 or b <= a:
-        raise ValueError("--window needs 0 <= START < END")
-    return a, b
-
-
 def run_replay(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -75,7 +65,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from scaler.profile import PerformanceProfile, ProfileError, bundled_profile
     from scaler.replay import policies
     from scaler.replay.runner import Setting, compare
-    from dynamo_scaling.traces import TraceError, read_trace, scale_rate, scale_time, window
+    from dynamo_scaling.traces import TraceError, parse_window, read_trace, scale_rate, scale_time, window
 
     try:
         policies.load_plugins(args.plugin)
@@ -102,7 +92,7 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         reqs = read_trace(args.trace, args.trace_format)
         if args.window:
-            reqs = window(reqs, *_window(args.window))
+            reqs = window(reqs, *parse_window(args.window))
         reqs = scale_time(scale_rate(reqs, args.rate_scale, args.seed), args.time_scale)
         profile = PerformanceProfile.load(args.profile) if args.profile else bundled_profile()
     except (TraceError, ProfileError, ValueError) as exc:
