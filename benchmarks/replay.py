@@ -1,6 +1,7 @@
 """Every policy on both bundled traces (traces/), start-up delays 0, 60 and 120 s, inside Dynamo's replay
-engine, on two frozen sets of windows: DEV (what the planner may be tuned on) and HELD_OUT (what it
-is reported on, never tuned on). See the comment above DEV for how the split was made.
+engine, on frozen sets of windows: DEV (what the planner may be tuned on) and HELD_OUT (what it
+is reported on, never tuned on), and a second such pair on two more traces, DEV2 and HELD_OUT2
+(`--set dev2`, `--set held-out2`). See the comments above DEV and DEV2 for how the splits were made.
 
 Each window is preceded by a warm-up (default 300 s of the same trace) that is played but neither
 scored nor billed, so every policy enters the window in the state its own decisions led to rather
@@ -71,8 +72,20 @@ HELD_OUT = [
     ("azure_llm_2023_code.csv", 1200.0, 2400.0, 4.0),
     ("azure_llm_2023_code.csv", 2400.0, 3436.0, 4.0),
 ]
+# A second pair, from two traces no policy had played (the Mooncake conversation trace at its own
+# rate, the Azure 2023 conversation trace at 10x), frozen before any run on them but one whole-trace
+# run of `predictive` with its defaults: the first 25 minutes of each are for tuning, the part from
+# minute 30 to the end only for reporting.
+DEV2 = [
+    ("mooncake_conversation.jsonl", 300.0, 1500.0, 1.0),
+    ("azure_llm_2023_conv.csv", 300.0, 1500.0, 10.0),
+]
+HELD_OUT2 = [
+    ("mooncake_conversation.jsonl", 1800.0, 3538.0, 1.0),
+    ("azure_llm_2023_conv.csv", 1800.0, 3503.0, 10.0),
+]
 CASES = HELD_OUT  # the reporting windows
-SETS = {"dev": DEV, "held-out": HELD_OUT}
+SETS = {"dev": DEV, "held-out": HELD_OUT, "dev2": DEV2, "held-out2": HELD_OUT2}
 
 
 def _fmt_ref(ref) -> str:
@@ -248,8 +261,8 @@ def _own_vs_reimplemented(rows: list[dict]) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--set", choices=["dev", "held-out", "both"], default=None,
-                   help="which frozen windows to run (tune only on dev; default both)")
+    p.add_argument("--set", choices=[*SETS, "both"], default=None,
+                   help="which frozen windows to run (tune only on dev and dev2; default both: dev and held-out)")
     p.add_argument("--trace", type=Path, default=None,
                    help="a trace of one's own (Mooncake JSONL or Azure CSV) instead of the frozen sets")
     p.add_argument("--window", default=None, metavar="START:END",
