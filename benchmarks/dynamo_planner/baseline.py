@@ -175,8 +175,9 @@ class DynamoOwnPlanner:
 def _timeline(ticks: list[dict], per_request: list[dict], offset_s: float) -> list[TimelinePoint]:
     """One point per planner tick, in trace time: workers from the tick's topology, the target
     it set, and arrivals and mean TTFT of the requests that arrived since the previous tick."""
-    arrivals = sorted((float(r["arrival_time_ms"]) / 1000.0, r.get("ttft_ms"), r.get("itl_ms"), r["input_length"])
-                      for r in per_request)
+    # by arrival alone: requests arriving together may lack a TTFT (never served), not comparable
+    arrivals = sorted(((float(r["arrival_time_ms"]) / 1000.0, r.get("ttft_ms"), r.get("itl_ms"), r["input_length"])
+                       for r in per_request), key=lambda a: a[0])
     out: list[TimelinePoint] = []
     prev, i = offset_s, 0
     for tick in ticks:

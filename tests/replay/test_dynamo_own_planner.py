@@ -66,3 +66,17 @@ def test_the_sla_target_fails_loudly_without_aisimulate(tmp_path):
     with pytest.raises(ModuleNotFoundError, match="AISimulate is not installed"):
         run_trace_replay(str(trace), prefill_engine_args=planner.engine_args(EngineConfig(), "prefill"),
                          decode_engine_args=planner.engine_args(EngineConfig(), "decode"), planner_config=cfg)
+
+
+def test_timeline_takes_requests_that_arrive_together_and_some_without_a_first_token():
+    # two requests in the same millisecond, one never served (no TTFT): ordering must not compare
+    # the missing latency with a number
+    per_request = [{"arrival_time_ms": 1000.0, "ttft_ms": 120.0, "itl_ms": 20.0, "input_length": 400},
+                   {"arrival_time_ms": 1000.0, "ttft_ms": None, "itl_ms": None, "input_length": 800},
+                   {"arrival_time_ms": 7000.0, "ttft_ms": 90.0, "itl_ms": 10.0, "input_length": 200}]
+    ticks = [{"at_ms": 5000.0, "topology": {}, "runtime_decision": {"target_prefill": 2}},
+             {"at_ms": 10000.0, "topology": {}}]
+    points = baseline._timeline(ticks, per_request, 0.0)
+    assert [p.t_s for p in points] == [5.0, 10.0]
+    assert points[0].request_rate == pytest.approx(2 / 5.0) and points[1].request_rate == pytest.approx(1 / 5.0)
+    assert points[0].avg_ttft_ms == pytest.approx(120.0) and points[0].avg_isl == pytest.approx(600.0)
