@@ -28,6 +28,11 @@ class PlannerConfig(BaseModel):
     headroom: Literal["mean_latency", "error_budget"] = Field(
         "mean_latency", description="what scales the profile's capacity: mean latency against comfort x target, or "
         "the error-budget loop on attainment_target (needs SLA counts, which replay provides)")
+    headroom_scales: Literal["rate", "workers"] = Field(
+        "rate", description="what the prefill headroom multiplies with need_model=tail: 'rate' the load the "
+        "model sizes for; 'workers' the fleet it sizes. At light load a fleet's misses come from prompts that "
+        "wait behind others on a worker, which a higher rate barely changes in the model's queue "
+        "(docs/planner.md, 'A headroom on the fleet')")
     bursts: Literal["recent_peak", "rises", "mix"] = Field(
         "mix", description="capacity kept for bursts: the recent peak; the decayed distribution of load "
         "rises within a start-up delay (its quantile); or, with need_model=tail, the decayed distribution of recent "

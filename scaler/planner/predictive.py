@@ -177,11 +177,14 @@ class PredictivePlanner:
 
             target = attainment or c.attainment_target
 
+            on_rate = self.prefill_correction if c.headroom_scales == "rate" else 1.0
+            on_fleet = self.prefill_correction / on_rate
+
             def need(clumping: Callable[[str], float], at: float) -> float:
-                return max(tail.prefill_workers(rate * self.prefill_correction, m, p, c.ttft_ms, at,
-                                                ca2=clumping(model) if ca2 is None else ca2,
-                                                bursts=factors, routing=model)
-                           for model in models)
+                return on_fleet * max(tail.prefill_workers(rate * on_rate, m, p, c.ttft_ms, at,
+                                                           ca2=clumping(model) if ca2 is None else ca2,
+                                                           bursts=factors, routing=model)
+                                      for model in models)
             if c.arrival_clumping != "capped" or ca2 is not None:
                 return need(self.arrival_ca2, target)
             # the fixed clumping's margin is room for a step at low load (one worker or so); on a

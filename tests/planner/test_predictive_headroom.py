@@ -142,3 +142,20 @@ def test_latency_in_bursts_refuses_an_unknown_mode():
     from pydantic import ValidationError
     with pytest.raises(ValidationError, match="latency_in_bursts"):
         PlannerConfig(latency_in_bursts="sometimes")
+
+
+def _light_long_prompts(scales: str, missed: int = 2) -> list:
+    # 3 req/s of 12k-token prompts (under one worker's work), a tenth of them missing: as on a
+    # conversation trace routed round robin, where a long prompt behind another misses
+    p = planner(headroom_scales=scales, bursts="mix", max_correction=2.0)
+    return run(p, [(3.0, SLOCounts(15, missed, 0, 0))] * 200, prefill=4, isl=12000.0)
+
+
+def test_a_headroom_on_workers_multiplies_the_prefill_fleet_where_one_on_the_rate_barely_moves_it():
+    met = _light_long_prompts("workers", missed=0)[-1]
+    by_rate, by_workers = _light_long_prompts("rate")[-1], _light_long_prompts("workers")[-1]
+    assert met.details.prefill_correction == 1.0
+    assert by_rate.details.prefill_correction == by_workers.details.prefill_correction == 2.0
+    assert by_rate.target_prefill <= met.target_prefill + 1
+    assert by_workers.target_prefill >= 2 * met.target_prefill - 1  # 2 x a need below it, rounded up
+    assert by_workers.target_prefill >= by_rate.target_prefill + 2
