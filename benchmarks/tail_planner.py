@@ -81,6 +81,7 @@ VARIANTS = {
     "predictive-backlog-horizon": {"backlog_growth": "horizon"},
     "predictive-backlog-interval": {"backlog_growth": "interval"},
     "predictive-backlog-release": {"hold_backlog": "release"},
+    "predictive-budget-fleet": {"prefill_routing": "larger", "headroom": "error_budget", "headroom_scales": "workers"},
 }
 
 
