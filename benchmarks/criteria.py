@@ -102,15 +102,18 @@ def peak_to_mean(gpus: list[int]) -> float:
     return float(g.max() / g.mean()) if g.size and g.mean() > 0 else 1.0
 
 
-def burstiness(window: tuple[str, float, float, float], ttft_ms: float = 500.0, itl_ms: float = 50.0) -> float:
-    """The oracle's need peak-to-mean over a benchmark window's scored span (reads its trace)."""
+def burstiness(window: tuple[str, float, float, float], ttft_ms: float = 500.0, itl_ms: float = 50.0,
+               profile: str | None = None) -> float:
+    """The oracle's need peak-to-mean over a benchmark window's scored span (reads its trace), by
+    `profile` (a file; None or "bundled": the bundled one), the one the run was given."""
     from dynamo_scaling.traces import read_trace, scale_rate, window as cut
-    from scaler.profile import bundled_profile
+    from scaler.profile import PerformanceProfile, bundled_profile
     from scaler.replay.needs import window_needs
 
     fname, a, b, rate = window
     reqs = scale_rate(cut(read_trace(TRACES / fname), a, b), rate, seed=1)
-    return peak_to_mean([n.prefill + n.decode for n in window_needs(reqs, bundled_profile(), ttft_ms, itl_ms)])
+    sized = bundled_profile() if profile in (None, "bundled") else PerformanceProfile.load(profile)
+    return peak_to_mean([n.prefill + n.decode for n in window_needs(reqs, sized, ttft_ms, itl_ms)])
 
 
 def label(window: tuple[str, float, float, float]) -> str:
@@ -128,7 +131,8 @@ def judge(results: dict, peak_to_mean_of: dict[str, float] | None = None) -> lis
     for set_name, data in results["sets"].items():
         for w in data.get("windows", []):
             if label(w) not in known:
-                known[label(w)] = burstiness(tuple(w), results.get("ttft_ms", 500.0), results.get("itl_ms", 50.0))
+                known[label(w)] = burstiness(tuple(w), results.get("ttft_ms", 500.0), results.get("itl_ms", 50.0),
+                                             results.get("profile"))
         subject = results.get("subject", "predictive")
         scored = {(r["trace"], float(r["startup_s"])): r.get("feasible_requests")
                   for r in data.get("policies", []) if r.get("planner") == subject}

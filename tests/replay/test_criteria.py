@@ -179,3 +179,20 @@ def test_a_subject_is_never_listed_as_dominating_itself():
             {"planner": "predictive", "feasible_attainment": 0.99, "gpu_hours": 3.0},
             {"planner": "hpa", "feasible_attainment": 0.97, "gpu_hours": 1.0}]
     assert replay._dominators(subject, rows) == ["static"]
+
+
+def test_burstiness_sizes_the_needs_with_the_profile_the_run_was_given(tmp_path):
+    # workers 20x as fast: a pool's need is a worker or none, so the peak over the mean is far lower
+    from benchmarks.profile_mismatch import scaled
+    from scaler.profile import bundled_profile
+
+    fast = scaled(bundled_profile(), 20.0).save(tmp_path / "fast.json")
+    window = ("azure_llm_2023_code.csv", 2400.0, 3436.0, 4.0)
+    by_bundled, by_fast = criteria.burstiness(window), criteria.burstiness(window, profile=str(fast))
+    assert by_fast < 0.7 * by_bundled
+    entry = _entry() | {"trace": criteria.label(window)}
+    for profile, expected in ((str(fast), by_fast), ("bundled", by_bundled)):
+        results = _results([entry]) | {"profile": profile}
+        results["sets"]["held-out"]["windows"] = [list(window)]
+        (verdict,) = criteria.judge(results)
+        assert verdict.need_peak_to_mean == pytest.approx(expected), profile
