@@ -107,12 +107,12 @@ def burstiness(window: tuple[str, float, float, float], ttft_ms: float = 500.0, 
     """The oracle's need peak-to-mean over a benchmark window's scored span (reads its trace), by
     `profile` (a file; None or "bundled": the bundled one), the one the run was given."""
     from dynamo_scaling.traces import read_trace, scale_rate, window as cut
-    from scaler.profile import PerformanceProfile, bundled_profile
+    from scaler.profile import PerformanceProfile, bundled_profile, wants_bundled
     from scaler.replay.needs import window_needs
 
     fname, a, b, rate = window
     reqs = scale_rate(cut(read_trace(TRACES / fname), a, b), rate, seed=1)
-    sized = bundled_profile() if profile in (None, "bundled") else PerformanceProfile.load(profile)
+    sized = bundled_profile() if profile is None or wants_bundled(profile) else PerformanceProfile.load(profile)
     return peak_to_mean([n.prefill + n.decode for n in window_needs(reqs, sized, ttft_ms, itl_ms)])
 
 
