@@ -82,6 +82,12 @@ VARIANTS = {
     "predictive-backlog-interval": {"backlog_growth": "interval"},
     "predictive-backlog-release": {"hold_backlog": "release"},
     "predictive-budget-fleet": {"prefill_routing": "larger", "headroom": "error_budget", "headroom_scales": "workers"},
+    "predictive-budget-capped": {"prefill_routing": "larger", "headroom": "error_budget", "headroom_scales": "workers",
+                                 "burn_cap_per_window": 3.0},
+    "predictive-budget-capped2": {"prefill_routing": "larger", "headroom": "error_budget", "headroom_scales": "workers",
+                                  "burn_cap_per_window": 2.0},
+    "predictive-budget-capped5": {"prefill_routing": "larger", "headroom": "error_budget", "headroom_scales": "workers",
+                                  "burn_cap_per_window": 5.0},
 }
 
 

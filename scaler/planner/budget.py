@@ -17,6 +17,11 @@ burn rate: 1 spends the budget exactly, 5 five times too fast.
 - Between the two thresholds, or with fewer than `min_requests` measured (by default enough to
   expect 3 misses at the allowed rate: 300 for a 0.99 target): it stays.
 - Always within [lo, hi].
+- With `window_cap`, the misses of one update count at most `window_cap` times what the budget
+  allows its requests (one miss at least): a clump of misses in one window then burns as a few
+  windows' worth, and only misses that keep coming window after window raise the headroom. Misses a larger fleet prevents
+  (a model of need that is short) keep coming; misses of a clump shorter than a start-up come and
+  go, and more headroom on the forecast would not have caught them in time.
 Fast up, slow down, a dead band and a hold: the loop cannot oscillate around the target.
 """
 
@@ -40,6 +45,7 @@ class ErrorBudgetLoop:
     hold_s: float = 120.0
     floor_memory_s: float = 3600.0
     min_requests: float | None = None  # default: enough for 3 misses at the allowed rate
+    window_cap: float | None = None  # most burn one update's misses count for (None: all count)
     value: float = 1.0
     measured: float = 0.0
     missed: float = 0.0
@@ -55,6 +61,9 @@ class ErrorBudgetLoop:
             raise ValueError("target must be in (0, 1)")
         if not 0 < self.lo <= self.hi:
             raise ValueError("need 0 < lo <= hi")
+        if self.window_cap is not None and self.window_cap <= self.raise_above:
+            raise ValueError(f"window_cap must be above raise_above ({self.raise_above:g}), "
+                             "or no burn could raise the headroom")
         self.value = min(self.hi, max(self.lo, self.value))
         if self.min_requests is None:
             # fewer requests cannot tell a burn of 1.5 from chance
@@ -74,7 +83,8 @@ class ErrorBudgetLoop:
 
     def update(self, now: float, measured: int, missed: int, settle_s: float, excluded: int = 0) -> float:
         """`excluded`: requests no capacity can serve in time (counted among measured and, when
-        they miss, among missed too); left out of the budget."""
+        they miss, among missed too); left out of the budget, up to the window's misses (as live
+        counts them, scaler.planner.attainment)."""
         dt = 0.0 if self.last_now is None else max(0.0, now - self.last_now)
         self.last_now = now
         if self.last_raise is not None and now - self.last_raise > self.floor_memory_s:
@@ -83,9 +93,19 @@ class ErrorBudgetLoop:
             return self.value
         decay = math.exp(-dt / self.window_s) if self.window_s > 0 else 0.0
         measured = max(0, measured)
+        missed = min(max(0, missed), measured)
+        # beyond reach and met (from a prefix cache) is no miss to leave out: only as many as missed,
+        # window by window, or those met would cancel misses of other windows in the smoothed counts
+        excluded = min(max(0, excluded), missed)
+        if self.window_cap is not None:
+            # misses beyond reach are counted among the missed; the cap is on the others
+            # and never below one miss: at light load a lone miss is not a clump
+            allowed = max(1.0, self.window_cap * self.budget * max(0, measured - excluded))
+            over = max(0, missed - excluded) - allowed
+            missed -= max(0.0, over)
         self.measured = self.measured * decay + measured
-        self.missed = self.missed * decay + min(max(0, missed), measured)
-        self.excluded = self.excluded * decay + min(max(0, excluded), measured)
+        self.missed = self.missed * decay + missed
+        self.excluded = self.excluded * decay + excluded
         burn = self.burn
         if burn is None:
             return self.value

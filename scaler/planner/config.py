@@ -6,7 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from scaler.planner.budget import ErrorBudgetLoop
 from scaler.planner.predictors import DEFAULT_TREND_HORIZON_S
+
+BURN_RAISE_ABOVE = ErrorBudgetLoop.raise_above
 
 
 class PlannerConfig(BaseModel):
@@ -33,6 +36,11 @@ class PlannerConfig(BaseModel):
         "model sizes for; 'workers' the fleet it sizes. At light load a fleet's misses come from prompts that "
         "wait behind others on a worker, which a higher rate barely changes in the model's queue "
         "(docs/planner.md, 'A headroom on the fleet')")
+    burn_cap_per_window: float | None = Field(
+        None, gt=0, description="headroom=error_budget: the misses of one decision window count at most this many "
+        "times what the budget allows (null: every miss counts). Misses in one clump then raise the headroom no more "
+        "than a few windows' worth; misses that keep coming, window after window, still do (docs/planner.md, "
+        "'A burn capped per window')")
     bursts: Literal["recent_peak", "rises", "mix"] = Field(
         "mix", description="capacity kept for bursts: the recent peak; the decayed distribution of load "
         "rises within a start-up delay (its quantile); or, with need_model=tail, the decayed distribution of recent "
@@ -152,6 +160,9 @@ class PlannerConfig(BaseModel):
         if self.arrival_clumping == "above_fixed" and self.effective_arrival_ca2() > self.arrival_ca2_max:
             raise ValueError("arrival_ca2_max must be >= arrival_ca2 (or its default) "
                              "with arrival_clumping=above_fixed")
+        if self.burn_cap_per_window is not None and self.burn_cap_per_window <= BURN_RAISE_ABOVE:
+            raise ValueError(f"burn_cap_per_window must be above {BURN_RAISE_ABOVE:g}, the burn at which the "
+                             "error-budget loop raises the headroom, or it could never raise it")
         if self.gpu_budget is not None and self.gpu_budget < self.min_prefill + self.min_decode:
             raise ValueError("gpu_budget is below min_prefill + min_decode")
         return self

@@ -102,8 +102,10 @@ class PredictivePlanner:
         self.burst_rate = BurstHeadroom(half_life_s=c.burst_half_life_s, history_s=c.peak_window_s)
         # requests/s over the last backlog horizon (only its mean is read)
         self.recent_rate = BurstHeadroom(history_s=c.backlog_horizon_s + c.interval_s)
-        self.prefill_budget = ErrorBudgetLoop(target=c.attainment_target, hi=c.max_correction)
-        self.decode_budget = ErrorBudgetLoop(target=c.attainment_target, hi=c.max_correction)
+        self.prefill_budget = ErrorBudgetLoop(target=c.attainment_target, hi=c.max_correction,
+                                              window_cap=c.burn_cap_per_window)
+        self.decode_budget = ErrorBudgetLoop(target=c.attainment_target, hi=c.max_correction,
+                                             window_cap=c.burn_cap_per_window)
         self.isl = _Smoothed(0.3)
         self.osl = _Smoothed(0.3)
         self.prefill_start = StartupTracker(c.startup_s)

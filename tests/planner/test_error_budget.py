@@ -96,6 +96,16 @@ def test_requests_no_capacity_can_serve_do_not_burn_the_budget():
     assert loop.burn == 0.0 and loop.value == 1.0
 
 
+def test_prompts_beyond_reach_that_were_met_do_not_cancel_misses_of_other_windows():
+    # a prefix cache meets some prompts too long for an idle worker: they are not misses to leave out
+    loop = ErrorBudgetLoop(target=0.99)
+    for k in range(0, 12, 2):
+        loop.update(k * 5.0, 100, 0, settle_s=0.0, excluded=10)   # ten beyond reach, every one met
+        loop.update(k * 5.0 + 5.0, 100, 10, settle_s=0.0)          # ten misses a larger fleet prevents
+    assert loop.value > 1.0
+    assert loop.last_burn is not None and loop.last_burn > 4.0
+
+
 def test_against_a_fleet_it_settles_without_oscillating():
     """A plant where the miss share falls with headroom (8% below 1.3, 3% below 1.8, 0.3% from
     1.8 on) and a raise serves one settle time later: over an hour the loop climbs, then lowers
@@ -120,8 +130,52 @@ def test_against_a_fleet_it_settles_without_oscillating():
     assert 1.8 <= values[-1] <= 3.0  # it found enough headroom and kept it
 
 
+def _clump_then_quiet(window_cap):
+    """A clump: one window of 100 requests with 60 misses among windows that miss none."""
+    loop = ErrorBudgetLoop(target=0.99, window_cap=window_cap)
+    for k in range(6):
+        loop.update(k * 5.0, 100, 0, settle_s=0.0)
+    loop.update(30.0, 100, 60, settle_s=0.0)
+    for k in range(7, 12):
+        loop.update(k * 5.0, 100, 0, settle_s=0.0)
+    return loop
+
+
+def test_a_window_cap_keeps_one_clump_of_misses_from_raising_the_headroom():
+    assert _clump_then_quiet(None).value > 1.0  # the clump alone spends the budget 50 times over
+    capped = _clump_then_quiet(3.0)
+    assert capped.value == 1.0
+    assert capped.last_burn is not None and capped.last_burn < 1.5
+
+
+def test_with_a_window_cap_misses_that_keep_coming_still_raise_it():
+    loop = ErrorBudgetLoop(target=0.99, window_cap=3.0)
+    for k in range(12):
+        loop.update(k * 5.0, 100, 5, settle_s=0.0)  # five times the budget, every window
+    assert loop.value > 1.0
+    assert loop.last_burn == pytest.approx(3.0)  # each window counts three times the budget at most
+
+
+def test_at_light_load_one_miss_in_a_window_is_not_a_clump():
+    # 15 requests a window allow 0.15 misses at 0.99: a cap of 3 would count a lone miss as 0.45
+    loop = ErrorBudgetLoop(target=0.99, window_cap=3.0)
+    for k in range(60):
+        loop.update(k * 5.0, 15, 1, settle_s=0.0)  # a miss every window: 6.7 times the budget
+    assert loop.value > 1.0
+    assert loop.last_burn is not None and loop.last_burn > 5.0
+
+
+def test_a_window_cap_leaves_requests_beyond_reach_out_as_before():
+    loop = ErrorBudgetLoop(target=0.99, window_cap=3.0)
+    for k in range(10):
+        loop.update(k * 5.0, 500, 100, settle_s=0.0, excluded=100)
+    assert loop.burn == 0.0 and loop.value == 1.0
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError):
         ErrorBudgetLoop(target=1.0)
+    with pytest.raises(ValueError, match="window_cap"):
+        ErrorBudgetLoop(window_cap=1.5)  # at raise_above no burn could ever raise the headroom
     with pytest.raises(ValueError):
         ErrorBudgetLoop(lo=2.0, hi=1.0)

@@ -159,3 +159,16 @@ def test_a_headroom_on_workers_multiplies_the_prefill_fleet_where_one_on_the_rat
     assert by_rate.target_prefill <= met.target_prefill + 1
     assert by_workers.target_prefill >= 2 * met.target_prefill - 1  # 2 x a need below it, rounded up
     assert by_workers.target_prefill >= by_rate.target_prefill + 2
+
+
+def test_a_burn_cap_per_window_reaches_the_loop_and_is_checked_against_its_threshold():
+    p = planner(burn_cap_per_window=3.0)
+    assert p.prefill_budget.window_cap == p.decode_budget.window_cap == 3.0
+    assert planner().prefill_budget.window_cap is None  # by default every miss counts
+
+
+def test_a_burn_cap_too_low_to_ever_raise_is_refused_naming_the_field():
+    import pytest
+    from pydantic import ValidationError
+    with pytest.raises(ValidationError, match="burn_cap_per_window must be above"):
+        PlannerConfig(burn_cap_per_window=1.2)
