@@ -1,7 +1,8 @@
-"""Two planners compared cell by cell on results of benchmarks/traffic_shapes.py, by a rule fixed
-in advance (docs/planner.md, "Deciding it on shapes neither set holds").
+"""Two planners compared cell by cell on results of benchmarks/traffic_shapes.py or
+benchmarks/replay.py, by a rule fixed in advance (docs/planner.md, "Deciding it on shapes neither set
+holds").
 
-A cell is one shape at one start-up and target. "Meets" is attainment >= target - 0.005.
+A cell is one shape (or one window of a frozen set) at one start-up and target. "Meets" is attainment >= target - 0.005.
 - both meet: the subject wins if it spends <= 0.97x the baseline's GPU-hours, loses if >= 1.03x;
 - only one meets: that one wins;
 - neither meets: the higher attainment on no more GPU-hours wins; otherwise a tie.
@@ -41,9 +42,22 @@ def verdict(subject: tuple[float, float], baseline: tuple[float, float], target:
     return "tie"
 
 
+def _as_shape_runs(run: dict) -> list[dict]:
+    """A results file of benchmarks/replay.py (sets of windows, every start-up in one file) as runs of
+    benchmarks/traffic_shapes.py (one start-up each, a window being a shape)."""
+    if "sets" not in run:
+        return [run]
+    by_startup: dict[float, list[dict]] = {}
+    for set_name, played in run["sets"].items():
+        for r in played["policies"]:
+            by_startup.setdefault(float(r["startup_s"]), []).append(
+                {**r, "shape": f"{set_name}: {r['trace']}", "policy": r["planner"]})
+    return [{"startup_s": s, "target": run["attainment_target"], "rows": rows} for s, rows in by_startup.items()]
+
+
 def compare(runs: list[dict], subject: str, baseline: str) -> dict:
     cells = []
-    for run in runs:
+    for run in (r for given in runs for r in _as_shape_runs(given)):
         target = float(run["target"])
         by = {(r["shape"], r["policy"]): r for r in run["rows"]}
         for shape in sorted({r["shape"] for r in run["rows"]}):
@@ -62,7 +76,7 @@ def compare(runs: list[dict], subject: str, baseline: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("results", nargs="+", type=Path, help="results files of benchmarks/traffic_shapes.py")
+    p.add_argument("results", nargs="+", type=Path, help="results files of benchmarks/traffic_shapes.py or benchmarks/replay.py")
     p.add_argument("--subject", required=True)
     p.add_argument("--baseline", required=True)
     p.add_argument("--name", default="pairwise", help="results file benchmarks/results/NAME.json")

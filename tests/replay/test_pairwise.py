@@ -47,3 +47,18 @@ def test_cli_names_a_policy_that_was_not_played(tmp_path):
     r = subprocess.run([sys.executable, "benchmarks/pairwise.py", str(f), "--subject", "new", "--baseline", "old",
                         "--name", "t"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "new or old not played" in r.stderr
+
+
+def test_results_of_the_replay_benchmark_are_judged_cell_by_cell_too():
+    """benchmarks/replay.py writes windows of frozen sets, every start-up in one file."""
+    def row(trace, startup, planner, att, gpu_h):
+        return {"planner": planner, "trace": trace, "startup_s": startup, "feasible_attainment": att,
+                "gpu_hours": gpu_h}
+    replay = {"attainment_target": 0.95, "sets": {"held-out": {"policies": [
+        row("w1", 0.0, "new", 0.96, 0.9), row("w1", 0.0, "old", 0.96, 1.0),
+        row("w1", 60.0, "new", 0.90, 1.0), row("w1", 60.0, "old", 0.96, 1.0),
+        row("w1", 60.0, "static", 0.99, 0.5)]}}}
+    out = compare([replay], "new", "old")
+    assert [(c["shape"], c["startup_s"], c["verdict"]) for c in out["cells"]] == [
+        ("held-out: w1", 0.0, "win"), ("held-out: w1", 60.0, "loss")]
+    assert out["tally"] == {"win": 1, "loss": 1, "tie": 0} and not out["subject_preferred"]
