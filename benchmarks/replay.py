@@ -150,7 +150,9 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
             print(f"[{set_name} {k}/{total}] {label}, start-up {startup:.0f} s, warm-up {warm:.0f} s ...", flush=True)
             setting = Setting(label, reqs, profile, startup_s=startup, warmup_s=warm, ttft_ms=args.ttft_ms,
                               itl_ms=args.itl_ms, router_mode=args.router, attainment_target=args.target)
-            res, runs = compare(setting, names)
+            # only the ceiling's per-request results are read after scoring; the others go at once
+            res, runs = compare(setting, names, keep=())
+            feasible = feasible_keys(runs.pop("ceiling"))
             for r in res:
                 r["set"] = set_name
             rows += res
@@ -165,7 +167,6 @@ def _run_set(set_name: str, cases: list, args, names: list[str],
                                                frontier.policy_points(res), ()))
             if args.no_references:
                 continue
-            feasible = feasible_keys(runs["ceiling"])
             for kind in ("oracle", "fixed"):
                 for tag, target in (("same", pred["feasible_attainment"]), ("high", args.target)):
                     ref = sized_for(kind, setting, target, feasible,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from scaler.policy import Policy
@@ -60,21 +60,27 @@ def run_policy(setting: Setting, name: str,
 
 
 def compare(setting: Setting, names: list[str], progress: Callable[[str], None] | None = None,
-            ) -> tuple[list[dict], dict[str, ReplayRun]]:
-    """Score every policy in `names` (the ceiling run always happens first: it defines feasibility)."""
+            keep: Collection[str] | None = None) -> tuple[list[dict], dict[str, ReplayRun]]:
+    """Score every policy in `names` (the ceiling run always happens first: it defines feasibility).
+
+    Returns the rows and the runs named in `keep` (default: every run) and the ceiling's: each run
+    holds every request's results, so a caller that only wants the rows lets the others go as soon
+    as they are scored."""
     say = progress or (lambda m: log.info(m))
     runs: dict[str, ReplayRun] = {}
     order = ["ceiling"] + [n for n in names if n != "ceiling"]
-    for i, name in enumerate(order, 1):
-        runs[name] = run_policy(setting, name)
-        say(f"[{i}/{len(order)}] {setting.trace_name}: {name} done in {runs[name].wall_seconds:.1f} s")
-    feasible = feasible_keys(runs["ceiling"])
+    feasible: set | None = None
     rows = []
-    for n in order:
-        row = score(runs[n], setting.trace_name, feasible, setting.warmup_s)
-        row["feasible_misses"] = miss_classes(runs[n], feasible, setting.profile.prefill.ttft_ms_at,
-                                              setting.warmup_s)
+    for i, name in enumerate(order, 1):
+        run_ = run_policy(setting, name)
+        say(f"[{i}/{len(order)}] {setting.trace_name}: {name} done in {run_.wall_seconds:.1f} s")
+        if feasible is None:
+            feasible = feasible_keys(run_)
+        row = score(run_, setting.trace_name, feasible, setting.warmup_s)
+        row["feasible_misses"] = miss_classes(run_, feasible, setting.profile.prefill.ttft_ms_at, setting.warmup_s)
         rows.append(row)
+        if keep is None or name in keep or name == "ceiling":
+            runs[name] = run_
     oracle = next((r for r in rows if r["planner"] == "oracle"), None)
     for r in rows:
         if oracle and oracle["gpu_hours"] > 0:

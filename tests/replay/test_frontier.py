@@ -83,3 +83,15 @@ def test_replay_cli_plot_writes_the_frontier(tmp_path, traces_dir):
                           str(traces_dir / "azure_llm_2023_code.csv"), "--curve-factors", "0"],
                          capture_output=True, text=True, timeout=60, check=False)
     assert bad.returncode == 2 and "--curve-factors must be > 0" in bad.stderr
+
+
+def test_compare_can_keep_only_the_runs_asked_for_and_scores_every_policy(small):
+    """A long window at a high rate holds hundreds of MB per run: the benchmark keeps only the
+    ceiling's (for feasibility), not every policy's per-request results until the next window."""
+    setting, rows, _ = small
+    lean_rows, kept = compare(setting, ["static", "dynamo-load"], keep=())
+    assert set(kept) == {"ceiling"}  # feasibility is always read from it
+    assert [r["planner"] for r in lean_rows] == [r["planner"] for r in rows] == ["ceiling", "static", "dynamo-load"]
+    for lean, full in zip(lean_rows, rows):
+        assert lean["feasible_attainment"] == full["feasible_attainment"]
+        assert lean["gpu_hours"] == full["gpu_hours"]
