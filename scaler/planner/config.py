@@ -35,12 +35,12 @@ class PlannerConfig(BaseModel):
         "rate", description="what the prefill headroom multiplies with need_model=tail: 'rate' the load the "
         "model sizes for; 'workers' the fleet it sizes. At light load a fleet's misses come from prompts that "
         "wait behind others on a worker, which a higher rate barely changes in the model's queue "
-        "(docs/planner.md, 'A headroom on the fleet')")
+        "(docs/planner.md, 'Two traces from outside')")
     burn_cap_per_window: float | None = Field(
         None, gt=0, description="headroom=error_budget: the misses of one decision window count at most this many "
         "times what the budget allows (null: every miss counts). Misses in one clump then raise the headroom no more "
         "than a few windows' worth; misses that keep coming, window after window, still do (docs/planner.md, "
-        "'A burn capped per window')")
+        "'Prompts beyond reach met from a cache, and a burn capped per window')")
     bursts: Literal["recent_peak", "rises", "mix"] = Field(
         "mix", description="capacity kept for bursts: the recent peak; the decayed distribution of load "
         "rises within a start-up delay (its quantile); or, with need_model=tail, the decayed distribution of recent "
