@@ -81,14 +81,16 @@ def read_mooncake(path: Path) -> list[Request]:
 
 
 def _parse_time(text: str, where: str) -> float:
-    raw = text.strip()
-    if "." in raw:  # the trace carries 7 fractional digits; datetime takes 6
-        head, frac = raw.split(".", 1)
-        raw = f"{head}.{frac[:6]}"
+    """ISO date-time -> ms since the epoch. Fractions of any length (the 2023 release writes 7
+    digits), with or without an offset (the 2024 release writes +00:00); without one, UTC, so
+    that the machine's zone and its daylight-saving changes do not move a request."""
     try:
-        return dt.datetime.fromisoformat(raw).timestamp() * 1000.0
+        when = dt.datetime.fromisoformat(text.strip())
     except ValueError:
         raise TraceError(f"{where}: field 'TIMESTAMP' is not a date-time: {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp() * 1000.0
 
 
 def read_azure(path: Path) -> list[Request]:

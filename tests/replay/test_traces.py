@@ -43,6 +43,24 @@ def test_malformed_input_names_row_and_field(tmp_path, name, text, message):
     assert message in str(err.value)
 
 
+def test_azure_timestamps_with_an_offset_or_a_short_fraction_read(tmp_path):
+    """The 2024 release of the Azure trace writes an offset (+00:00); fractions come with 1 to 7
+    digits. Times without an offset are read as UTC, whatever the machine's zone: a trace that
+    crosses a daylight-saving change keeps its spacing."""
+    path = tmp_path / "az2024.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                    "2024-05-10 00:00:00.009930+00:00,4808,10\n"
+                    "2024-05-10 00:00:01.5+00:00,100,7\n"
+                    "2024-05-10 02:00:01.5+02:00,100,7\n")
+    assert [r.timestamp_ms for r in read_trace(path)] == pytest.approx([0.0, 1490.07, 1490.07])
+    naive = tmp_path / "naive.csv"
+    naive.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                     "2023-11-16 18:15:46.6805900,374,44\n"
+                     "2023-11-16 18:15:47.68059,10,1\n"
+                     "2023-11-16 18:15:46.6805900Z,5,1\n")  # the same instant, given in UTC
+    assert [r.timestamp_ms for r in read_trace(naive)] == pytest.approx([0.0, 0.0, 1000.0])
+
+
 def test_rate_scale_keeps_duration_and_multiplies_count(traces_dir):
     base = window(read_trace(traces_dir / "mooncake_synthetic.jsonl"), 0, 300)
     scaled = scale_rate(base, 3.0, seed=7)
