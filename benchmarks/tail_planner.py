@@ -88,6 +88,8 @@ VARIANTS = {
                                   "burn_cap_per_window": 2.0},
     "predictive-budget-capped5": {"prefill_routing": "larger", "headroom": "error_budget", "headroom_scales": "workers",
                                   "burn_cap_per_window": 5.0},
+    "predictive-larger-headroom": {"prefill_routing": "larger"},
+    "predictive-larger-fleet": {"prefill_routing": "larger", "headroom_scales": "workers"},
 }
 
 
