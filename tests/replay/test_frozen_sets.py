@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.replay import DEV, DEV2, HELD_OUT, HELD_OUT2, SETS, TRACES
+from benchmarks.replay import DEV, DEV2, HELD_BACK, HELD_OUT, HELD_OUT2, SETS, TRACES
 from dynamo_scaling.traces import duration_s, read_trace, window
 
 PAIRS = [(DEV, HELD_OUT), (DEV2, HELD_OUT2)]
@@ -39,3 +39,11 @@ def test_the_second_pair_plays_traces_the_first_does_not() -> None:
 def test_the_last_request_of_each_reporting_trace_is_scored() -> None:
     for fname, _a, b, _rate in HELD_OUT2:
         assert b > duration_s(read_trace(TRACES / fname)), fname
+
+
+def test_the_held_back_set_plays_reporting_windows_at_rates_no_other_set_plays_them_at() -> None:
+    reporting = {(f, a, b): rate for f, a, b, rate in HELD_OUT + HELD_OUT2}
+    for fname, a, b, rate in HELD_BACK:
+        assert (fname, a, b) in reporting, f"{fname}[{a}-{b}] is not a reporting window"
+        assert rate != reporting[(fname, a, b)], f"{fname}[{a}-{b}] at x{rate:g} is the reporting set itself"
+    assert {f for f, *_ in HELD_BACK} == {f for f, *_ in HELD_OUT + HELD_OUT2}  # every trace
