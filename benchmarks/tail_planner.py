@@ -90,6 +90,8 @@ VARIANTS = {
                                   "burn_cap_per_window": 5.0},
     "predictive-larger-headroom": {"prefill_routing": "larger"},
     "predictive-larger-fleet": {"prefill_routing": "larger", "headroom_scales": "workers"},
+    "predictive-lru": {"prefix_cache": "lru"},
+    "predictive-lru-larger": {"prefix_cache": "lru", "prefill_routing": "larger"},
 }
 
 
