@@ -2,7 +2,8 @@
 benchmarks/replay.py, by a rule fixed in advance (docs/planner.md, "Deciding it on shapes neither set
 holds").
 
-A cell is one shape (or one window of a frozen set) at one start-up and target. "Meets" is attainment >= target - 0.005.
+A cell is one shape (or one window of a frozen set) at one start-up and target. "Meets" is
+attainment >= target - 0.005.
 - both meet: the subject wins if it spends <= 0.97x the baseline's GPU-hours, loses if >= 1.03x;
 - only one meets: that one wins;
 - neither meets: the higher attainment on no more GPU-hours wins; otherwise a tie.

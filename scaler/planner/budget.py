@@ -19,9 +19,10 @@ burn rate: 1 spends the budget exactly, 5 five times too fast.
 - Always within [lo, hi].
 - With `window_cap`, the misses of one update count at most `window_cap` times what the budget
   allows its requests (one miss at least): a clump of misses in one window then burns as a few
-  windows' worth, and only misses that keep coming window after window raise the headroom. Misses a larger fleet prevents
-  (a model of need that is short) keep coming; misses of a clump shorter than a start-up come and
-  go, and more headroom on the forecast would not have caught them in time.
+  windows' worth, and only misses that keep coming window after window raise the headroom.
+  Misses a larger fleet prevents (a model of need that is short) keep coming; misses of a clump
+  shorter than a start-up come and go, and more headroom on the forecast would not have caught
+  them in time.
 Fast up, slow down, a dead band and a hold: the loop cannot oscillate around the target.
 """
 
@@ -100,9 +101,8 @@ class ErrorBudgetLoop:
         if self.window_cap is not None:
             # misses beyond reach are counted among the missed; the cap is on the others
             # and never below one miss: at light load a lone miss is not a clump
-            allowed = max(1.0, self.window_cap * self.budget * max(0, measured - excluded))
-            over = max(0, missed - excluded) - allowed
-            missed -= max(0.0, over)
+            allowed = max(1.0, self.window_cap * self.budget * (measured - excluded))
+            missed -= max(0.0, missed - excluded - allowed)
         self.measured = self.measured * decay + measured
         self.missed = self.missed * decay + missed
         self.excluded = self.excluded * decay + excluded

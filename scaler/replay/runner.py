@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
@@ -69,7 +70,7 @@ def compare(setting: Setting, names: list[str], progress: Callable[[str], None] 
     say = progress or (lambda m: log.info(m))
     runs: dict[str, ReplayRun] = {}
     order = ["ceiling"] + [n for n in names if n != "ceiling"]
-    feasible: set | None = None
+    feasible: Counter | None = None
     rows = []
     for i, name in enumerate(order, 1):
         run_ = run_policy(setting, name)
