@@ -9,25 +9,43 @@ import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 
+# port -> when it was handed out: a process binds its port only once it is up, so a port handed to
+# one of several processes starting together stays taken for a while even though nothing listens yet
+_RESERVED: dict[int, float] = {}
+_RESERVED_LOCK = threading.Lock()
+RESERVE_S = 120.0
+
+
 def free_port(low: int | None = None, high: int | None = None) -> int:
-    """A free TCP port on 127.0.0.1: any the kernel picks, or a random one in [low, high)."""
-    if low is None or high is None:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    for _ in range(200):
-        port = random.randrange(low, high)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
+    """A free TCP port on 127.0.0.1: any the kernel picks, or a random one in [low, high). A port
+    is not handed out again by this process for `RESERVE_S`."""
+    with _RESERVED_LOCK:
+        now = time.monotonic()
+        for port, at in list(_RESERVED.items()):
+            if now - at > RESERVE_S:
+                del _RESERVED[port]
+        if low is None or high is None:
+            candidates = [0] * 50
+        else:
+            candidates = random.sample(range(low, high), min(high - low, 200))
+        for want in candidates:
+            if want in _RESERVED:
                 continue
-            return port
-    raise RuntimeError(f"no free port in [{low}, {high})")
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", want))
+                except OSError:
+                    continue
+                port = s.getsockname()[1]
+            if port not in _RESERVED:
+                _RESERVED[port] = now
+                return port
+    raise RuntimeError(f"no free port in [{low}, {high})" if low is not None else "no free port")
 
 
 def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> int:

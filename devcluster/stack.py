@@ -60,6 +60,13 @@ class LiveStack:
     def _log(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
 
+    def log_tail(self, name: str, chars: int = 3000) -> str:
+        """The end of a component's log, for a test that fails to say what the component saw."""
+        try:
+            return self._log(name).read_text(errors="replace")[-chars:]
+        except OSError as exc:
+            return f"({name} log unreadable: {exc})"
+
     def _run(self, comp: Component) -> Component:
         self.components[comp.name] = comp
         return comp.start()

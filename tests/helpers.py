@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 import pytest
 
+from devcluster import scenario
 from devcluster.procs import poll_until
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
-    """Poll until `predicate()` is truthy; return its value or fail naming `what`."""
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str = "condition",
+             explain: Callable[[], str] | None = None):
+    """Poll until `predicate()` is truthy; return its value or fail naming `what` (and, with
+    `explain`, what it says about the state at that moment)."""
     last = [None]
 
     def probe():
@@ -18,7 +24,27 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str 
     try:
         return poll_until(probe, timeout, what, interval)
     except TimeoutError:
-        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last[0]!r})")
+        detail = ""
+        if explain is not None:
+            try:
+                detail = "\n" + explain()
+            except Exception as exc:  # noqa: BLE001  the explanation must not hide the timeout
+                detail = f"\n(no explanation: {exc!r})"
+        pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last: {last[0]!r}){detail}")
+
+
+def wait_dgd_ready(kubectl, namespace: str, name: str, stack=None, timeout: float = 120.0) -> None:
+    """Wait for a DGD's Ready condition; on a timeout say what its status and, with a LiveStack,
+    the stand-in operator's log said."""
+    def explain() -> str:
+        status = kubectl.json("-n", namespace, "get", "dgd", name).get("status", {})
+        text = f"DGD {name} status: {json.dumps(status, sort_keys=True)}"
+        if stack is not None:
+            text += "\nstand-in log (tail):\n" + stack.log_tail("standin", 4000)
+        return text
+
+    wait_for(lambda: scenario.dgd_ready(kubectl, namespace, name), timeout=timeout, what=f"DGD {name} Ready",
+             explain=explain)
 
 
 # Prefix of a `python -c` program whose first argument lists top-level modules (comma-separated)

@@ -45,13 +45,15 @@ class _Slot:
 
 class DynamoBackend:
     def __init__(self, workdir: Path, targets_file: Path | None = None, speedup_ratio: float = 1.0,
-                 drain_timeout_s: float = 25.0, model_dir: Path | None = None) -> None:
+                 drain_timeout_s: float = 25.0, model_dir: Path | None = None,
+                 startup_timeout_s: float = 60.0) -> None:
         self.workdir = Path(workdir)
         self.env = DynamoEnv(self.workdir / "discovery", model_dir or ensure_model(),
                              speedup_ratio=speedup_ratio)
         self.log_dir = self.workdir / "logs"
         self.targets_file = targets_file
         self.drain_timeout_s = drain_timeout_s
+        self.startup_timeout_s = startup_timeout_s
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.Lock()
         self._published: list | None = None
@@ -88,6 +90,14 @@ class DynamoBackend:
                 proc.kill()
             return False
         if not proc.registered():
+            if time.monotonic() - proc.started_at > self.startup_timeout_s:
+                # e.g. a worker whose system port was bound by another process first stays up
+                # without a health endpoint: start it again, as a failed start-up probe would
+                log.warning("process did not register in time: restarting it", extra={
+                    "pod": pod.name, "pid": proc.pid, "port": proc.port, "after_s": self.startup_timeout_s,
+                    "log": proc.log_tail(400)})
+                proc.kill()
+                self._forget_process(slot)
             return False
         if not slot.announced and proc.registered_at is not None:
             slot.announced = True
@@ -135,6 +145,10 @@ class DynamoBackend:
         proc = slot.process
         log.warning("process exited", extra={"pod": slot.pod.name, "code": proc.proc.returncode if proc else None,
                                              "log": proc.log_tail(400) if proc else ""})
+        self._forget_process(slot)
+
+    def _forget_process(self, slot: _Slot) -> None:
+        """Clear a slot whose process is gone, so the next pass starts it again at once."""
         for path in slot.files:
             path.unlink(missing_ok=True)
         if slot.files:

@@ -17,7 +17,7 @@ import urllib.parse
 
 import httpx
 import pytest
-from helpers import wait_for
+from helpers import wait_dgd_ready, wait_for
 from kubernetes.utils.quantity import parse_quantity
 
 from devcluster import scenario
@@ -104,7 +104,7 @@ def test_live_dynamo_signals_through_the_aggregation_layer_drive_an_hpa(cluster,
         stack.start_adapter()
         stack.start_metrics_server(signals_file=signals)
         kubectl.apply([scenario.LLM], namespace)
-        wait_for(lambda: scenario.dgd_ready(kubectl, namespace, "llm"), timeout=90, what="DGD Ready")
+        wait_dgd_ready(kubectl, namespace, "llm", stack, timeout=90)
         url = wait_for(lambda: stack.frontend_url("llm"), what="frontend")
         wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="model served")
         hpa = external_hpa("decode-queue", "llm-decode", "dynamo_queue_depth", "4", {"dgd": "llm", "service": decode},

@@ -10,7 +10,7 @@ import threading
 
 import httpx
 import pytest
-from helpers import wait_for
+from helpers import wait_dgd_ready, wait_for
 
 from devcluster import scenario
 from devcluster.loadgen import run_load, synthetic
@@ -36,7 +36,7 @@ def test_planner_scales_both_pools_on_a_load_step_and_answers_operators(cluster,
         stack.start_standin()
         stack.start_adapter()
         kubectl.apply([scenario.LLM], namespace)
-        wait_for(lambda: scenario.dgd_ready(kubectl, namespace, "llm"), timeout=90, what="DGD Ready")
+        wait_dgd_ready(kubectl, namespace, "llm", stack, timeout=90)
         stack.start_planner(scenario.planner_config(namespace))
         api = f"http://127.0.0.1:{stack.planner_port}"
         auth = {"Authorization": f"Bearer {stack.planner_token}"}

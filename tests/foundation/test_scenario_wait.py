@@ -5,6 +5,7 @@ answer, and a wait that times out says the last error it saw."""
 from __future__ import annotations
 
 import pytest
+from helpers import wait_for
 
 from devcluster.kubectl import KubectlError
 from devcluster.scenario import wait
@@ -38,3 +39,11 @@ def test_a_wait_that_times_out_names_the_last_error():
 def test_a_falsy_answer_times_out_without_an_error_to_name():
     with pytest.raises(StackError, match=r"timed out after 0 s waiting for nothing$"):
         wait(lambda: None, 0.05, "nothing", interval_s=0.01)
+
+
+def test_a_test_wait_that_times_out_says_what_its_explanation_saw():
+    with pytest.raises(pytest.fail.Exception, match=r"waiting for the pod \(last: 0\)\nstatus: Pending"):
+        wait_for(lambda: 0, timeout=0.05, interval=0.01, what="the pod", explain=lambda: "status: Pending")
+    with pytest.raises(pytest.fail.Exception, match=r"no explanation: RuntimeError\('gone'\)"):
+        wait_for(lambda: 0, timeout=0.05, interval=0.01, what="the pod",
+                 explain=lambda: (_ for _ in ()).throw(RuntimeError("gone")))

@@ -13,7 +13,7 @@ import secrets
 
 import httpx
 import pytest
-from helpers import wait_for
+from helpers import wait_dgd_ready, wait_for
 from keda_support import (
     BURST,
     DGD,
@@ -78,7 +78,7 @@ def keda_live(cluster, kubectl, keda, metrics_tls, tmp_path_factory):
         kubectl.apply([dgd(DGD, services(), scenario.STARTUP_DELAY_S,
                            {f"devcluster.dynamo-scaling.io/args-{pool}": blocks for pool in ("decode", BURST)})],
                       namespace)
-        wait_for(lambda: scenario.dgd_ready(kubectl, namespace, DGD), timeout=120, what="DGD Ready")
+        wait_dgd_ready(kubectl, namespace, DGD, stack)
         url = wait_for(lambda: stack.frontend_url(DGD), what="frontend")
         wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=60, what="model served")
         # the frontend's series get their DGD from the KV router's request counter, which exists

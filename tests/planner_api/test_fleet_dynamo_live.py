@@ -13,7 +13,7 @@ from typing import Self
 
 import httpx
 import pytest
-from helpers import wait_for
+from helpers import wait_dgd_ready, wait_for
 from kubernetes import client
 
 from devcluster import manifests, scenario
@@ -147,7 +147,7 @@ def start_three_dgds(stack: LiveStack, kubectl, namespace: str) -> None:
     stack.start_adapter()
     kubectl.apply([dgd(name) for name in PRIORITY] + [policy(name) for name in PRIORITY], namespace)
     for name in PRIORITY:
-        wait_for(lambda n=name: scenario.dgd_ready(kubectl, namespace, n), timeout=120, what=f"DGD {name} Ready")
+        wait_dgd_ready(kubectl, namespace, name, stack)
 
 
 def test_fleet_planner_scales_under_load_within_one_budget_and_lower_priority_gives_way(

@@ -10,7 +10,7 @@ import asyncio
 
 import httpx
 import pytest
-from helpers import wait_for
+from helpers import wait_dgd_ready, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from devcluster import manifests, scenario
@@ -61,7 +61,7 @@ def test_the_window_s_requests_are_measured_from_the_frontend_histograms(cluster
         stack.start_standin()
         stack.start_adapter()
         kubectl.apply([manifests.dgd("llm", manifests.disaggregated(), scenario.STARTUP_DELAY_S), policy], namespace)
-        wait_for(lambda: scenario.dgd_ready(kubectl, namespace, "llm"), timeout=90, what="DGD Ready")
+        wait_dgd_ready(kubectl, namespace, "llm", stack, timeout=90)
         url = wait_for(lambda: stack.frontend_url("llm"), what="frontend")
         wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="model served")
         stack.start_planner(planner)

@@ -15,7 +15,7 @@ import threading
 
 import httpx
 import pytest
-from helpers import wait_for
+from helpers import wait_dgd_ready, wait_for
 
 from devcluster import manifests, scenario
 from devcluster.loadgen import run_load, synthetic
@@ -41,7 +41,7 @@ def test_a_planner_without_a_profile_learns_the_mocker_s_kv_capacity(cluster, ku
         kubectl.apply([manifests.dgd("llm", manifests.disaggregated(), scenario.STARTUP_DELAY_S,
                                      {"devcluster.dynamo-scaling.io/args-decode":
                                       f"--num-gpu-blocks-override {scenario.DECODE_BLOCKS}"})], namespace)
-        wait_for(lambda: scenario.dgd_ready(kubectl, namespace, "llm"), timeout=90, what="DGD Ready")
+        wait_dgd_ready(kubectl, namespace, "llm", stack, timeout=90)
         url = wait_for(lambda: stack.frontend_url("llm"), what="frontend")
         wait_for(lambda: httpx.get(f"{url}/v1/models").json()["data"], timeout=30, what="model served")
         stack.start_planner(planner)
