@@ -49,7 +49,11 @@
 - `predictive-backlog-interval`: the last window's rate (`backlog_growth: interval`), the default
   before that comparison;
 - `predictive-backlog-release`: the scale-down hold remembers the need without the workers that drain
-  a queue (`hold_backlog: release`; docs/planner.md, "Workers for a queue are not held").
+  a queue (`hold_backlog: release`; docs/planner.md, "Workers for a queue are not held");
+- `predictive-wait`: the mean-latency headroom reads the mean wait over the prompts' idle TTFT
+  against the wait the target allows (`headroom_signal: wait`; docs/planner.md, "The wait
+  signal"); `-wait-fleet` with the headroom on the fleet the model sizes, `-wait-larger` with the
+  larger-of-two prefill model, `-wait-larger-fleet` with both.
 """
 
 from __future__ import annotations
@@ -92,6 +96,11 @@ VARIANTS = {
     "predictive-larger-fleet": {"prefill_routing": "larger", "headroom_scales": "workers"},
     "predictive-lru": {"prefix_cache": "lru"},
     "predictive-lru-larger": {"prefix_cache": "lru", "prefill_routing": "larger"},
+    "predictive-wait": {"headroom_signal": "wait"},
+    "predictive-wait-fleet": {"headroom_signal": "wait", "headroom_scales": "workers"},
+    "predictive-wait-larger": {"headroom_signal": "wait", "prefill_routing": "larger"},
+    "predictive-wait-larger-fleet": {"headroom_signal": "wait", "prefill_routing": "larger",
+                                     "headroom_scales": "workers"},
 }
 
 

@@ -127,6 +127,12 @@ class PlannerConfig(BaseModel):
         "last backlog_horizon_s (a clump of seconds is not read as arriving for the whole start-up)")
     comfort: float = Field(0.5, gt=0, le=1, description="mean latency above this share of the target raises "
                            "capacity (headroom=mean_latency, or without SLA counts)")
+    headroom_signal: Literal["ttft", "wait"] = Field(
+        "ttft", description="headroom=mean_latency, prefill: 'ttft' reads the mean TTFT against comfort x target; "
+        "'wait' the mean wait, the mean TTFT less the idle TTFT of the window's prompts by the profile, against "
+        "the mean wait at which exponential waits would leave attainment_target of the prompts in reach within "
+        "their slack (target less idle TTFT). Long prompts fill the comfort zone with their own prefill, so "
+        "on them 'ttft' sits at max_correction whatever the fleet (docs/planner.md, 'The wait signal')")
     latency_in_bursts: Literal["learn", "skip"] = Field(
         "skip", description="headroom=mean_latency: 'skip' learns no prefill headroom from a window whose prompt "
         "load is above what the running fleet serves in time by the profile, nor while the backlog it leaves drains "

@@ -32,7 +32,8 @@ from scaler.planner.config import PlannerConfig
 from scaler.planner.floor import FloorDecision, SteadyFloor, apply_floor, whole
 from scaler.planner.constraints import DownHold, constrain
 from scaler.planner.online_fit import FitStatus, OnlineFit
-from scaler.planner.sizing import Load, decode_now, decode_replicas, prefill_now, prefill_replicas, prefill_utilization
+from scaler.planner.sizing import (Load, decode_now, decode_replicas, fleet_with_headroom, prefill_now, prefill_replicas,
+                                   prefill_utilization)
 from scaler.planner.startup import StartupTracker
 from scaler.policy import Decision, Diagnostics, Observation
 from scaler.profile import PerformanceProfile
@@ -183,10 +184,10 @@ class PredictivePlanner:
             on_fleet = self.prefill_correction / on_rate
 
             def need(clumping: Callable[[str], float], at: float) -> float:
-                return on_fleet * max(tail.prefill_workers(rate * on_rate, m, p, c.ttft_ms, at,
-                                                           ca2=clumping(model) if ca2 is None else ca2,
-                                                           bursts=factors, routing=model)
-                                      for model in models)
+                return fleet_with_headroom(max(tail.prefill_workers(rate * on_rate, m, p, c.ttft_ms, at,
+                                                                    ca2=clumping(model) if ca2 is None else ca2,
+                                                                    bursts=factors, routing=model)
+                                               for model in models), on_fleet)
             if c.arrival_clumping != "capped" or ca2 is not None:
                 return need(self.arrival_ca2, target)
             # the fixed clumping's margin is room for a step at low load (one worker or so); on a
@@ -258,7 +259,7 @@ class PredictivePlanner:
             self.surprise_until = now + c.backlog_horizon_s
         return now < self.surprise_until
 
-    def _learn_corrections(self, obs: Observation, isl: float) -> None:
+    def _learn_corrections(self, obs: Observation, isl: float, mix: tail.PromptMix | None = None) -> None:
         """Without SLA counts: observed mean latency against the target's comfort zone scales the
         profile's capacity, bounded to [1, max] and smoothed, so a noisy window cannot swing the fleet.
         With `latency_in_bursts: skip`, prefill learns nothing from a burst the running fleet was not
@@ -266,14 +267,31 @@ class PredictivePlanner:
         c, t = self.config, obs.traffic
         skip = (c.latency_in_bursts == "skip" and self.profile is not None
                 and self._surprised(obs, isl, corrected=False))
-        if t.avg_ttft_ms is not None and not skip:
-            ratio = t.avg_ttft_ms / (c.ttft_ms * c.comfort)
+        ratio = self._prefill_latency_ratio(t, isl, mix) if not skip else None
+        if ratio is not None:
             target = min(c.max_correction, max(1.0, self.prefill_correction * ratio ** 0.5))
             self.prefill_correction += 0.3 * (target - self.prefill_correction)
         if t.avg_itl_ms is not None:
             ratio = t.avg_itl_ms / (c.itl_ms * c.comfort)
             target = min(c.max_correction, max(1.0, self.decode_correction * ratio ** 0.5))
             self.decode_correction += 0.3 * (target - self.decode_correction)
+
+    def _prefill_latency_ratio(self, t, isl: float, mix: tail.PromptMix | None) -> float | None:
+        """How far the window's first tokens are from comfortable: above 1 raises the headroom.
+        `wait`: the mean wait over the one at which exponential waits (the tail model's form, every
+        prompt waiting) leave `attainment_target` of the prompts in reach within their slack
+        (`tail.allowed_mean_wait`)."""
+        c = self.config
+        if t.avg_ttft_ms is None:
+            return None
+        if c.headroom_signal == "ttft" or self.profile is None:
+            return t.avg_ttft_ms / (c.ttft_ms * c.comfort)
+        m = mix if mix is not None else tail.PromptMix.point(t.avg_isl or isl)
+        idle = np.array([self.profile.prefill.ttft_ms_at(x) for x in m.isl])
+        allowed = tail.allowed_mean_wait(c.ttft_ms - idle, m.weight, c.attainment_target)
+        if allowed is None:  # no fleet brings these prompts in: nothing to learn
+            return None
+        return max(0.0, t.avg_ttft_ms - float(m.weight @ idle)) / allowed
 
     @property
     def slo_probe_s(self) -> float | None:
@@ -341,7 +359,7 @@ class PredictivePlanner:
         if c.headroom == "error_budget" and obs.traffic.slo is not None and self.profile is not None:
             self._learn_from_budget(obs, horizon, isl)
         else:
-            self._learn_corrections(obs, isl)
+            self._learn_corrections(obs, isl, mix)
         rate_f = self.rate.upper(horizon, c.quantile)
         # burst headroom: the recent peak, or the rises of load within a start-up delay
         burst_len = max(startup, c.interval_s) if c.bursts in ("rises", "mix") else c.peak_window_s

@@ -106,5 +106,12 @@ def decode_now(pool: PoolObservation, kv_tokens_per_worker: float | None, kv_hea
     return max(kv_demand / (kv_tokens_per_worker * kv_headroom), measured)
 
 
+def fleet_with_headroom(workers: float, factor: float) -> float:
+    """A fleet raised by a headroom factor, by the whole workers nearest the share it asks for:
+    the tail model sizes whole workers, so multiplying and rounding up would add one for any
+    factor above 1."""
+    return workers + math.floor(workers * (factor - 1.0) + 0.5)
+
+
 def ceil_replicas(x: float, eps: float = 1e-6) -> int:
     return int(math.ceil(max(0.0, x) - eps))

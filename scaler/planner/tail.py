@@ -436,6 +436,28 @@ def prefill_workers(rate: float, mix: PromptMix, profile: PerformanceProfile, tt
     return hi
 
 
+def allowed_mean_wait(slack_ms: np.ndarray, weight: np.ndarray, target: float) -> float | None:
+    """The mean wait W at which exponential waits, every prompt waiting, leave `target` of the
+    prompts within their slack: sum(w (1 - exp(-s / W))) / sum(w) = target over the prompts with
+    slack s > 0 (bisection in log W; the share falls as W grows). Prompts with little slack set
+    it: a few near the target take most of the allowance. None when no prompt has slack."""
+    keep = slack_ms > 0
+    if not keep.any():
+        return None
+    s, w = slack_ms[keep], weight[keep] / weight[keep].sum()
+
+    def share(mean_wait: float) -> float:
+        return float(w @ (1.0 - np.exp(-s / mean_wait)))
+
+    lo, hi = 1e-3, float(s.max()) * 1e3
+    if share(lo) < target:
+        return lo
+    for _ in range(60):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (mid, hi) if share(mid) >= target else (lo, mid)
+    return lo
+
+
 def normal_quantile(p: float) -> float:
     """z with P(Z <= z) = p for a standard normal (p clamped away from 0 and 1)."""
     return _STANDARD_NORMAL.inv_cdf(min(max(p, 1e-9), 1 - 1e-9))

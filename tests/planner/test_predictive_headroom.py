@@ -5,6 +5,9 @@ the observations are built by hand, with the bundled profile."""
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from scaler.planner.config import PlannerConfig
 from scaler.planner.predictive import PredictivePlanner
 from scaler.policy import Observation, PoolObservation, SLOCounts, TrafficWindow
@@ -172,3 +175,41 @@ def test_a_burn_cap_too_low_to_ever_raise_is_refused_naming_the_field():
     from pydantic import ValidationError
     with pytest.raises(ValidationError, match="burn_cap_per_window must be above"):
         PlannerConfig(burn_cap_per_window=1.2)
+
+
+def signal_planner(**kw) -> PredictivePlanner:
+    return planner(headroom="mean_latency", **kw)
+
+
+def test_long_prompts_whose_own_prefill_fills_the_comfort_zone_raise_only_the_ttft_signal():
+    # 14k-token prompts take about 295 ms on an idle worker; 25 ms of waiting on top meets 500 ms
+    # for nearly every one, yet the mean TTFT is above half the target
+    idle = bundled_profile().prefill.ttft_ms_at(14000.0)
+    windows = [(2.0, None)] * 30
+    by_ttft = run(signal_planner(), windows, isl=14000.0, avg_ttft_ms=idle + 25.0)
+    by_wait = run(signal_planner(headroom_signal="wait"), windows, isl=14000.0, avg_ttft_ms=idle + 25.0)
+    assert by_ttft[-1].details.prefill_correction > 1.5
+    assert all(d.details.prefill_correction == 1.0 for d in by_wait)
+
+
+def test_a_wait_that_leaves_prompts_no_room_raises_the_wait_signal():
+    idle = bundled_profile().prefill.ttft_ms_at(14000.0)
+    decisions = run(signal_planner(headroom_signal="wait"), [(2.0, None)] * 30, isl=14000.0,
+                    avg_ttft_ms=idle + 150.0)
+    assert decisions[-1].details.prefill_correction > 1.5
+
+
+def test_the_wait_allowed_shrinks_as_the_target_rises():
+    # 50 ms mean wait on 205 ms of slack: enough for 0.95 (exponential waits: 205 / ln 20 = 68 ms),
+    # not for 0.99 (205 / ln 100 = 45 ms)
+    idle = bundled_profile().prefill.ttft_ms_at(14000.0)
+    at = {target: run(signal_planner(headroom_signal="wait", attainment_target=target), [(2.0, None)] * 30,
+                      isl=14000.0, avg_ttft_ms=idle + 50.0)[-1].details.prefill_correction
+          for target in (0.95, 0.99)}
+    assert at[0.95] == 1.0
+    assert at[0.99] > 1.0
+
+
+def test_the_wait_signal_is_a_choice_the_config_names():
+    with pytest.raises(ValidationError, match="headroom_signal"):
+        PlannerConfig(headroom_signal="median")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaler.planner.sizing import (Load, ceil_replicas, decode_now, decode_replicas, measured_decode_need, prefill_now,
+from scaler.planner.sizing import (Load, ceil_replicas, fleet_with_headroom, decode_now, decode_replicas, measured_decode_need, prefill_now,
                                    prefill_replicas, prefill_utilization)
 from scaler.policy import PoolObservation
 from scaler.profile import DecodeProfile, PerformanceProfile, PrefillProfile
@@ -110,3 +110,13 @@ def test_prefill_now(rate, pool, startup_s, workers, backlog):
 ])
 def test_decode_now(pool, workers):
     assert decode_now(pool, profile().decode.max_kv_tokens, kv_headroom=0.5) == pytest.approx(workers)
+
+
+def test_a_fleet_headroom_adds_the_whole_workers_nearest_its_share():
+    # the tail model sizes whole workers: a factor of 1.02 on 9 asks for a fifth of a worker, not a tenth
+    assert ceil_replicas(fleet_with_headroom(9.0, 1.02)) == 9
+    assert ceil_replicas(fleet_with_headroom(9.0, 1.06)) == 10
+    assert ceil_replicas(fleet_with_headroom(9.0, 1.2)) == 11
+    assert ceil_replicas(fleet_with_headroom(2.0, 1.3)) == 3
+    assert fleet_with_headroom(7.4, 1.0) == 7.4  # a fractional need is left as it is
+    assert fleet_with_headroom(0.0, 2.0) == 0.0

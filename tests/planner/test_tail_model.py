@@ -246,3 +246,16 @@ def test_round_robin_load_classes_are_merged_keeping_requests_and_the_busiest_lo
     assert w.sum() == pytest.approx(1.1)
     assert np.dot(r, w) == pytest.approx(np.dot(rates, share))  # requests kept
     assert r.max() > 150.0  # the busiest class stays busy
+
+
+def test_the_mean_wait_allowed_meets_the_target_over_the_slack_and_prompts_near_the_target_take_most_of_it():
+    one = tail.allowed_mean_wait(np.array([200.0]), np.array([1.0]), 0.95)
+    assert one == pytest.approx(200.0 / np.log(20.0), rel=1e-6)
+    slack, weight = np.array([20.0, 400.0, -50.0]), np.array([0.05, 0.85, 0.10])  # the last out of reach
+    wait = tail.allowed_mean_wait(slack, weight, 0.95)
+    reach = slack > 0
+    share = weight[reach] @ (1 - np.exp(-slack[reach] / wait)) / weight[reach].sum()
+    assert share == pytest.approx(0.95, abs=1e-6)
+    # one prompt in 17 with little slack takes 40 % of the allowance of the rest
+    assert wait < 0.65 * tail.allowed_mean_wait(np.array([400.0]), np.array([1.0]), 0.95)
+    assert tail.allowed_mean_wait(np.array([-10.0]), np.array([1.0]), 0.95) is None
