@@ -5,8 +5,10 @@ before its pod could be Ready), and the pod becomes Ready when the process has r
 Deleting a pod sends SIGTERM, Dynamo's signal to stop taking new requests and finish the
 in-flight ones; the pod object goes only once the process has exited (SIGKILL after
 `drain_timeout_s`). A worker whose discovery entries expired while it ran (frozen past the
-store's TTL) is drained and started again, as Dynamo on etcd exits on a lost lease. Every
-live process is published as a Prometheus file_sd target labelled with its namespace, DGD,
+store's TTL) is drained and started again, as Dynamo on etcd exits on a lost lease. A process
+that has not registered `startup_timeout_s` after it started (they register in about a second;
+a mocker whose system port another process bound first never does) is killed and started again
+on a new port, as a failed start-up probe would have the kubelet do. Every live process is published as a Prometheus file_sd target labelled with its namespace, DGD,
 service and pod.
 """
 
@@ -46,7 +48,7 @@ class _Slot:
 class DynamoBackend:
     def __init__(self, workdir: Path, targets_file: Path | None = None, speedup_ratio: float = 1.0,
                  drain_timeout_s: float = 25.0, model_dir: Path | None = None,
-                 startup_timeout_s: float = 60.0) -> None:
+                 startup_timeout_s: float = 30.0) -> None:
         self.workdir = Path(workdir)
         self.env = DynamoEnv(self.workdir / "discovery", model_dir or ensure_model(),
                              speedup_ratio=speedup_ratio)
