@@ -32,10 +32,10 @@ from scaler.planner.config import PlannerConfig
 from scaler.planner.floor import FloorDecision, SteadyFloor, apply_floor, whole
 from scaler.planner.constraints import DownHold, constrain
 from scaler.planner.online_fit import FitStatus, OnlineFit
-from scaler.planner.sizing import (Load, decode_now, decode_replicas, fleet_with_headroom, prefill_now, prefill_replicas,
-                                   prefill_utilization)
+from scaler.planner.sizing import (Load, decode_now, decode_replicas, fleet_with_headroom, prefill_now,
+                                   prefill_replicas, prefill_utilization)
 from scaler.planner.startup import StartupTracker
-from scaler.policy import Decision, Diagnostics, Observation
+from scaler.policy import Decision, Diagnostics, Observation, TrafficWindow
 from scaler.profile import PerformanceProfile
 
 
@@ -276,7 +276,7 @@ class PredictivePlanner:
             target = min(c.max_correction, max(1.0, self.decode_correction * ratio ** 0.5))
             self.decode_correction += 0.3 * (target - self.decode_correction)
 
-    def _prefill_latency_ratio(self, t, isl: float, mix: tail.PromptMix | None) -> float | None:
+    def _prefill_latency_ratio(self, t: TrafficWindow, isl: float, mix: tail.PromptMix | None) -> float | None:
         """How far the window's first tokens are from comfortable: above 1 raises the headroom.
         `wait`: the mean wait over the one at which exponential waits (the tail model's form, every
         prompt waiting) leave `attainment_target` of the prompts in reach within their slack
