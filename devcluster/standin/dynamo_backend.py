@@ -8,8 +8,8 @@ in-flight ones; the pod object goes only once the process has exited (SIGKILL af
 store's TTL) is drained and started again, as Dynamo on etcd exits on a lost lease. A process
 that has not registered `startup_timeout_s` after it started (they register in about a second;
 a mocker whose system port another process bound first never does) is killed and started again
-on a new port, as a failed start-up probe would have the kubelet do. Every live process is published as a Prometheus file_sd target labelled with its namespace, DGD,
-service and pod.
+on a new port, as a failed start-up probe would have the kubelet do. Every live process is
+published as a Prometheus file_sd target labelled with its namespace, DGD, service and pod.
 """
 
 from __future__ import annotations

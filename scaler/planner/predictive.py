@@ -259,7 +259,7 @@ class PredictivePlanner:
             self.surprise_until = now + c.backlog_horizon_s
         return now < self.surprise_until
 
-    def _learn_corrections(self, obs: Observation, isl: float, mix: tail.PromptMix | None = None) -> None:
+    def _learn_corrections(self, obs: Observation, isl: float, mix: tail.PromptMix | None) -> None:
         """Without SLA counts: observed mean latency against the target's comfort zone scales the
         profile's capacity, bounded to [1, max] and smoothed, so a noisy window cannot swing the fleet.
         With `latency_in_bursts: skip`, prefill learns nothing from a burst the running fleet was not
@@ -280,18 +280,15 @@ class PredictivePlanner:
         """How far the window's first tokens are from comfortable: above 1 raises the headroom.
         `wait`: the mean wait over the one at which exponential waits (the tail model's form, every
         prompt waiting) leave `attainment_target` of the prompts in reach within their slack
-        (`tail.allowed_mean_wait`)."""
+        (`tail.mean_wait_ratio`)."""
         c = self.config
         if t.avg_ttft_ms is None:
             return None
         if c.headroom_signal == "ttft" or self.profile is None:
             return t.avg_ttft_ms / (c.ttft_ms * c.comfort)
         m = mix if mix is not None else tail.PromptMix.point(t.avg_isl or isl)
-        idle = np.array([self.profile.prefill.ttft_ms_at(x) for x in m.isl])
-        allowed = tail.allowed_mean_wait(c.ttft_ms - idle, m.weight, c.attainment_target)
-        if allowed is None:  # no fleet brings these prompts in: nothing to learn
-            return None
-        return max(0.0, t.avg_ttft_ms - float(m.weight @ idle)) / allowed
+        # None: no fleet brings these prompts in, so nothing to learn
+        return tail.mean_wait_ratio(t.avg_ttft_ms, m, self.profile, c.ttft_ms, c.attainment_target)
 
     @property
     def slo_probe_s(self) -> float | None:

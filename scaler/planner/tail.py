@@ -458,6 +458,17 @@ def allowed_mean_wait(slack_ms: np.ndarray, weight: np.ndarray, target: float) -
     return lo
 
 
+def mean_wait_ratio(avg_ttft_ms: float, mix: PromptMix, profile: PerformanceProfile, ttft_ms: float,
+                    target: float) -> float | None:
+    """The window's mean wait (its mean TTFT less the mix's idle TTFT) over the mean wait the
+    target allows (`allowed_mean_wait`); None when no prompt of the mix is in reach."""
+    idle_ms = _service_s(mix, profile) * 1000.0
+    allowed = allowed_mean_wait(ttft_ms - idle_ms, mix.weight, target)
+    if allowed is None:
+        return None
+    return max(0.0, avg_ttft_ms - float(mix.weight @ idle_ms)) / allowed
+
+
 def normal_quantile(p: float) -> float:
     """z with P(Z <= z) = p for a standard normal (p clamped away from 0 and 1)."""
     return _STANDARD_NORMAL.inv_cdf(min(max(p, 1e-9), 1 - 1e-9))

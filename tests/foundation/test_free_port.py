@@ -30,4 +30,3 @@ def test_a_range_with_every_port_reserved_or_taken_is_an_error_naming_it():
             free_port(low, low + 2)
     finally:
         held.close()
-
